@@ -1,0 +1,168 @@
+/* stats.h -- log-linear latency histograms, connection counters, snapshots and their JSON. */
+#ifndef ZLB_STATS_H
+#define ZLB_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* ---- histogram ------------------------------------------------------------------------------ */
+
+/* HDR-style log-linear histogram of uint64 values (ns). Buckets double in width; each holds a
+ * fixed number of linear sub-buckets, so the relative error is bounded by the significant
+ * digits at every magnitude. record() is O(1), branch-light and allocation-free. */
+typedef struct zlb_hist zlb_hist_t;
+
+/** Creates a histogram tracking 1..highest with `sigfigs` (1..5) significant digits. Values
+ * above highest are clamped to highest and counted in `clamped`. 0 or -EINVAL/-ENOMEM. */
+int zlb_hist_create(uint64_t highest, int sigfigs, zlb_hist_t **out);
+/** The default for latencies: 1 ns .. 2^40 ns (~18 min), 3 significant digits. Fatal on OOM. */
+zlb_hist_t *zlb_hist_create_latency(void);
+void zlb_hist_destroy(zlb_hist_t *h);
+/** Records one value. Owner thread only. Returns false when the value was clamped. */
+bool zlb_hist_record(zlb_hist_t *h, uint64_t value);
+/** Records `count` occurrences of value. */
+bool zlb_hist_record_n(zlb_hist_t *h, uint64_t value, uint64_t count);
+void zlb_hist_reset(zlb_hist_t *h);
+/** dst += src. Both must have the same layout (highest, sigfigs). 0 or -EINVAL. */
+int zlb_hist_add(zlb_hist_t *dst, const zlb_hist_t *src);
+/** Copies src into dst (same layout). */
+int zlb_hist_copy(zlb_hist_t *dst, const zlb_hist_t *src);
+
+uint64_t zlb_hist_count(const zlb_hist_t *h);
+uint64_t zlb_hist_clamped(const zlb_hist_t *h);
+uint64_t zlb_hist_min(const zlb_hist_t *h); /* 0 when empty */
+uint64_t zlb_hist_max(const zlb_hist_t *h); /* 0 when empty */
+double zlb_hist_mean(const zlb_hist_t *h);  /* 0 when empty */
+double zlb_hist_stddev(const zlb_hist_t *h);
+/** The value at percentile p (0..100): the highest value equivalent to the bucket where the
+ * cumulative count first reaches p% (as HdrHistogram). 0 when empty. */
+uint64_t zlb_hist_percentile(const zlb_hist_t *h, double p);
+/** Lowest and highest value that land in the same bucket as v. */
+uint64_t zlb_hist_lowest_equivalent(const zlb_hist_t *h, uint64_t v);
+uint64_t zlb_hist_highest_equivalent(const zlb_hist_t *h, uint64_t v);
+/** Number of values <= v (for cumulative Prometheus buckets). */
+uint64_t zlb_hist_count_le(const zlb_hist_t *h, uint64_t v);
+
+/** Compact, exact serialisation: {"v":1,"highest":..,"sigfigs":3,"counts":"<run-length
+ * encoded sparse counts>"} ... New reference. */
+json_t *zlb_hist_to_json(const zlb_hist_t *h);
+/** Rebuilds a histogram from zlb_hist_to_json output. 0 or -EINVAL (with *err set to a static
+ * message). */
+int zlb_hist_from_json(const json_t *j, zlb_hist_t **out, const char **err);
+/** Summary object in µs: {count, min, mean, p50, p90, p99, p999, max} plus "p<X>" for each of
+ * the extra percentiles given (e.g. 99.99 -> "p9999"). Never NaN/Inf. New reference. */
+json_t *zlb_hist_summary_json(const zlb_hist_t *h, const double *percentiles, size_t n);
+
+/* ---- connection counters -------------------------------------------------------------------- */
+
+/* Why an attempt or an established connection failed. Names are the JSON keys. */
+typedef enum {
+    ZLB_FAIL_DNS,
+    ZLB_FAIL_REFUSED,
+    ZLB_FAIL_TIMEOUT,
+    ZLB_FAIL_RESET,
+    ZLB_FAIL_EOF,
+    ZLB_FAIL_UNREACHABLE,
+    ZLB_FAIL_ADDR_UNAVAILABLE,
+    ZLB_FAIL_FD_LIMIT,
+    ZLB_FAIL_NO_BUFFERS,
+    ZLB_FAIL_TLS_HANDSHAKE,
+    ZLB_FAIL_TLS_VERIFY,
+    ZLB_FAIL_PROTOCOL,
+    ZLB_FAIL_OTHER,
+    ZLB_FAIL__COUNT
+} zlb_fail_t;
+
+/** "dns", "refused", ... */
+const char *zlb_fail_name(zlb_fail_t f);
+
+/* The phases whose latency is recorded, each its own histogram. */
+typedef enum {
+    ZLB_LAT_CONNECT,       /* connect() call to ESTABLISHED */
+    ZLB_LAT_DNS,           /* resolver request to answer */
+    ZLB_LAT_SCHEDULE_LAG,  /* actual connect() time minus intended time */
+    ZLB_LAT_TLS_FULL,      /* full TLS handshake */
+    ZLB_LAT_TLS_RESUMED,   /* resumed TLS handshake */
+    ZLB_LAT_FIRST_BYTE,    /* established to first byte read */
+    ZLB_LAT_ECHO_RTT,      /* echo workload: message sent to its echo fully read */
+    ZLB_LAT__COUNT
+} zlb_lat_t;
+
+/** "connect", "dns", "schedule_lag", "tls_handshake_full", ... (the latency_us keys) */
+const char *zlb_lat_name(zlb_lat_t l);
+
+/* Counters of one poller (or a merge of several). Plain integers: each poller owns its copy
+ * and only its thread writes it; readers get copies through snapshots. */
+typedef struct zlb_counters {
+    uint64_t attempted;    /* connect() calls made (incl. ones that failed synchronously) */
+    uint64_t established;
+    uint64_t in_flight;    /* attempted, not yet established nor failed */
+    uint64_t open;         /* established and not yet closed */
+    uint64_t closed_by_us;
+    uint64_t closed_by_peer;
+    uint64_t failed_before[ZLB_FAIL__COUNT]; /* failed before being established */
+    uint64_t failed_after[ZLB_FAIL__COUNT];  /* established, then failed */
+    uint64_t bytes_in, bytes_out;
+    uint64_t messages;       /* workload round trips / requests completed */
+    uint64_t tls_handshakes; /* completed */
+    uint64_t tls_resumed;
+    uint64_t scheduled;      /* attempts handed to this poller by the scheduler */
+} zlb_counters_t;
+
+uint64_t zlb_counters_failed_total(const zlb_counters_t *c);
+uint64_t zlb_counters_failed_before_total(const zlb_counters_t *c);
+uint64_t zlb_counters_failed_after_total(const zlb_counters_t *c);
+/** attempted == established + failed_before + in_flight and
+ * established == closed_by_us + closed_by_peer + failed_after + open. */
+bool zlb_counters_balanced(const zlb_counters_t *c);
+void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src);
+
+/* ---- per-poller statistics and snapshots ----------------------------------------------------- */
+
+typedef struct zlb_stats {
+    zlb_counters_t c;
+    zlb_hist_t *lat[ZLB_LAT__COUNT]; /* owned */
+} zlb_stats_t;
+
+/** Allocates the histograms. Fatal on OOM (fixed, small). */
+void zlb_stats_init(zlb_stats_t *s);
+void zlb_stats_dispose(zlb_stats_t *s);
+/** Zeroes counters that describe a period (not open/in_flight) and all histograms. */
+void zlb_stats_reset_period(zlb_stats_t *s);
+void zlb_stats_copy(zlb_stats_t *dst, const zlb_stats_t *src);
+void zlb_stats_add(zlb_stats_t *dst, const zlb_stats_t *src);
+/** Records a latency; clamps silently (the clamp count is kept in the histogram). */
+static inline void zlb_stats_record(zlb_stats_t *s, zlb_lat_t l, uint64_t ns)
+{
+    zlb_hist_record(s->lat[l], ns);
+}
+
+/** {"target":..,"attempted":..,"established":..,"open":..,"in_flight":..,"closed":..,
+ * "closed_by_us":..,"closed_by_peer":..,"failed":{"total":..,"<reason>":n,...},
+ * "failed_before_established":{...},"failed_after_established":{...}}. target may be 0. */
+json_t *zlb_counters_to_json(const zlb_counters_t *c, uint64_t target);
+/** {"connect":{summary},...} for every phase (empty phases included, count 0). */
+json_t *zlb_stats_latency_json(const zlb_stats_t *s, const double *percentiles, size_t n);
+/** {"connect":<serialised>,...}: the full histograms for reports. */
+json_t *zlb_stats_histograms_json(const zlb_stats_t *s);
+
+/* ---- Prometheus text format 0.0.4 ------------------------------------------------------------ */
+
+/* A growable text buffer (cold path only). */
+typedef struct zlb_buf {
+    char *data;
+    size_t len, cap;
+} zlb_buf_t;
+void zlb_buf_init(zlb_buf_t *b);
+void zlb_buf_dispose(zlb_buf_t *b);
+void zlb_buf_printf(zlb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Appends `# HELP`/`# TYPE histogram` and cumulative `_bucket{le="..."}` lines (seconds) with
+ * `_sum` and `_count` for h. `labels` is either "" or `key="v",...` without braces. */
+void zlb_prom_histogram(zlb_buf_t *b, const char *name, const char *help, const char *labels,
+                        const zlb_hist_t *h);
+
+#endif
