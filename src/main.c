@@ -1,5 +1,237 @@
-/* main.c -- zlbench entry point (being written). */
-int main(void)
+/* main.c -- zlbench's command line: arguments, signals, and the subcommands' wiring. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "config/config.h"
+#include "core/core.h"
+#include "run/run.h"
+
+static const char usage_text[] =
+    "usage: zlbench [run] -c FILE [options]    run a scenario\n"
+    "       zlbench validate -c FILE [options]  check a config, print the effective one\n"
+    "       zlbench serve [options]             run the built-in target alone\n"
+    "       zlbench compare BASE CURRENT [...]  compare two reports (CI regression gate)\n"
+    "       zlbench merge A.json B.json... -o OUT.json\n"
+    "       zlbench --version | --help\n"
+    "\n"
+    "zlbench opens thousands of TCP (and TLS) client connections from CPU-pinned event-loop\n"
+    "threads (\"pollers\"), measures every phase of every connection, and serves live JSON\n"
+    "stats on a control port (default http://127.0.0.1:8089/stats).\n"
+    "\n"
+    "Run options (override the config file):\n"
+    "  -c, --config FILE        the scenario (JSON; see configs/config.schema.json)\n"
+    "  -d, --duration DUR       run time, e.g. 30s, 2m; 0s runs until stopped\n"
+    "  -n, --connections N      connections to open and hold\n"
+    "  -r, --connect-rate R     new connections per second (0: as fast as possible)\n"
+    "  -t, --pollers N          event-loop threads (0: one per allowed CPU)\n"
+    "      --control ADDR       control port address, e.g. 127.0.0.1:0; 'off' disables it\n"
+    "      --report FILE        where the JSON report goes\n"
+    "      --log-level LEVEL    trace, debug, info, warn, error, off\n"
+    "  -q, --quiet              no live progress and no summary\n"
+    "\n"
+    "Control port: GET /stats /stats/pollers /metrics /config /health, POST /stop.\n"
+    "Signals: SIGINT/SIGTERM stop gracefully (drain, then report); a second one stops at once.\n"
+    "The report is written in every case, atomically.\n"
+    "\n"
+    "Exit codes:\n"
+    "  0  the run passed (every threshold held) / the command succeeded\n"
+    "  1  internal error\n"
+    "  2  bad usage or configuration (nothing was started)\n"
+    "  3  a threshold failed\n"
+    "  4  compare found a regression\n"
+    "  5  invalid run: the generator saturated, or the run ended before its steady state\n";
+
+static void print_version(void)
 {
+    printf("zlbench %s (commit %s)\n", zlb_version(), zlb_git_commit());
+    printf("  %s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("  jansson %s\n", JANSSON_VERSION);
+    printf("  libmicrohttpd %s\n", MHD_get_version());
+}
+
+/* Blocked in every thread before any exists: the run controller reads them from a signalfd,
+ * `serve` from sigwait. SIGPIPE is ignored: sockets use MSG_NOSIGNAL, but libraries may not. */
+static void block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "zlbench: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'zlbench --help'.\n");
+    return ZLB_EXIT_USAGE;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-')
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -ERANGE;
+    *out = v;
     return 0;
+}
+
+static void replace_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? zlb_xstrdup(src) : NULL;
+}
+
+int main(int argc, char **argv)
+{
+    zlb_thread_set_name("main");
+    block_signals();
+
+    bool validate = false;
+    int argi = 1;
+    if (argc > 1) {
+        const char *cmd = argv[1];
+        if (strcmp(cmd, "serve") == 0)
+            return zlb_run_serve(argc - 1, argv + 1);
+        if (strcmp(cmd, "compare") == 0)
+            return zlb_run_compare(argc - 1, argv + 1);
+        if (strcmp(cmd, "merge") == 0)
+            return zlb_run_merge(argc - 1, argv + 1);
+        if (strcmp(cmd, "validate") == 0) {
+            validate = true;
+            argi = 2;
+        } else if (strcmp(cmd, "run") == 0) {
+            argi = 2;
+        }
+    }
+
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"duration", required_argument, NULL, 'd'},
+        {"connections", required_argument, NULL, 'n'},
+        {"connect-rate", required_argument, NULL, 'r'},
+        {"pollers", required_argument, NULL, 't'},
+        {"control", required_argument, NULL, 'C'},
+        {"report", required_argument, NULL, 'R'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *duration = NULL, *connections = NULL, *rate = NULL,
+               *pollers = NULL, *control = NULL, *report = NULL, *log_level = NULL;
+    zlb_run_opts_t opts = {0};
+    int c;
+    optind = argi;
+    while ((c = getopt_long(argc, argv, "c:d:n:r:t:qVh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'd': duration = optarg; break;
+        case 'n': connections = optarg; break;
+        case 'r': rate = optarg; break;
+        case 't': pollers = optarg; break;
+        case 'C': control = optarg; break;
+        case 'R': report = optarg; break;
+        case 'L': log_level = optarg; break;
+        case 'q': opts.quiet = true; break;
+        case 'V': print_version(); return ZLB_EXIT_OK;
+        case 'h': fputs(usage_text, stdout); return ZLB_EXIT_OK;
+        default: fputs(usage_text, stderr); return ZLB_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!path)
+        return usage_error("%s", "a config file is required: -c FILE");
+
+    zlb_config_t *cfg = NULL;
+    zlb_config_error_t err = {{0}};
+    if (zlb_config_load(path, zlb_run_metric_path_valid, &cfg, &err) != 0) {
+        fprintf(stderr, "zlbench: %s\n", err.message);
+        return ZLB_EXIT_USAGE;
+    }
+    int code = ZLB_EXIT_USAGE;
+    uint64_t v;
+    if (duration && zlb_parse_duration(duration, &cfg->duration_ns) != 0) {
+        usage_error("--duration: expected a duration like 30s or 2m, got '%s'", duration);
+        goto out;
+    }
+    if (connections) {
+        if (parse_u64(connections, 10000000, &v) != 0 || v == 0) {
+            usage_error("--connections: expected an integer 1..10000000, got '%s'", connections);
+            goto out;
+        }
+        cfg->connections = v;
+    }
+    if (rate) {
+        char *end;
+        errno = 0;
+        double r = strtod(rate, &end);
+        if (errno || *end || end == rate || !(r >= 0) || r > 1e9) {
+            usage_error("--connect-rate: expected connections per second (0: unlimited), got "
+                        "'%s'",
+                        rate);
+            goto out;
+        }
+        cfg->connect_rate = r;
+    }
+    if (pollers) {
+        if (parse_u64(pollers, 1024, &v) != 0) {
+            usage_error("--pollers: expected an integer 0..1024, got '%s'", pollers);
+            goto out;
+        }
+        cfg->pollers.count = (int)v;
+    }
+    if (control) {
+        cfg->control.enabled = strcmp(control, "off") != 0;
+        replace_str(&cfg->control.listen, cfg->control.enabled ? control : NULL);
+    }
+    if (report)
+        replace_str(&cfg->report.file, report);
+    if (log_level)
+        replace_str(&cfg->log_level, log_level);
+    if (zlb_config_check(cfg, &err) != 0) {
+        fprintf(stderr, "zlbench: %s\n", err.message);
+        goto out;
+    }
+    zlb_log_level_t lvl;
+    if (zlb_log_level_parse(cfg->log_level, &lvl) != 0) {
+        usage_error("--log-level: expected trace, debug, info, warn, error or off, got '%s'",
+                    cfg->log_level);
+        goto out;
+    }
+    zlb_log_level = opts.quiet && lvl < ZLB_LOG_WARN ? ZLB_LOG_WARN : lvl;
+
+    if (validate) {
+        json_t *j = zlb_config_to_json(cfg);
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        json_decref(j);
+        char hash[17];
+        zlb_config_hash(cfg, hash);
+        printf("%s\n", text);
+        fprintf(stderr, "zlbench: %s: valid (config hash %s)\n", path, hash);
+        free(text);
+        code = ZLB_EXIT_OK;
+        goto out;
+    }
+    code = zlb_run(cfg, &opts);
+out:
+    zlb_config_destroy(cfg);
+    return code;
 }

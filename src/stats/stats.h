@@ -28,6 +28,9 @@ bool zlb_hist_record_n(zlb_hist_t *h, uint64_t value, uint64_t count);
 void zlb_hist_reset(zlb_hist_t *h);
 /** dst += src. Both must have the same layout (highest, sigfigs). 0 or -EINVAL. */
 int zlb_hist_add(zlb_hist_t *dst, const zlb_hist_t *src);
+/** dst -= src, for "this period" = "now" minus "at the period's start" (src must be an earlier
+ * copy of dst: every count <= dst's). min/max stay dst's. 0 or -EINVAL. */
+int zlb_hist_sub(zlb_hist_t *dst, const zlb_hist_t *src);
 /** Copies src into dst (same layout). */
 int zlb_hist_copy(zlb_hist_t *dst, const zlb_hist_t *src);
 
@@ -73,6 +76,7 @@ typedef enum {
     ZLB_FAIL_TLS_VERIFY,
     ZLB_FAIL_PROTOCOL,
     ZLB_FAIL_OTHER,
+    ZLB_FAIL_CANCELLED, /* an attempt still in flight when the run stopped */
     ZLB_FAIL__COUNT
 } zlb_fail_t;
 
@@ -134,6 +138,8 @@ void zlb_stats_dispose(zlb_stats_t *s);
 void zlb_stats_reset_period(zlb_stats_t *s);
 void zlb_stats_copy(zlb_stats_t *dst, const zlb_stats_t *src);
 void zlb_stats_add(zlb_stats_t *dst, const zlb_stats_t *src);
+/** dst -= src for the period counters and histograms (open/in_flight keep dst's values). */
+void zlb_stats_sub(zlb_stats_t *dst, const zlb_stats_t *src);
 /** Records a latency; clamps silently (the clamp count is kept in the histogram). */
 static inline void zlb_stats_record(zlb_stats_t *s, zlb_lat_t l, uint64_t ns)
 {

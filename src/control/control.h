@@ -1,0 +1,46 @@
+/* control.h -- the HTTP control port (libmicrohttpd): serves published stats, takes /stop. */
+#ifndef ZLB_CONTROL_H
+#define ZLB_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The control port never touches loop state. The run controller renders each document (stats,
+ * pollers, config, metrics, health) on its own thread and publishes it here; requests are served
+ * from the latest published copy. Its only way back into the run is the stop callback. */
+
+typedef struct zlb_control zlb_control_t;
+
+typedef void (*zlb_control_stop_cb)(void *arg);
+
+typedef struct zlb_control_opts {
+    const char *listen;        /* "127.0.0.1:8089", "[::1]:0"; port 0 lets the kernel pick (borrowed) */
+    const char *token;         /* bearer token for mutating endpoints, or NULL (borrowed, copied) */
+    const char *address_file;  /* write the bound "host:port" here once listening, or NULL */
+    zlb_control_stop_cb on_stop; /* POST /stop; called on the control thread */
+    void *arg;
+} zlb_control_opts_t;
+
+/** Starts the server on one internal polling thread of its own, created with every signal
+ * blocked and no CPU pin inherited from a poller. A non-loopback listen address without a token
+ * is refused (-EPERM). Returns 0 or -errno with a message in err. Any thread (main). */
+int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char *err,
+                      size_t errlen);
+/** The bound address, e.g. "127.0.0.1:8089" (valid until destroy). */
+const char *zlb_control_address(const zlb_control_t *c);
+/** Publishes the body served for GET `path` ("/stats", "/stats/pollers", "/config",
+ * "/metrics", "/health") with this HTTP status and content type. The body is copied. Any
+ * thread. Paths never published answer 404. */
+void zlb_control_publish(zlb_control_t *c, const char *path, unsigned status,
+                         const char *content_type, const char *body, size_t len);
+/** Number of requests served (for tests and the stats overhead benchmark). */
+unsigned long zlb_control_requests(const zlb_control_t *c);
+/** Stops the server thread and frees everything. Accepts NULL. */
+void zlb_control_destroy(zlb_control_t *c);
+
+/** Reads a bearer token from a file that must be a regular file with mode 0600 or stricter
+ * (no group/other bits); trailing newline stripped; empty is an error. 0 or -errno/-EPERM with
+ * a message in err. *token is malloc'd. */
+int zlb_control_read_token(const char *path, char **token, char *err, size_t errlen);
+
+#endif

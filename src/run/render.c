@@ -1,0 +1,312 @@
+/* render.c -- turns engine snapshots into the /stats JSON, the pollers table and /metrics. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "core/core.h"
+#include "run/run_internal.h"
+
+json_t *zlb_json_real(double x)
+{
+    return json_real(isfinite(x) ? x : 0.0);
+}
+
+const char *zlb_state_name(zlb_state_t s)
+{
+    static const char *const names[] = {"starting", "ramping", "steady", "draining", "done"};
+    return (unsigned)s < ZLB_ARRAY_LEN(names) ? names[s] : "unknown";
+}
+
+static double ns_to_s(uint64_t ns)
+{
+    return (double)ns / 1e9;
+}
+
+static json_t *ramp_json(const zlb_view_t *v)
+{
+    const zlb_engine_snapshot_t *s = v->snap;
+    bool reached = s->target_reached_ns != 0;
+    double seconds = 0;
+    if (reached && s->first_attempt_ns)
+        seconds = ns_to_s(s->target_reached_ns - s->first_attempt_ns);
+    return json_pack("{s:b, s:o}", "target_reached", reached, "seconds", zlb_json_real(seconds));
+}
+
+static json_t *rates_json(const zlb_rates_t *r)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s",
+                     zlb_json_real(r->connects_per_s), "closes_per_s",
+                     zlb_json_real(r->closes_per_s), "failures_per_s",
+                     zlb_json_real(r->failures_per_s), "bytes_in_per_s",
+                     zlb_json_real(r->bytes_in_per_s), "bytes_out_per_s",
+                     zlb_json_real(r->bytes_out_per_s), "messages_per_s",
+                     zlb_json_real(r->messages_per_s));
+}
+
+static json_t *tls_json(const zlb_counters_t *c)
+{
+    double ratio = c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0;
+    return json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)c->tls_handshakes, "resumed",
+                     (json_int_t)c->tls_resumed, "resumed_ratio", zlb_json_real(ratio));
+}
+
+static json_t *generator_json(const zlb_view_t *v)
+{
+    json_t *reasons = json_array();
+    const zlb_saturation_t *sat = v->saturation;
+    for (int i = 0; sat && i < sat->nreasons; i++)
+        json_array_append_new(reasons, json_string(sat->reasons[i]));
+    return json_pack("{s:b, s:o, s:I}", "saturated", sat && sat->saturated, "reasons", reasons,
+                     "scheduler_backlog", (json_int_t)v->snap->scheduler_backlog);
+}
+
+json_t *zlb_render_pollers(const zlb_view_t *v)
+{
+    const zlb_engine_snapshot_t *s = v->snap;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < s->npollers; i++) {
+        const zlb_poller_info_t *in = &s->info[i];
+        const zlb_counters_t *c = &s->poller[i].c;
+        double cps = v->rates && v->rates->poller_connects_per_s
+                         ? v->rates->poller_connects_per_s[i]
+                         : 0.0;
+        json_t *row = json_pack(
+            "{s:i, s:i, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:I, s:I, s:I}",
+            "id", in->id, "cpu", in->cpu, "policy", in->policy, "priority", in->priority,
+            "load_pct", zlb_json_real(in->stats.load_pct), "cpu_pct",
+            zlb_json_real(in->stats.cpu_pct), "cpu_time_s",
+            zlb_json_real(ns_to_s(in->stats.cpu_time_ns)), "loop_lag_us",
+            zlb_json_real((double)in->stats.lag_last_ns / 1e3), "loop_lag_max_us",
+            zlb_json_real((double)in->stats.lag_max_ns / 1e3), "open", (json_int_t)c->open,
+            "connects", (json_int_t)c->established, "attempted", (json_int_t)c->attempted,
+            "connects_per_s", zlb_json_real(cps), "events", (json_int_t)in->stats.events,
+            "tasks", (json_int_t)in->stats.tasks, "timers", (json_int_t)in->stats.timers);
+        if (in->warning[0])
+            json_object_set_new(row, "warning", json_string(in->warning));
+        json_array_append_new(arr, row);
+    }
+    return arr;
+}
+
+static json_t *targets_json(const zlb_view_t *v)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < v->ntargets && i < v->snap->ntargets; i++) {
+        json_t *row = zlb_counters_to_json(&v->snap->target[i], 0);
+        json_object_set_new(row, "name", json_string(v->targets[i].name));
+        json_object_set_new(row, "tls",
+                            json_boolean(v->targets[i].tls && v->targets[i].tls->enabled));
+        json_array_append_new(arr, row);
+    }
+    return arr;
+}
+
+json_t *zlb_render_stats(const zlb_view_t *v)
+{
+    const zlb_config_t *cfg = v->cfg;
+    const zlb_stats_t *t = &v->snap->total;
+    json_t *root = json_object();
+    json_object_set_new(root, "schema", json_string(ZLB_STATS_SCHEMA));
+    json_object_set_new(root, "state", json_string(zlb_state_name(v->state)));
+    json_object_set_new(root, "elapsed_s", zlb_json_real(v->elapsed_s));
+    json_object_set_new(root, "config_hash", json_string(v->config_hash));
+    json_object_set_new(root, "connections", zlb_counters_to_json(&t->c, cfg->connections));
+    json_object_set_new(root, "ramp", ramp_json(v));
+    json_object_set_new(root, "rates", rates_json(v->rates));
+    json_object_set_new(
+        root, "latency_us",
+        zlb_stats_latency_json(t, cfg->report.percentiles, cfg->report.npercentiles));
+    json_object_set_new(root, "messages", json_integer((json_int_t)t->c.messages));
+    json_object_set_new(root, "bytes",
+                        json_pack("{s:I, s:I}", "in", (json_int_t)t->c.bytes_in, "out",
+                                  (json_int_t)t->c.bytes_out));
+    json_object_set_new(root, "tls", tls_json(&t->c));
+    json_object_set_new(root, "pollers", zlb_render_pollers(v));
+    json_object_set_new(root, "targets", targets_json(v));
+    json_object_set_new(root, "generator", generator_json(v));
+    return root;
+}
+
+/* ---- /metrics ----------------------------------------------------------------------------- */
+
+static void prom_counter(zlb_buf_t *b, const char *name, const char *help, uint64_t value)
+{
+    zlb_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                   (unsigned long long)value);
+}
+
+static void prom_gauge(zlb_buf_t *b, const char *name, const char *help, double value)
+{
+    zlb_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
+                   isfinite(value) ? value : 0.0);
+}
+
+void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)
+{
+    const zlb_stats_t *t = &v->snap->total;
+    const zlb_counters_t *c = &t->c;
+    prom_counter(b, "zlbench_connections_attempted_total", "Connection attempts started.",
+                 c->attempted);
+    prom_counter(b, "zlbench_connections_established_total", "Connections established.",
+                 c->established);
+    prom_counter(b, "zlbench_connections_closed_total",
+                 "Established connections closed cleanly (by zlbench or by the peer).",
+                 c->closed_by_us + c->closed_by_peer);
+    zlb_buf_printf(b, "# HELP zlbench_connections_failed_total Failed connections by reason and "
+                      "phase.\n# TYPE zlbench_connections_failed_total counter\n");
+    for (int f = 0; f < ZLB_FAIL__COUNT; f++) {
+        zlb_buf_printf(b, "zlbench_connections_failed_total{reason=\"%s\",phase=\"connect\"} %llu\n",
+                       zlb_fail_name((zlb_fail_t)f), (unsigned long long)c->failed_before[f]);
+        zlb_buf_printf(b,
+                       "zlbench_connections_failed_total{reason=\"%s\",phase=\"established\"} "
+                       "%llu\n",
+                       zlb_fail_name((zlb_fail_t)f), (unsigned long long)c->failed_after[f]);
+    }
+    prom_gauge(b, "zlbench_connections_open", "Connections open now.", (double)c->open);
+    prom_gauge(b, "zlbench_connections_in_flight", "Attempts started and not yet finished.",
+               (double)c->in_flight);
+    prom_gauge(b, "zlbench_connections_target", "Connections the run aims to hold.",
+               (double)v->cfg->connections);
+    prom_counter(b, "zlbench_bytes_received_total", "Bytes read from targets.", c->bytes_in);
+    prom_counter(b, "zlbench_bytes_sent_total", "Bytes written to targets.", c->bytes_out);
+    prom_counter(b, "zlbench_messages_total", "Workload round trips completed.", c->messages);
+    prom_counter(b, "zlbench_tls_handshakes_total", "TLS handshakes completed.",
+                 c->tls_handshakes);
+    prom_counter(b, "zlbench_tls_resumed_total", "TLS handshakes that resumed a session.",
+                 c->tls_resumed);
+    prom_gauge(b, "zlbench_elapsed_seconds", "Seconds since the run started.", v->elapsed_s);
+    prom_gauge(b, "zlbench_generator_saturated",
+               "1 when the generator itself is the bottleneck (its figures are suspect).",
+               v->saturation && v->saturation->saturated ? 1.0 : 0.0);
+    zlb_buf_printf(b, "# HELP zlbench_poller_load_ratio Share of time a poller was busy over its "
+                      "load window.\n# TYPE zlbench_poller_load_ratio gauge\n");
+    for (size_t i = 0; i < v->snap->npollers; i++)
+        zlb_buf_printf(b, "zlbench_poller_load_ratio{poller=\"%d\"} %.6f\n", v->snap->info[i].id,
+                       v->snap->info[i].stats.load_pct / 100.0);
+    zlb_buf_printf(b, "# HELP zlbench_poller_cpu_seconds_total Thread CPU time of a poller.\n"
+                      "# TYPE zlbench_poller_cpu_seconds_total counter\n");
+    for (size_t i = 0; i < v->snap->npollers; i++)
+        zlb_buf_printf(b, "zlbench_poller_cpu_seconds_total{poller=\"%d\"} %.9f\n",
+                       v->snap->info[i].id, ns_to_s(v->snap->info[i].stats.cpu_time_ns));
+    for (int l = 0; l < ZLB_LAT__COUNT; l++) {
+        char name[96], help[160];
+        snprintf(name, sizeof(name), "zlbench_%s_seconds", zlb_lat_name((zlb_lat_t)l));
+        snprintf(help, sizeof(help), "Latency of the %s phase.", zlb_lat_name((zlb_lat_t)l));
+        zlb_prom_histogram(b, name, help, "", t->lat[l]);
+    }
+}
+
+/* ---- host facts --------------------------------------------------------------------------- */
+
+json_t *zlb_render_host(void)
+{
+    struct utsname u;
+    char host[256] = "";
+    if (uname(&u) != 0)
+        memset(&u, 0, sizeof(u));
+    gethostname(host, sizeof(host) - 1);
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:{s:s, s:s, s:s, s:s, s:s}}", "hostname",
+                     host, "kernel", u.release, "machine", u.machine, "os", u.sysname, "cpus_online",
+                     (int)sysconf(_SC_NPROCESSORS_ONLN), "cpus_allowed", zlb_cpus_allowed(),
+                     "versions", "zlbench", zlb_version(), "commit", zlb_git_commit(), "openssl",
+                     OpenSSL_version(OPENSSL_VERSION), "jansson", JANSSON_VERSION,
+                     "libmicrohttpd", MHD_get_version());
+}
+
+/* ---- report paths ------------------------------------------------------------------------- */
+
+int zlb_report_lookup(const json_t *report, const char *path, double *out)
+{
+    const json_t *cur = report;
+    char key[128];
+    const char *p = path;
+    while (*p && cur) {
+        size_t n = strcspn(p, ".[");
+        if (n >= sizeof(key))
+            return -ENOENT;
+        if (n) {
+            memcpy(key, p, n);
+            key[n] = '\0';
+            cur = json_is_object(cur) ? json_object_get(cur, key) : NULL;
+            p += n;
+        }
+        if (*p == '[') {
+            char *end;
+            unsigned long idx = strtoul(p + 1, &end, 10);
+            if (*end != ']' || !json_is_array(cur))
+                return -ENOENT;
+            cur = json_array_get(cur, idx);
+            p = end + 1;
+        }
+        if (*p == '.')
+            p++;
+    }
+    if (!cur)
+        return -ENOENT;
+    if (json_is_number(cur))
+        *out = json_number_value(cur);
+    else if (json_is_boolean(cur))
+        *out = json_is_true(cur) ? 1.0 : 0.0;
+    else
+        return -ENOENT;
+    return 0;
+}
+
+/* ---- files -------------------------------------------------------------------------------- */
+
+int zlb_write_file_atomic(const char *path, const char *data, size_t len)
+{
+    char tmp[PATH_MAX];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    size_t off = 0;
+    int err = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            err = -errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (!err && fsync(fd) != 0)
+        err = -errno;
+    if (close(fd) != 0 && !err)
+        err = -errno;
+    if (!err && rename(tmp, path) != 0)
+        err = -errno;
+    if (err) {
+        unlink(tmp);
+        return err;
+    }
+    /* The rename is only durable once the folder is synced. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        strcpy(dir, ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}

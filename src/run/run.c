@@ -1,0 +1,839 @@
+/* run.c -- the run controller: wires target, pollers, engine and control port; phases and stop. */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "control/control.h"
+#include "core/core.h"
+#include "run/run_internal.h"
+#include "target/target.h"
+
+/* The controller ticks at this period: snapshot, publish, phase checks. Fast enough that a
+ * poller of /stats sees fresh numbers, slow enough that copying the histograms costs the
+ * pollers well under 1 % of their time. */
+#define TICK_NS (100 * ZLB_NS_PER_MS)
+#define RATE_RING 128
+#define HOT_LOAD_PCT 95.0
+#define HOT_TICKS_SATURATED 30       /* 3 s in a row */
+#define SATURATED_LAG_P99_NS (10 * ZLB_NS_PER_MS)
+#define PROGRESS_LOG_EVERY_NS (5 * ZLB_NS_PER_SEC)
+
+typedef struct run {
+    const zlb_config_t *cfg; /* borrowed */
+    zlb_run_opts_t opts;
+    char config_hash[17];
+    char *config_text; /* owned: the effective config, served at /config and put in the report */
+
+    zlb_target_t *target; /* owned, the embedded target or NULL */
+    char **target_names;  /* owned strings */
+    zlb_engine_target_t *targets;
+    size_t ntargets;
+    zlb_pool_t *pool;
+    zlb_engine_t *engine;
+    zlb_control_t *control;
+    char *token;
+
+    int sigfd;  /* SIGINT/SIGTERM, read on this thread only */
+    int stopfd; /* eventfd: POST /stop from the control thread */
+    atomic_int stop_requests;
+
+    zlb_state_t state;
+    uint64_t t_start, t_measure_start, t_stop_requested, t_end;
+    bool measuring;       /* the warm-up is over: the base snapshot was taken */
+    bool ramp_done;
+    int signals_seen;
+    bool immediate;
+    const char *stop_reason;
+
+    zlb_engine_snapshot_t snap;
+    zlb_engine_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
+    zlb_rate_sample_t ring[RATE_RING];
+    size_t ring_next, ring_count;
+    zlb_rates_t rates;
+    double *poller_cps;
+    zlb_saturation_t sat;
+    uint64_t last_progress_ns;
+    bool tty;
+    int exit_code;
+} run_t;
+
+/* ---- metric paths (for thresholds and compare) ------------------------------------------- */
+
+static bool in_list(const char *s, size_t n, const char *const *list, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strlen(list[i]) == n && strncmp(s, list[i], n) == 0)
+            return true;
+    return false;
+}
+
+bool zlb_run_metric_path_valid(const char *path)
+{
+    static const char *const conn_keys[] = {"target",       "attempted",      "established",
+                                            "open",         "in_flight",      "closed",
+                                            "closed_by_us", "closed_by_peer"};
+    static const char *const rate_keys[] = {"connects_per_s",  "closes_per_s",
+                                            "failures_per_s",  "bytes_in_per_s",
+                                            "bytes_out_per_s", "messages_per_s"};
+    static const char *const lat_stats[] = {"count", "min", "mean", "max"};
+    static const char *const tls_keys[] = {"handshakes", "resumed", "resumed_ratio"};
+    const char *dot = strchr(path, '.');
+    if (!dot)
+        return strcmp(path, "elapsed_s") == 0 || strcmp(path, "messages") == 0;
+    size_t head = (size_t)(dot - path);
+    const char *rest = dot + 1;
+    if (head == 11 && strncmp(path, "connections", 11) == 0) {
+        if (strncmp(rest, "failed", 6) == 0 || strncmp(rest, "failed_before_established", 25) == 0 ||
+            strncmp(rest, "failed_after_established", 24) == 0) {
+            const char *r = strchr(rest, '.');
+            if (!r)
+                return false;
+            r++;
+            if (strcmp(r, "total") == 0)
+                return true;
+            for (int f = 0; f < ZLB_FAIL__COUNT; f++)
+                if (strcmp(r, zlb_fail_name((zlb_fail_t)f)) == 0)
+                    return true;
+            return false;
+        }
+        return in_list(rest, strlen(rest), conn_keys, ZLB_ARRAY_LEN(conn_keys));
+    }
+    if (head == 5 && strncmp(path, "rates", 5) == 0)
+        return in_list(rest, strlen(rest), rate_keys, ZLB_ARRAY_LEN(rate_keys));
+    if (head == 3 && strncmp(path, "tls", 3) == 0)
+        return in_list(rest, strlen(rest), tls_keys, ZLB_ARRAY_LEN(tls_keys));
+    if (head == 4 && strncmp(path, "ramp", 4) == 0)
+        return strcmp(rest, "target_reached") == 0 || strcmp(rest, "seconds") == 0;
+    if (head == 9 && strncmp(path, "generator", 9) == 0)
+        return strcmp(rest, "saturated") == 0 || strcmp(rest, "scheduler_backlog") == 0;
+    if (head == 10 && strncmp(path, "latency_us", 10) == 0) {
+        const char *stat = strchr(rest, '.');
+        if (!stat)
+            return false;
+        bool phase_ok = false;
+        for (int l = 0; l < ZLB_LAT__COUNT; l++) {
+            const char *name = zlb_lat_name((zlb_lat_t)l);
+            if (strlen(name) == (size_t)(stat - rest) && strncmp(rest, name, strlen(name)) == 0)
+                phase_ok = true;
+        }
+        stat++;
+        if (!phase_ok)
+            return false;
+        if (in_list(stat, strlen(stat), lat_stats, ZLB_ARRAY_LEN(lat_stats)))
+            return true;
+        /* pNN, pNNN...: any percentile spelled without its dot, as the report writes them */
+        if (stat[0] != 'p' || !stat[1])
+            return false;
+        for (const char *c = stat + 1; *c; c++)
+            if (*c < '0' || *c > '9')
+                return false;
+        return true;
+    }
+    return false;
+}
+
+/* ---- rates -------------------------------------------------------------------------------- */
+
+static void ring_push(run_t *r)
+{
+    zlb_rate_sample_t *s = &r->ring[r->ring_next];
+    s->t_ns = r->snap.taken_ns;
+    s->total = r->snap.total.c;
+    for (size_t i = 0; i < r->snap.npollers; i++)
+        s->poller_established[i] = r->snap.poller[i].c.established;
+    r->ring_next = (r->ring_next + 1) % RATE_RING;
+    if (r->ring_count < RATE_RING)
+        r->ring_count++;
+}
+
+/* Rates over the trailing stats interval: the newest sample against the oldest one that is at
+ * least that old (or the oldest there is, early in the run). */
+static void compute_rates(run_t *r)
+{
+    memset(&r->rates, 0, sizeof(r->rates));
+    r->rates.poller_connects_per_s = r->poller_cps;
+    for (size_t i = 0; i < r->snap.npollers; i++)
+        r->poller_cps[i] = 0;
+    if (r->ring_count < 2)
+        return;
+    const zlb_rate_sample_t *now = &r->ring[(r->ring_next + RATE_RING - 1) % RATE_RING];
+    const zlb_rate_sample_t *then = NULL;
+    for (size_t k = 1; k < r->ring_count; k++) {
+        const zlb_rate_sample_t *s = &r->ring[(r->ring_next + RATE_RING - 1 - k) % RATE_RING];
+        then = s;
+        if (now->t_ns - s->t_ns >= r->cfg->stats_interval_ns)
+            break;
+    }
+    double dt = (double)(now->t_ns - then->t_ns) / 1e9;
+    if (dt <= 0)
+        return;
+    const zlb_counters_t *a = &then->total, *b = &now->total;
+    r->rates.connects_per_s = (double)(b->established - a->established) / dt;
+    r->rates.closes_per_s =
+        (double)((b->closed_by_us + b->closed_by_peer) - (a->closed_by_us + a->closed_by_peer)) /
+        dt;
+    r->rates.failures_per_s =
+        (double)(zlb_counters_failed_total(b) - zlb_counters_failed_total(a)) / dt;
+    r->rates.bytes_in_per_s = (double)(b->bytes_in - a->bytes_in) / dt;
+    r->rates.bytes_out_per_s = (double)(b->bytes_out - a->bytes_out) / dt;
+    r->rates.messages_per_s = (double)(b->messages - a->messages) / dt;
+    for (size_t i = 0; i < r->snap.npollers; i++)
+        r->poller_cps[i] =
+            (double)(now->poller_established[i] - then->poller_established[i]) / dt;
+}
+
+/* ---- saturation ----------------------------------------------------------------------------- */
+
+static void add_reason(zlb_saturation_t *s, const char *fmt, ...) ZLB_PRINTF(2, 3);
+static void add_reason(zlb_saturation_t *s, const char *fmt, ...)
+{
+    if (s->nreasons >= (int)ZLB_ARRAY_LEN(s->reasons))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->reasons[s->nreasons++], sizeof(s->reasons[0]), fmt, ap);
+    va_end(ap);
+}
+
+/* The generator watches itself: a poller pegged for seconds, attempts it could not hand out
+ * in time, or a schedule it fell behind mean its figures describe zlbench, not the target. */
+static void check_saturation(run_t *r)
+{
+    zlb_saturation_t *s = &r->sat;
+    if (!r->measuring || r->state == ZLB_STATE_DRAINING)
+        return;
+    for (size_t i = 0; i < r->snap.npollers && i < ZLB_ARRAY_LEN(s->hot_ticks); i++) {
+        if (r->snap.info[i].stats.load_pct >= HOT_LOAD_PCT)
+            s->hot_ticks[i]++;
+        else
+            s->hot_ticks[i] = 0;
+        if (s->hot_ticks[i] == HOT_TICKS_SATURATED) {
+            s->saturated = true;
+            add_reason(s, "poller %zu busy >= %.0f%% for %d s", i, HOT_LOAD_PCT,
+                       HOT_TICKS_SATURATED / 10);
+        }
+    }
+    if (r->snap.scheduler_backlog > 0 && r->cfg->connect_rate > 0) {
+        if (++s->backlog_ticks == HOT_TICKS_SATURATED) {
+            s->saturated = true;
+            add_reason(s, "scheduler could not hand out due attempts for %d s",
+                       HOT_TICKS_SATURATED / 10);
+        }
+    } else {
+        s->backlog_ticks = 0;
+    }
+}
+
+/* Called once at the end with the steady-state schedule lag. */
+static void check_final_saturation(run_t *r, const zlb_stats_t *steady)
+{
+    if (r->cfg->connect_rate <= 0)
+        return; /* as fast as possible: there is no schedule to lag behind */
+    uint64_t p99 = zlb_hist_percentile(steady->lat[ZLB_LAT_SCHEDULE_LAG], 99);
+    if (p99 > SATURATED_LAG_P99_NS) {
+        r->sat.saturated = true;
+        add_reason(&r->sat, "schedule lag p99 %.1f ms > %.0f ms", (double)p99 / 1e6,
+                   (double)SATURATED_LAG_P99_NS / 1e6);
+    }
+}
+
+/* ---- views and publishing ------------------------------------------------------------------ */
+
+static zlb_view_t make_view(run_t *r)
+{
+    zlb_view_t v = {
+        .cfg = r->cfg,
+        .config_hash = r->config_hash,
+        .state = r->state,
+        .elapsed_s = r->t_start ? (double)(zlb_now_ns() - r->t_start) / 1e9 : 0.0,
+        .snap = &r->snap,
+        .rates = &r->rates,
+        .saturation = &r->sat,
+        .targets = r->targets,
+        .ntargets = r->ntargets,
+    };
+    return v;
+}
+
+static void publish_json(run_t *r, const char *path, unsigned status, json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(doc);
+    if (!text)
+        zlb_fatal("json_dumps failed for %s", path);
+    zlb_control_publish(r->control, path, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+static void publish(run_t *r)
+{
+    if (!r->control)
+        return;
+    zlb_view_t v = make_view(r);
+    publish_json(r, "/stats", 200, zlb_render_stats(&v));
+    publish_json(r, "/stats/pollers", 200, zlb_render_pollers(&v));
+    bool running = r->state != ZLB_STATE_DONE;
+    publish_json(r, "/health", running ? 200 : 503,
+                 json_pack("{s:s, s:s}", "status", running ? "ok" : "done", "state",
+                           zlb_state_name(r->state)));
+    zlb_buf_t b;
+    zlb_buf_init(&b);
+    zlb_render_metrics(&v, &b);
+    zlb_control_publish(r->control, "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8",
+                        b.data ? b.data : "", b.len);
+    zlb_buf_dispose(&b);
+}
+
+/* ---- progress ------------------------------------------------------------------------------ */
+
+static void progress(run_t *r, bool final)
+{
+    if (r->opts.quiet)
+        return;
+    uint64_t now = zlb_now_ns();
+    if (!r->tty && !final && now - r->last_progress_ns < PROGRESS_LOG_EVERY_NS)
+        return;
+    if (r->tty && !final && now - r->last_progress_ns < ZLB_NS_PER_SEC)
+        return;
+    r->last_progress_ns = now;
+    const zlb_counters_t *c = &r->snap.total.c;
+    char loads[128] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < r->snap.npollers && off < sizeof(loads) - 8; i++)
+        off += (size_t)snprintf(loads + off, sizeof(loads) - off, "%s%.0f%%", i ? " " : "",
+                                r->snap.info[i].stats.load_pct);
+    double p99 = (double)zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_CONNECT], 99) / 1e3;
+    char line[512];
+    int n = snprintf(line, sizeof(line),
+                     "[%6.1fs] %-8s open %llu/%llu  conn/s %.0f  errors %llu  p99 connect "
+                     "%.0fus  load %s",
+                     (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
+                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     r->rates.connects_per_s,
+                     (unsigned long long)zlb_counters_failed_total(c), p99, loads);
+    if (n < 0)
+        return;
+    if (r->tty)
+        fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+    else
+        zlb_log_info("%s", line);
+}
+
+/* ---- phases -------------------------------------------------------------------------------- */
+
+static int take_snapshot(run_t *r)
+{
+    int rc = zlb_engine_snapshot(r->engine, &r->snap);
+    if (rc != 0)
+        return rc;
+    if (!zlb_counters_balanced(&r->snap.total.c))
+        zlb_log_error("accounting invariant broken: attempted %llu established %llu in_flight %llu",
+                      (unsigned long long)r->snap.total.c.attempted,
+                      (unsigned long long)r->snap.total.c.established,
+                      (unsigned long long)r->snap.total.c.in_flight);
+    ring_push(r);
+    compute_rates(r);
+    return 0;
+}
+
+static void begin_measuring(run_t *r)
+{
+    zlb_stats_copy(&r->base.total, &r->snap.total);
+    r->base.taken_ns = r->snap.taken_ns;
+    r->t_measure_start = r->snap.taken_ns;
+    r->measuring = true;
+    for (size_t i = 0; i < r->snap.npollers; i++)
+        zlb_loop_reset_lag_max(zlb_pool_loop(r->pool, (int)i));
+}
+
+static void request_stop(run_t *r, const char *reason, bool immediate)
+{
+    if (!r->stop_reason)
+        r->stop_reason = reason;
+    if (immediate)
+        r->immediate = true;
+    if (r->state == ZLB_STATE_DRAINING || r->state == ZLB_STATE_DONE)
+        return;
+    r->state = ZLB_STATE_DRAINING;
+    r->t_stop_requested = zlb_now_ns();
+    zlb_engine_close_all(r->engine);
+    zlb_log_info("stopping (%s): draining for at most %.1f s", reason,
+                 (double)r->cfg->drain_timeout_ns / 1e9);
+}
+
+static void update_phase(run_t *r)
+{
+    uint64_t now = zlb_now_ns();
+    const zlb_counters_t *c = &r->snap.total.c;
+    if (r->state == ZLB_STATE_RAMPING) {
+        /* The ramp is over once the target count was open at once, or every initial attempt has
+         * had its answer (a target that refuses some never reaches the count). */
+        bool all_answered = c->attempted >= r->cfg->connections && c->in_flight == 0 &&
+                            r->snap.scheduler_backlog == 0;
+        if (r->snap.target_reached_ns || all_answered) {
+            r->state = ZLB_STATE_STEADY;
+            r->ramp_done = true;
+        }
+    }
+    /* Warm-up runs from the first attempt; the measured window starts when it ends. */
+    if (!r->measuring && r->state != ZLB_STATE_DRAINING && now - r->t_start >= r->cfg->warmup_ns)
+        begin_measuring(r);
+    if (r->cfg->duration_ns && now - r->t_start >= r->cfg->duration_ns)
+        request_stop(r, "duration", false);
+}
+
+static void handle_signals(run_t *r)
+{
+    struct signalfd_siginfo si;
+    while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        r->signals_seen++;
+        const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
+        if (r->signals_seen == 1) {
+            request_stop(r, si.ssi_signo == SIGINT ? "signal_sigint" : "signal_sigterm", false);
+            zlb_log_warn("%s: graceful stop; send it again to stop at once", name);
+        } else {
+            request_stop(r, r->stop_reason, true);
+            zlb_log_warn("%s again: stopping now", name);
+        }
+    }
+    uint64_t v;
+    if (read(r->stopfd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        request_stop(r, "control_stop", false);
+}
+
+static void on_control_stop(void *arg)
+{
+    run_t *r = arg;
+    uint64_t one = 1;
+    atomic_fetch_add(&r->stop_requests, 1);
+    if (write(r->stopfd, &one, sizeof(one)) < 0)
+        zlb_log_warn("stop request lost: %s", strerror(errno));
+}
+
+/* ---- the final report ---------------------------------------------------------------------- */
+
+static json_t *steady_json(run_t *r, zlb_stats_t *steady)
+{
+    const zlb_config_t *cfg = r->cfg;
+    uint64_t t_end = r->t_stop_requested ? r->t_stop_requested : r->snap.taken_ns;
+    double secs = r->measuring && t_end > r->t_measure_start
+                      ? (double)(t_end - r->t_measure_start) / 1e9
+                      : 0.0;
+    const zlb_counters_t *c = &steady->c;
+    zlb_rates_t avg = {0};
+    if (secs > 0) {
+        avg.connects_per_s = (double)c->established / secs;
+        avg.closes_per_s = (double)(c->closed_by_us + c->closed_by_peer) / secs;
+        avg.failures_per_s = (double)zlb_counters_failed_total(c) / secs;
+        avg.bytes_in_per_s = (double)c->bytes_in / secs;
+        avg.bytes_out_per_s = (double)c->bytes_out / secs;
+        avg.messages_per_s = (double)c->messages / secs;
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "seconds", zlb_json_real(secs));
+    json_t *conns = zlb_counters_to_json(c, cfg->connections);
+    json_object_set_new(j, "connections", conns);
+    json_object_set_new(
+        j, "rates",
+        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s",
+                  zlb_json_real(avg.connects_per_s), "closes_per_s",
+                  zlb_json_real(avg.closes_per_s), "failures_per_s",
+                  zlb_json_real(avg.failures_per_s), "bytes_in_per_s",
+                  zlb_json_real(avg.bytes_in_per_s), "bytes_out_per_s",
+                  zlb_json_real(avg.bytes_out_per_s), "messages_per_s",
+                  zlb_json_real(avg.messages_per_s)));
+    json_object_set_new(j, "latency_us",
+                        zlb_stats_latency_json(steady, cfg->report.percentiles,
+                                               cfg->report.npercentiles));
+    double ratio =
+        c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0.0;
+    json_object_set_new(j, "tls",
+                        json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)c->tls_handshakes,
+                                  "resumed", (json_int_t)c->tls_resumed, "resumed_ratio",
+                                  zlb_json_real(ratio)));
+    json_object_set_new(j, "histograms", zlb_stats_histograms_json(steady));
+    return j;
+}
+
+static void print_summary(run_t *r, json_t *report, int failed_thresholds)
+{
+    if (r->opts.quiet)
+        return;
+    const zlb_counters_t *c = &r->snap.total.c;
+    double v;
+    printf("\nzlbench %s: %s, stopped by %s after %.1f s\n", zlb_version(),
+           r->ntargets == 1 ? r->targets[0].name : "several targets", r->stop_reason,
+           (double)(r->t_end - r->t_start) / 1e9);
+    printf("  connections  attempted %llu  established %llu  failed %llu  closed %llu\n",
+           (unsigned long long)c->attempted, (unsigned long long)c->established,
+           (unsigned long long)zlb_counters_failed_total(c),
+           (unsigned long long)(c->closed_by_us + c->closed_by_peer));
+    for (int f = 0; f < ZLB_FAIL__COUNT; f++) {
+        uint64_t n = c->failed_before[f] + c->failed_after[f];
+        if (n)
+            printf("    failed %-16s %llu\n", zlb_fail_name((zlb_fail_t)f), (unsigned long long)n);
+    }
+    if (zlb_report_lookup(report, "ramp.seconds", &v) == 0 && r->snap.target_reached_ns)
+        printf("  ramp         %llu open after %.3f s\n", (unsigned long long)r->cfg->connections,
+               v);
+    else
+        printf("  ramp         target of %llu open connections not reached\n",
+               (unsigned long long)r->cfg->connections);
+    if (zlb_report_lookup(report, "steady.rates.connects_per_s", &v) == 0)
+        printf("  steady       %.0f connects/s", v);
+    if (zlb_report_lookup(report, "steady.seconds", &v) == 0)
+        printf(" over %.1f s\n", v);
+    printf("  latency (us)        count        p50        p90        p99      p99.9        max\n");
+    static const zlb_lat_t shown[] = {ZLB_LAT_CONNECT,     ZLB_LAT_DNS,
+                                      ZLB_LAT_TLS_FULL,    ZLB_LAT_TLS_RESUMED,
+                                      ZLB_LAT_FIRST_BYTE,  ZLB_LAT_ECHO_RTT,
+                                      ZLB_LAT_SCHEDULE_LAG};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(shown); i++) {
+        const zlb_hist_t *h = r->snap.total.lat[shown[i]];
+        if (!zlb_hist_count(h))
+            continue;
+        printf("    %-14s %10llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", zlb_lat_name(shown[i]),
+               (unsigned long long)zlb_hist_count(h), zlb_hist_percentile(h, 50) / 1e3,
+               zlb_hist_percentile(h, 90) / 1e3, zlb_hist_percentile(h, 99) / 1e3,
+               zlb_hist_percentile(h, 99.9) / 1e3, zlb_hist_max(h) / 1e3);
+    }
+    for (size_t i = 0; i < r->snap.npollers; i++) {
+        const zlb_poller_info_t *in = &r->snap.info[i];
+        printf("  poller %-3d   cpu %-3d %s/%d  load %5.1f%%  cpu time %.2f s  lag max %.0f us%s%s\n",
+               in->id, in->cpu, in->policy, in->priority, in->stats.load_pct,
+               (double)in->stats.cpu_time_ns / 1e9, (double)in->stats.lag_max_ns / 1e3,
+               in->warning[0] ? "  warning: " : "", in->warning);
+    }
+    printf("  generator    %s\n", r->sat.saturated ? "SATURATED (figures describe zlbench)"
+                                                   : "not saturated");
+    for (int i = 0; i < r->sat.nreasons; i++)
+        printf("    %s\n", r->sat.reasons[i]);
+    json_t *th = json_object_get(report, "thresholds");
+    size_t idx;
+    json_t *row;
+    json_array_foreach(th, idx, row)
+    {
+        printf("  threshold    %-32s %-10s observed %-12g %s\n",
+               json_string_value(json_object_get(row, "path")),
+               json_string_value(json_object_get(row, "expr")),
+               json_number_value(json_object_get(row, "observed")),
+               json_is_true(json_object_get(row, "passed")) ? "pass" : "FAIL");
+    }
+    if (failed_thresholds)
+        printf("  %d threshold(s) failed\n", failed_thresholds);
+    if (r->cfg->report.file)
+        printf("  report       %s\n", r->cfg->report.file);
+    fflush(stdout);
+}
+
+static int finish(run_t *r)
+{
+    r->state = ZLB_STATE_DONE;
+    r->t_end = zlb_now_ns();
+    if (!r->measuring)
+        begin_measuring(r); /* a run stopped inside its warm-up: measure nothing, honestly */
+    zlb_stats_t steady;
+    zlb_stats_init(&steady);
+    zlb_stats_copy(&steady, &r->snap.total);
+    zlb_stats_sub(&steady, &r->base.total);
+    check_final_saturation(r, &steady);
+
+    zlb_view_t v = make_view(r);
+    v.elapsed_s = (double)(r->t_end - r->t_start) / 1e9;
+    json_t *report = zlb_render_stats(&v);
+    json_object_set_new(report, "stop_reason", json_string(r->stop_reason));
+    json_object_set_new(report, "finished_at_unix_s", zlb_json_real((double)zlb_wall_ns() / 1e9));
+    json_object_set_new(report, "steady", steady_json(r, &steady));
+    json_object_set_new(report, "histograms", zlb_stats_histograms_json(&r->snap.total));
+    json_object_set_new(report, "host", zlb_render_host());
+    json_t *cfgj = json_loads(r->config_text, 0, NULL);
+    json_object_set_new(report, "config", cfgj ? cfgj : json_object());
+    zlb_stats_dispose(&steady);
+
+    int failed = zlb_thresholds_evaluate(r->cfg, report);
+    bool reached_steady = r->ramp_done && r->measuring &&
+                          r->t_stop_requested > r->t_measure_start;
+    int code = ZLB_EXIT_OK;
+    if (r->exit_code)
+        code = r->exit_code;
+    else if (r->sat.saturated || !reached_steady)
+        code = ZLB_EXIT_INVALID_RUN;
+    else if (failed)
+        code = ZLB_EXIT_THRESHOLDS;
+    json_object_set_new(report, "valid",
+                        json_boolean(!r->sat.saturated && reached_steady && !r->exit_code));
+    json_object_set_new(report, "exit_code", json_integer(code));
+
+    if (r->cfg->report.file) {
+        char *text = json_dumps(report, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
+        int rc = text ? zlb_write_file_atomic(r->cfg->report.file, text, strlen(text)) : -ENOMEM;
+        free(text);
+        if (rc != 0) {
+            zlb_log_error("cannot write the report to %s: %s", r->cfg->report.file,
+                          strerror(-rc));
+            code = ZLB_EXIT_INTERNAL;
+        }
+    }
+    progress(r, true);
+    print_summary(r, report, failed);
+    if (r->control)
+        publish_json(r, "/stats", 200, json_incref(report));
+    json_decref(report);
+    publish(r); /* /health now says done */
+    return code;
+}
+
+/* ---- set-up and tear-down ------------------------------------------------------------------ */
+
+static int start_embedded_target(run_t *r)
+{
+    const zlb_embedded_target_config_t *et = &r->cfg->embedded_target;
+    zlb_target_opts_t o = {
+        .mode = et->mode == ZLB_TARGET_MODE_SINK   ? ZLB_SERVE_SINK
+                : et->mode == ZLB_TARGET_MODE_HTTP ? ZLB_SERVE_HTTP
+                                                   : ZLB_SERVE_ECHO,
+        .listen = et->listen,
+        .backlog = et->backlog,
+        .threads = et->threads,
+        .tls = et->tls,
+        .ca_out_file = et->ca_out_file,
+        .accept_delay_ns = et->accept_delay_ns,
+    };
+    int rc = zlb_target_start(&o, &r->target);
+    if (rc != 0) {
+        zlb_log_error("cannot start the built-in target on %s: %s", et->listen, strerror(-rc));
+        return rc;
+    }
+    zlb_log_info("built-in %s target listening on %s", et->tls ? "TLS" : "TCP",
+                 zlb_target_address(r->target));
+    return 0;
+}
+
+static int build_targets(run_t *r)
+{
+    const zlb_config_t *cfg = r->cfg;
+    static zlb_tls_config_t embedded_tls; /* zeroed: plain TCP unless the target speaks TLS */
+    if (cfg->ntargets == 0) {
+        r->ntargets = 1;
+        r->targets = zlb_xcalloc(1, sizeof(*r->targets));
+        r->target_names = zlb_xcalloc(1, sizeof(char *));
+        r->target_names[0] = zlb_xstrdup(zlb_target_address(r->target));
+        /* "127.0.0.1:PORT" or "[::1]:PORT" -> host without brackets */
+        char *host;
+        uint16_t port;
+        if (zlb_parse_host_port(r->target_names[0], &host, &port) != 0)
+            return -EINVAL;
+        r->targets[0].host = host; /* freed with target_names below */
+        r->targets[0].port = port;
+        r->targets[0].weight = 1;
+        r->targets[0].name = r->target_names[0];
+        r->targets[0].tls = cfg->embedded_target.tls ? &embedded_tls : NULL;
+        return 0;
+    }
+    r->ntargets = cfg->ntargets;
+    r->targets = zlb_xcalloc(cfg->ntargets, sizeof(*r->targets));
+    r->target_names = zlb_xcalloc(cfg->ntargets, sizeof(char *));
+    for (size_t i = 0; i < cfg->ntargets; i++) {
+        const zlb_target_config_t *t = &cfg->targets[i];
+        char name[320];
+        snprintf(name, sizeof(name), strchr(t->host, ':') ? "[%s]:%u" : "%s:%u", t->host,
+                 (unsigned)t->port);
+        r->target_names[i] = zlb_xstrdup(name);
+        r->targets[i].host = t->host;
+        r->targets[i].port = t->port;
+        r->targets[i].weight = t->weight ? t->weight : 1;
+        r->targets[i].tls = &t->tls;
+        r->targets[i].name = r->target_names[i];
+    }
+    return 0;
+}
+
+static int start_control(run_t *r)
+{
+    const zlb_control_config_t *cc = &r->cfg->control;
+    if (!cc->enabled)
+        return 0;
+    char err[256] = "";
+    if (cc->token_file) {
+        int rc = zlb_control_read_token(cc->token_file, &r->token, err, sizeof(err));
+        if (rc != 0) {
+            zlb_log_error("%s", err);
+            return rc;
+        }
+    }
+    zlb_control_opts_t o = {
+        .listen = cc->listen,
+        .token = r->token,
+        .address_file = cc->address_file,
+        .on_stop = on_control_stop,
+        .arg = r,
+    };
+    int rc = zlb_control_start(&o, &r->control, err, sizeof(err));
+    if (rc != 0) {
+        zlb_log_error("control port: %s", err);
+        return rc;
+    }
+    zlb_control_publish(r->control, "/config", 200, "application/json", r->config_text,
+                        strlen(r->config_text));
+    return 0;
+}
+
+static int make_pool(run_t *r)
+{
+    const zlb_pollers_config_t *pc = &r->cfg->pollers;
+    zlb_pool_opts_t o;
+    zlb_pool_opts_default(&o);
+    o.count = pc->count;
+    o.cpu_affinity = pc->cpu_affinity;
+    o.cpus = pc->cpus;
+    o.ncpus = (int)pc->ncpus;
+    o.priority = pc->priority == ZLB_CFG_PRIO_HIGH       ? ZLB_PRIO_HIGH
+                 : pc->priority == ZLB_CFG_PRIO_REALTIME ? ZLB_PRIO_REALTIME
+                                                         : ZLB_PRIO_NORMAL;
+    o.nice = pc->nice;
+    o.rt_policy = pc->rt_policy;
+    o.rt_priority = pc->rt_priority;
+    o.select = pc->round_robin ? ZLB_SELECT_ROUND_ROBIN : ZLB_SELECT_LEAST_LOADED;
+    o.prefer_current = pc->prefer_current;
+    o.load_window_ns = pc->load_window_ns;
+    int rc = zlb_pool_create(&o, &r->pool);
+    if (rc != 0)
+        zlb_log_error("cannot start the pollers: %s", strerror(-rc));
+    return rc;
+}
+
+static int open_signal_fds(run_t *r)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    r->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    r->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->sigfd < 0 || r->stopfd < 0)
+        return -errno;
+    return 0;
+}
+
+static void teardown(run_t *r)
+{
+    zlb_control_destroy(r->control);
+    zlb_pool_stop(r->pool);
+    zlb_engine_snapshot_dispose(&r->snap);
+    zlb_engine_snapshot_dispose(&r->base);
+    zlb_engine_destroy(r->engine);
+    zlb_pool_destroy(r->pool);
+    zlb_target_destroy(r->target);
+    for (size_t i = 0; i < RATE_RING; i++)
+        free(r->ring[i].poller_established);
+    free(r->poller_cps);
+    if (r->target_names) {
+        if (r->cfg->ntargets == 0 && r->targets)
+            free((char *)r->targets[0].host);
+        for (size_t i = 0; i < r->ntargets; i++)
+            free(r->target_names[i]);
+    }
+    free(r->target_names);
+    free(r->targets);
+    free(r->token);
+    free(r->config_text);
+    if (r->sigfd >= 0)
+        close(r->sigfd);
+    if (r->stopfd >= 0)
+        close(r->stopfd);
+}
+
+int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
+{
+    run_t *r = zlb_xcalloc(1, sizeof(*r));
+    r->cfg = cfg;
+    r->opts = *opts;
+    r->sigfd = r->stopfd = -1;
+    r->state = ZLB_STATE_STARTING;
+    r->tty = isatty(STDERR_FILENO);
+    zlb_config_hash(cfg, r->config_hash);
+    json_t *cj = zlb_config_to_json(cfg);
+    r->config_text = json_dumps(cj, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(cj);
+    int code = ZLB_EXIT_INTERNAL;
+
+    if (open_signal_fds(r) != 0 || start_control(r) != 0)
+        goto out;
+    if (cfg->embedded_target.enabled && start_embedded_target(r) != 0)
+        goto out;
+    if (build_targets(r) != 0 || make_pool(r) != 0)
+        goto out;
+    int rc = zlb_engine_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
+    if (rc != 0) {
+        zlb_log_error("cannot create the connection engine: %s", strerror(-rc));
+        goto out;
+    }
+    zlb_engine_snapshot_init(r->engine, &r->snap);
+    zlb_engine_snapshot_init(r->engine, &r->base);
+    r->poller_cps = zlb_xcalloc(r->snap.npollers, sizeof(double));
+    for (size_t i = 0; i < RATE_RING; i++)
+        r->ring[i].poller_established = zlb_xcalloc(r->snap.npollers, sizeof(uint64_t));
+    take_snapshot(r);
+    publish(r);
+
+    r->t_start = zlb_now_ns();
+    rc = zlb_engine_start(r->engine);
+    if (rc != 0) {
+        zlb_log_error("cannot start the scheduler: %s", strerror(-rc));
+        goto out;
+    }
+    r->state = ZLB_STATE_RAMPING;
+    zlb_log_info("run started: %llu connections at %.0f/s over %zu poller(s), %s",
+                 (unsigned long long)cfg->connections, cfg->connect_rate, r->snap.npollers,
+                 cfg->duration_ns ? "until the duration ends" : "until stopped");
+
+    uint64_t next_tick = r->t_start + TICK_NS;
+    for (;;) {
+        uint64_t now = zlb_now_ns();
+        int timeout_ms = next_tick > now ? (int)((next_tick - now + 999999) / 1000000) : 0;
+        struct pollfd pfd[2] = {{.fd = r->sigfd, .events = POLLIN},
+                                {.fd = r->stopfd, .events = POLLIN}};
+        if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR)
+            zlb_fatal("poll: %s", strerror(errno));
+        handle_signals(r);
+        if (zlb_now_ns() < next_tick && !r->immediate)
+            continue;
+        next_tick += TICK_NS;
+        if (next_tick < zlb_now_ns())
+            next_tick = zlb_now_ns() + TICK_NS; /* we were stalled: don't burst to catch up */
+        if (take_snapshot(r) != 0)
+            zlb_fatal("snapshot failed");
+        update_phase(r);
+        check_saturation(r);
+        publish(r);
+        progress(r, false);
+        if (r->state == ZLB_STATE_DRAINING) {
+            bool idle = r->snap.total.c.open == 0 && r->snap.total.c.in_flight == 0;
+            bool late = zlb_now_ns() - r->t_stop_requested >= r->cfg->drain_timeout_ns;
+            if (idle || late || r->immediate) {
+                if (!idle)
+                    zlb_log_warn("drain ended with %llu open and %llu in flight",
+                                 (unsigned long long)r->snap.total.c.open,
+                                 (unsigned long long)r->snap.total.c.in_flight);
+                break;
+            }
+        }
+    }
+    /* Every poller has answered its last task: a final snapshot after the pool stops sees
+     * exactly what each poller recorded. */
+    zlb_pool_stop(r->pool);
+    take_snapshot(r);
+    code = finish(r);
+out:
+    teardown(r);
+    free(r);
+    return code;
+}

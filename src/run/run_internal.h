@@ -1,0 +1,84 @@
+/* run_internal.h -- shared between the run module's files and its tests; not a public API. */
+#ifndef ZLB_RUN_INTERNAL_H
+#define ZLB_RUN_INTERNAL_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "run/run.h"
+#include "stats/stats.h"
+#include "work/work.h"
+
+#define ZLB_STATS_SCHEMA "zlbench.stats/1"
+
+typedef enum {
+    ZLB_STATE_STARTING,
+    ZLB_STATE_RAMPING,
+    ZLB_STATE_STEADY,
+    ZLB_STATE_DRAINING,
+    ZLB_STATE_DONE
+} zlb_state_t;
+
+const char *zlb_state_name(zlb_state_t s);
+
+/* Counter totals kept once per tick, to turn counters into rates over a trailing interval. */
+typedef struct zlb_rate_sample {
+    uint64_t t_ns;
+    zlb_counters_t total;
+    uint64_t *poller_established; /* npollers entries (owned by the ring) */
+} zlb_rate_sample_t;
+
+typedef struct zlb_rates {
+    double connects_per_s, closes_per_s, failures_per_s, bytes_in_per_s, bytes_out_per_s,
+        messages_per_s;
+    double *poller_connects_per_s; /* npollers entries, borrowed from the caller */
+} zlb_rates_t;
+
+/* Why the generator's own figures cannot be trusted (each a JSON reason string). */
+typedef struct zlb_saturation {
+    bool saturated;
+    char reasons[4][96];
+    int nreasons;
+    int hot_ticks[64];           /* consecutive ticks each poller (up to 64) was >= 95 % loaded */
+    uint64_t backlog_ticks;      /* ticks with attempts due but not handed to a poller */
+} zlb_saturation_t;
+
+/* Everything a rendering needs, borrowed. */
+typedef struct zlb_view {
+    const zlb_config_t *cfg;
+    const char *config_hash;
+    zlb_state_t state;
+    double elapsed_s;
+    const zlb_engine_snapshot_t *snap;
+    const zlb_rates_t *rates;
+    const zlb_saturation_t *saturation;
+    const zlb_engine_target_t *targets;
+    size_t ntargets;
+} zlb_view_t;
+
+/** The /stats document. New reference. */
+json_t *zlb_render_stats(const zlb_view_t *v);
+/** The /stats/pollers document (the "pollers" array). New reference. */
+json_t *zlb_render_pollers(const zlb_view_t *v);
+/** Prometheus text for /metrics. Caller disposes b. */
+void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b);
+/** Host facts: kernel, CPUs, versions. New reference. */
+json_t *zlb_render_host(void);
+/** A JSON real that is never NaN or Inf (jansson refuses those: it would return NULL). */
+json_t *zlb_json_real(double x);
+
+/** Looks a dotted path ("latency_us.connect.p99", "pollers[0].load_pct") up in a report and
+ * returns its numeric value (true/false as 1/0). 0 or -ENOENT. */
+int zlb_report_lookup(const json_t *report, const char *path, double *out);
+
+/** Writes text to path atomically: a temp file beside it, fsync, rename, fsync of the folder.
+ * 0 or -errno. */
+int zlb_write_file_atomic(const char *path, const char *data, size_t len);
+
+/** Evaluates cfg's thresholds against the report's steady figures; adds "thresholds" to the
+ * report. Returns the number that failed. */
+int zlb_thresholds_evaluate(const zlb_config_t *cfg, json_t *report);
+
+#endif

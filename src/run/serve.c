@@ -1,0 +1,129 @@
+/* serve.c -- `zlbench serve`: the built-in target as a standalone process. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "run/run_internal.h"
+#include "target/target.h"
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f, "usage: zlbench serve [--listen ADDR] [--mode echo|sink|http] [--threads N]\n"
+               "                     [--backlog N] [--tls] [--ca-out FILE] [--accept-delay DUR]\n"
+               "                     [--max-conns N] [--address-file FILE]\n");
+}
+
+static int write_address(const char *path, const char *addr)
+{
+    char line[128];
+    int n = snprintf(line, sizeof(line), "%s\n", addr);
+    return zlb_write_file_atomic(path, line, (size_t)n);
+}
+
+int zlb_run_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},  {"mode", required_argument, NULL, 'm'},
+        {"threads", required_argument, NULL, 'T'}, {"backlog", required_argument, NULL, 'b'},
+        {"tls", no_argument, NULL, 's'},           {"ca-out", required_argument, NULL, 'C'},
+        {"accept-delay", required_argument, NULL, 'D'},
+        {"max-conns", required_argument, NULL, 'M'},
+        {"address-file", required_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    zlb_target_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0", .threads = 1};
+    const char *address_file = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "l:m:T:b:sC:D:M:A:h", longopts, NULL)) != -1) {
+        char *end = NULL;
+        long v = 0;
+        switch (c) {
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 'm':
+            if (zlb_serve_mode_parse(optarg, &o.mode) != 0) {
+                fprintf(stderr, "zlbench serve: --mode: expected echo, sink or http, got '%s'\n",
+                        optarg);
+                return ZLB_EXIT_USAGE;
+            }
+            break;
+        case 'T':
+        case 'b':
+        case 'M':
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            if (errno || *end || v < 1 || v > 1000000) {
+                fprintf(stderr, "zlbench serve: expected an integer 1..1000000, got '%s'\n",
+                        optarg);
+                return ZLB_EXIT_USAGE;
+            }
+            if (c == 'T')
+                o.threads = (int)v;
+            else if (c == 'b')
+                o.backlog = (int)v;
+            else
+                o.max_conns = (uint32_t)v;
+            break;
+        case 's':
+            o.tls = true;
+            break;
+        case 'C':
+            o.ca_out_file = optarg;
+            break;
+        case 'D':
+            if (zlb_parse_duration(optarg, &o.accept_delay_ns) != 0) {
+                fprintf(stderr, "zlbench serve: --accept-delay: expected a duration like 10ms, "
+                                "got '%s'\n",
+                        optarg);
+                return ZLB_EXIT_USAGE;
+            }
+            break;
+        case 'A':
+            address_file = optarg;
+            break;
+        case 'h':
+            serve_usage(stdout);
+            return ZLB_EXIT_OK;
+        default:
+            serve_usage(stderr);
+            return ZLB_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "zlbench serve: unexpected argument '%s'\n", argv[optind]);
+        return ZLB_EXIT_USAGE;
+    }
+    zlb_target_t *t = NULL;
+    int rc = zlb_target_start(&o, &t);
+    if (rc != 0) {
+        fprintf(stderr, "zlbench serve: cannot listen on %s: %s\n", o.listen, strerror(-rc));
+        return rc == -EINVAL ? ZLB_EXIT_USAGE : ZLB_EXIT_INTERNAL;
+    }
+    printf("listening on %s\n", zlb_target_address(t));
+    fflush(stdout);
+    if (address_file && (rc = write_address(address_file, zlb_target_address(t))) != 0) {
+        fprintf(stderr, "zlbench serve: cannot write %s: %s\n", address_file, strerror(-rc));
+        zlb_target_destroy(t);
+        return ZLB_EXIT_INTERNAL;
+    }
+    /* main blocked these in every thread; wait for one here. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    zlb_target_stats_t st;
+    zlb_target_read_stats(t, &st);
+    zlb_target_destroy(t);
+    fprintf(stderr, "zlbench serve: %s: accepted %llu, bytes in %llu out %llu\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)st.accepted,
+            (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
+    return ZLB_EXIT_OK;
+}

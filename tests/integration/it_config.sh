@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# it_config.sh -- bad configs and bad flags exit 2 with FILE:LINE:COLUMN and the key path, nothing
+# started; every example in configs/ validates.
+source "$(dirname "$0")/lib.sh"
+
+# expect_bad NAME CONTENT PATTERN [FLAGS...]: exit code 2 and stderr matching PATTERN (grep -E).
+expect_bad() {
+    local name=$1 content=$2 pattern=$3; shift 3
+    printf '%s' "$content" > "$T/$name.json"
+    set +e
+    ( cd "$T" && "$ZLB" -c "$name.json" -q --control off --report "$T/$name.report" "$@" ) \
+        >"$T/$name.out" 2>"$T/$name.err"
+    local rc=$?
+    set -e
+    [ $rc = 2 ] || fail "$name: exit $rc, expected 2 ($(cat "$T/$name.err"))"
+    grep -Eq "$pattern" "$T/$name.err" || fail "$name: message '$(cat "$T/$name.err")' does not match '$pattern'"
+    [ ! -e "$T/$name.report" ] || fail "$name: a report was written: something started"
+    pass "$name: $(head -1 "$T/$name.err")"
+}
+
+expect_bad dup '{"connections": 10,
+  "connections": 20}' 'dup\.json:2:[0-9]+: .*duplicate.*connections'
+expect_bad unknown '{"conections": 10}' "unknown\.json:1:[0-9]+: .*conections.*did you mean 'connections'"
+expect_bad garbage '{"connections": 10} xyz' 'garbage\.json:1:[0-9]+:'
+expect_bad type '{"connections": "many"}' 'type\.json:1:[0-9]+: connections: expected an integer'
+expect_bad port '{"targets": [{"host": "127.0.0.1", "port": 9000},
+  {"host": "127.0.0.1", "port": 70000}]}' 'port\.json:2:[0-9]+: targets\[1\]\.port: expected an integer 1\.\.65535, got 70000'
+expect_bad big '{"pollers": {"count": 4294967297}}' 'big\.json:1:[0-9]+: pollers\.count: .*4294967297'
+expect_bad empty '' 'empty\.json'
+expect_bad duration '{"duration": "10"}' 'duration\.json:1:[0-9]+: duration: .*unit'
+expect_bad flag '{}' "--connections: expected an integer" --connections abc
+expect_bad flag2 '{}' "--duration" -d 10parsecs
+set +e; "$ZLB" -c "$T/missing.json" >/dev/null 2>"$T/missing.err"; rc=$?; set -e
+[ $rc = 2 ] && grep -q 'missing.json' "$T/missing.err" || fail "missing file: exit $rc $(cat "$T/missing.err")"
+pass "missing file"
+set +e; "$ZLB" --no-such-flag >/dev/null 2>&1; rc=$?; set -e
+[ $rc = 2 ] || fail "unknown flag: exit $rc"
+
+for f in "$REPO"/configs/*.json; do
+    case "$f" in *.schema.json) continue ;; esac
+    "$ZLB" validate -c "$f" >"$T/valid.out" 2>"$T/valid.err" || fail "$f does not validate: $(cat "$T/valid.err")"
+    jq -e '.connections >= 1' "$T/valid.out" >/dev/null || fail "validate output of $f is not the effective config"
+done
+pass "every configs/*.json validates"
+"$ZLB" --version | grep -q 'OpenSSL' || fail "--version lacks OpenSSL"
+"$ZLB" --help | grep -q 'Exit codes' || fail "--help lacks the exit codes"
+pass "--version, --help"

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# it_control.sh -- the control port against the running daemon: every endpoint, 20+ snapshots
+# while the run ramps (the invariant in each), /metrics as Prometheus text, 404/405/401, /stop.
+source "$(dirname "$0")/lib.sh"
+
+printf 's3cret-token\n' > "$T/token"; chmod 600 "$T/token"
+cat > "$T/cfg.json" <<JSON
+{
+  "embedded_target": {"mode": "echo", "listen": "127.0.0.1:0"},
+  "connections": 3000,
+  "connect_rate": 1500,
+  "duration": "0s",
+  "control": {"listen": "127.0.0.1:0", "token_file": "$T/token", "address_file": "$T/ctl.addr"},
+  "report": {"file": "$T/report.json"}
+}
+JSON
+start_bg zlb "$ZLB" -c "$T/cfg.json" -q
+ZPID=$BG_PID
+wait_for test -s "$T/ctl.addr" || fail "no control address file: $(cat "$T/zlb.err")"
+URL="http://$(cat "$T/ctl.addr")"
+
+# 1. At least 20 distinct snapshots while ramping (3000 at 1500/s: ~2 s), invariant in each.
+n=0; seen_ramping=0
+for i in $(seq 1 200); do
+    curl -sf "$URL/stats" -o "$T/s.json" || fail "GET /stats failed"
+    check_invariant "$T/s.json" || fail "invariant broken in snapshot $i: $(cat "$T/s.json")"
+    jq -e '.schema == "zlbench.stats/1" and (.state|type=="string") and (.elapsed_s|type=="number")
+           and (.config_hash|test("^[0-9a-f]{16}$"))
+           and (.connections|has("target","attempted","established","open","in_flight","closed","failed"))
+           and (.connections.failed|has("total","refused","timeout","dns","reset","fd_limit"))
+           and (.ramp|has("target_reached","seconds"))
+           and (.rates|has("connects_per_s","closes_per_s","bytes_in_per_s","bytes_out_per_s"))
+           and (.latency_us.connect|has("count","min","mean","p50","p90","p99","p999","max"))
+           and (.latency_us|has("dns","schedule_lag"))
+           and (.pollers|length>=1) and (.pollers[0]|has("id","cpu","policy","priority","load_pct","cpu_time_s","loop_lag_us","open","connects"))
+           and (.generator|has("saturated","reasons"))' "$T/s.json" >/dev/null \
+        || fail "missing fields in /stats: $(cat "$T/s.json")"
+    st=$(jq -r .state "$T/s.json")
+    [ "$st" = ramping ] && seen_ramping=$((seen_ramping + 1))
+    n=$((n + 1))
+    [ "$st" = steady ] && [ $n -ge 20 ] && break
+    sleep 0.05
+done
+[ $n -ge 20 ] || fail "only $n snapshots"
+[ $seen_ramping -ge 5 ] || fail "saw the ramp in only $seen_ramping snapshots"
+wait_for sh -c "curl -sf $URL/stats | jq -e '.ramp.target_reached == true and .connections.open == 3000'" \
+    || fail "3000 connections never open: $(curl -s "$URL/stats")"
+pass "$n snapshots ($seen_ramping while ramping), invariant in every one"
+
+# 2. The other endpoints.
+curl -sf -D "$T/h" "$URL/stats" -o /dev/null
+grep -qi '^content-type: application/json' "$T/h" || fail "/stats content type: $(cat "$T/h")"
+curl -sf "$URL/stats/pollers" | jq -e 'type=="array" and length>=1 and (.[0]|has("load_pct"))' >/dev/null \
+    || fail "/stats/pollers"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] || fail "/health not 200"
+curl -sf "$URL/config" | jq -e '.connections == 3000 and .control.token_file != null' >/dev/null \
+    || fail "/config"
+curl -sf "$URL/config" | grep -q 's3cret-token' && fail "/config shows the token"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")" = 404 ] || fail "unknown path not 404"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/stats")" = 405 ] || fail "DELETE /stats not 405"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/stop")" = 405 ] || fail "GET /stop not 405"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/stop")" = 401 ] || fail "POST /stop without token not 401"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer wrong' "$URL/stop")" = 401 ] \
+    || fail "POST /stop with a wrong token not 401"
+pass "endpoints, 404, 405, 401"
+
+# 3. /metrics, line by line: comments, or `name{labels} value` with a float value.
+curl -sf -D "$T/mh" "$URL/metrics" -o "$T/metrics.txt"
+grep -qi '^content-type: text/plain; version=0.0.4' "$T/mh" || fail "/metrics content type"
+awk '
+  /^# (HELP|TYPE) / { next }
+  /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? [-+]?([0-9.]+([eE][-+]?[0-9]+)?|\+Inf|NaN)$/ { n++; next }
+  { print "bad line " NR ": " $0; bad=1 }
+  END { if (bad || n < 20) exit 1 }' "$T/metrics.txt" || fail "/metrics is not Prometheus text"
+grep -q '^zlbench_connect_seconds_bucket{le="+Inf"} ' "$T/metrics.txt" || fail "no connect histogram"
+inf=$(awk '/^zlbench_connect_seconds_bucket\{le="\+Inf"\}/ {print $2}' "$T/metrics.txt")
+cnt=$(awk '/^zlbench_connect_seconds_count/ {print $2}' "$T/metrics.txt")
+[ "$inf" = "$cnt" ] || fail "+Inf bucket $inf != count $cnt"
+awk -F'[ ]' '/^zlbench_connect_seconds_bucket/ { if ($2 < prev) exit 1; prev = $2 }' "$T/metrics.txt" \
+    || fail "buckets not cumulative"
+pass "/metrics parsed ($(wc -l < "$T/metrics.txt") lines)"
+
+# 4. POST /stop with the token: report written, exit 0.
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer s3cret-token' "$URL/stop")" = 202 ] \
+    || fail "POST /stop with the token not 202"
+wait_exit "$ZPID" 30
+[ "$EXIT_CODE" = 0 ] || fail "exit code $EXIT_CODE after /stop: $(tail -5 "$T/zlb.err")"
+jq -e '.stop_reason == "control_stop" and .state == "done" and .connections.established >= 3000
+       and (.histograms.connect.counts|type=="string") and .host.versions.openssl != null' "$T/report.json" >/dev/null \
+    || fail "report after /stop: $(head -c 2000 "$T/report.json")"
+check_invariant "$T/report.json" || fail "invariant broken in the report"
+pass "/stop wrote the report and exited 0"
