@@ -1,0 +1,241 @@
+/* stats.c -- connection counters, per-poller statistics and their JSON. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "stats/stats_internal.h"
+
+static const char *const fail_names[] = {
+    [ZLB_FAIL_DNS] = "dns",
+    [ZLB_FAIL_REFUSED] = "refused",
+    [ZLB_FAIL_TIMEOUT] = "timeout",
+    [ZLB_FAIL_RESET] = "reset",
+    [ZLB_FAIL_EOF] = "eof",
+    [ZLB_FAIL_UNREACHABLE] = "unreachable",
+    [ZLB_FAIL_ADDR_UNAVAILABLE] = "addr_unavailable",
+    [ZLB_FAIL_FD_LIMIT] = "fd_limit",
+    [ZLB_FAIL_NO_BUFFERS] = "no_buffers",
+    [ZLB_FAIL_TLS_HANDSHAKE] = "tls_handshake",
+    [ZLB_FAIL_TLS_VERIFY] = "tls_verify",
+    [ZLB_FAIL_PROTOCOL] = "protocol",
+    [ZLB_FAIL_OTHER] = "other",
+    [ZLB_FAIL_CANCELLED] = "cancelled",
+};
+
+static const char *const lat_names[] = {
+    [ZLB_LAT_CONNECT] = "connect",
+    [ZLB_LAT_DNS] = "dns",
+    [ZLB_LAT_SCHEDULE_LAG] = "schedule_lag",
+    [ZLB_LAT_TLS_FULL] = "tls_handshake_full",
+    [ZLB_LAT_TLS_RESUMED] = "tls_handshake_resumed",
+    [ZLB_LAT_FIRST_BYTE] = "first_byte",
+    [ZLB_LAT_ECHO_RTT] = "echo_rtt",
+};
+
+/* A reason or phase added to the header without a name here fails the build, not a report. */
+_Static_assert(ZLB_ARRAY_LEN(fail_names) == ZLB_FAIL__COUNT, "a zlb_fail_t has no name");
+_Static_assert(ZLB_ARRAY_LEN(lat_names) == ZLB_LAT__COUNT, "a zlb_lat_t has no name");
+
+const char *zlb_fail_name(zlb_fail_t f)
+{
+    return (unsigned)f < ZLB_FAIL__COUNT ? fail_names[f] : "unknown";
+}
+
+const char *zlb_lat_name(zlb_lat_t l)
+{
+    return (unsigned)l < ZLB_LAT__COUNT ? lat_names[l] : "unknown";
+}
+
+/* ---- counters ----------------------------------------------------------------------------- */
+
+static uint64_t sum_reasons(const uint64_t *a)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < ZLB_FAIL__COUNT; i++)
+        n += a[i];
+    return n;
+}
+
+uint64_t zlb_counters_failed_before_total(const zlb_counters_t *c)
+{
+    return sum_reasons(c->failed_before);
+}
+
+uint64_t zlb_counters_failed_after_total(const zlb_counters_t *c)
+{
+    return sum_reasons(c->failed_after);
+}
+
+uint64_t zlb_counters_failed_total(const zlb_counters_t *c)
+{
+    return sum_reasons(c->failed_before) + sum_reasons(c->failed_after);
+}
+
+bool zlb_counters_balanced(const zlb_counters_t *c)
+{
+    return c->attempted == c->established + zlb_counters_failed_before_total(c) + c->in_flight &&
+           c->established ==
+               c->closed_by_us + c->closed_by_peer + zlb_counters_failed_after_total(c) + c->open;
+}
+
+void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src)
+{
+    dst->attempted += src->attempted;
+    dst->established += src->established;
+    dst->in_flight += src->in_flight;
+    dst->open += src->open;
+    dst->closed_by_us += src->closed_by_us;
+    dst->closed_by_peer += src->closed_by_peer;
+    for (int i = 0; i < ZLB_FAIL__COUNT; i++) {
+        dst->failed_before[i] += src->failed_before[i];
+        dst->failed_after[i] += src->failed_after[i];
+    }
+    dst->bytes_in += src->bytes_in;
+    dst->bytes_out += src->bytes_out;
+    dst->messages += src->messages;
+    dst->tls_handshakes += src->tls_handshakes;
+    dst->tls_resumed += src->tls_resumed;
+    dst->scheduled += src->scheduled;
+}
+
+/* ---- per-poller statistics ---------------------------------------------------------------- */
+
+void zlb_stats_init(zlb_stats_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        s->lat[i] = zlb_hist_create_latency();
+}
+
+void zlb_stats_dispose(zlb_stats_t *s)
+{
+    for (int i = 0; i < ZLB_LAT__COUNT; i++) {
+        zlb_hist_destroy(s->lat[i]);
+        s->lat[i] = NULL;
+    }
+}
+
+/* open and in_flight are gauges of connections that exist now, not events of the period, so
+ * they survive. The price: after a reset, attempted/established count only the period while
+ * the gauges still include older connections, so zlb_counters_balanced() holds for cumulative
+ * totals but not for period figures. Reports therefore carry both. */
+void zlb_stats_reset_period(zlb_stats_t *s)
+{
+    zlb_counters_t *c = &s->c;
+    uint64_t open = c->open, in_flight = c->in_flight;
+    memset(c, 0, sizeof(*c));
+    c->open = open;
+    c->in_flight = in_flight;
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        if (s->lat[i])
+            zlb_hist_reset(s->lat[i]);
+}
+
+/* dst may be zeroed memory instead of an initialised one: missing histograms are created with
+ * src's layout, which lets a snapshot be filled without a separate init. */
+static zlb_hist_t *hist_like(zlb_hist_t **slot, const zlb_hist_t *src)
+{
+    if (!*slot && zlb_hist_create(src->highest, src->sigfigs, slot) != 0)
+        zlb_fatal("out of memory for a histogram");
+    return *slot;
+}
+
+void zlb_stats_copy(zlb_stats_t *dst, const zlb_stats_t *src)
+{
+    if (dst == src)
+        return;
+    dst->c = src->c;
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        if (zlb_hist_copy(hist_like(&dst->lat[i], src->lat[i]), src->lat[i]) != 0)
+            zlb_fatal("histogram layouts differ for %s", lat_names[i]);
+}
+
+void zlb_stats_add(zlb_stats_t *dst, const zlb_stats_t *src)
+{
+    zlb_counters_add(&dst->c, &src->c);
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        if (zlb_hist_add(hist_like(&dst->lat[i], src->lat[i]), src->lat[i]) != 0)
+            zlb_fatal("histogram layouts differ for %s", lat_names[i]);
+}
+
+static void sub_counter(uint64_t *dst, uint64_t src, const char *what)
+{
+    if (src > *dst)
+        zlb_fatal("counter %s went backwards: %" PRIu64 " < %" PRIu64, what, *dst, src);
+    *dst -= src;
+}
+
+/* src must be an earlier state of dst (a period start): anything else is a broken invariant. */
+void zlb_stats_sub(zlb_stats_t *dst, const zlb_stats_t *src)
+{
+    zlb_counters_t *d = &dst->c;
+    const zlb_counters_t *s = &src->c;
+    sub_counter(&d->attempted, s->attempted, "attempted");
+    sub_counter(&d->established, s->established, "established");
+    sub_counter(&d->closed_by_us, s->closed_by_us, "closed_by_us");
+    sub_counter(&d->closed_by_peer, s->closed_by_peer, "closed_by_peer");
+    for (int i = 0; i < ZLB_FAIL__COUNT; i++) {
+        sub_counter(&d->failed_before[i], s->failed_before[i], fail_names[i]);
+        sub_counter(&d->failed_after[i], s->failed_after[i], fail_names[i]);
+    }
+    sub_counter(&d->bytes_in, s->bytes_in, "bytes_in");
+    sub_counter(&d->bytes_out, s->bytes_out, "bytes_out");
+    sub_counter(&d->messages, s->messages, "messages");
+    sub_counter(&d->tls_handshakes, s->tls_handshakes, "tls_handshakes");
+    sub_counter(&d->tls_resumed, s->tls_resumed, "tls_resumed");
+    sub_counter(&d->scheduled, s->scheduled, "scheduled");
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        if (zlb_hist_sub(hist_like(&dst->lat[i], src->lat[i]), src->lat[i]) != 0)
+            zlb_fatal("histogram %s is not an earlier state of the one subtracted from",
+                      lat_names[i]);
+}
+
+/* ---- JSON --------------------------------------------------------------------------------- */
+
+static json_t *u64(uint64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+/* Every reason is listed, zeros included, so consumers can rely on the keys. b may be NULL. */
+static json_t *fail_object(const uint64_t *a, const uint64_t *b)
+{
+    json_t *o = json_object();
+    zlb_stats_put(o, "total", u64(sum_reasons(a) + (b ? sum_reasons(b) : 0)));
+    for (int i = 0; i < ZLB_FAIL__COUNT; i++)
+        zlb_stats_put(o, fail_names[i], u64(a[i] + (b ? b[i] : 0)));
+    return o;
+}
+
+json_t *zlb_counters_to_json(const zlb_counters_t *c, uint64_t target)
+{
+    json_t *o = json_object();
+    zlb_stats_put(o, "target", u64(target));
+    zlb_stats_put(o, "attempted", u64(c->attempted));
+    zlb_stats_put(o, "established", u64(c->established));
+    zlb_stats_put(o, "open", u64(c->open));
+    zlb_stats_put(o, "in_flight", u64(c->in_flight));
+    zlb_stats_put(o, "closed", u64(c->closed_by_us + c->closed_by_peer));
+    zlb_stats_put(o, "closed_by_us", u64(c->closed_by_us));
+    zlb_stats_put(o, "closed_by_peer", u64(c->closed_by_peer));
+    zlb_stats_put(o, "failed", fail_object(c->failed_before, c->failed_after));
+    zlb_stats_put(o, "failed_before_established", fail_object(c->failed_before, NULL));
+    zlb_stats_put(o, "failed_after_established", fail_object(c->failed_after, NULL));
+    return o;
+}
+
+json_t *zlb_stats_latency_json(const zlb_stats_t *s, const double *percentiles, size_t n)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        zlb_stats_put(o, lat_names[i], zlb_hist_summary_json(s->lat[i], percentiles, n));
+    return o;
+}
+
+json_t *zlb_stats_histograms_json(const zlb_stats_t *s)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < ZLB_LAT__COUNT; i++)
+        zlb_stats_put(o, lat_names[i], zlb_hist_to_json(s->lat[i]));
+    return o;
+}
