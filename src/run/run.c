@@ -830,6 +830,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     /* Every poller has answered its last task: a final snapshot after the pool stops sees
      * exactly what each poller recorded. */
     zlb_pool_stop(r->pool);
+    zlb_engine_mark_stopped(r->engine);
     take_snapshot(r);
     code = finish(r);
 out:

@@ -67,6 +67,11 @@ void zlb_engine_snapshot_dispose(zlb_engine_snapshot_t *s);
  * poller thread. 0 or -errno. */
 int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s);
 
+/** Tells the engine its pool has stopped (call right after zlb_pool_stop): later snapshots read
+ * the pollers' state directly instead of posting to loops that no longer run. Without it, a
+ * snapshot waits 1 s for each silent poller before reading it directly. Any thread. */
+void zlb_engine_mark_stopped(zlb_engine_t *e);
+
 /** Stops the scheduler and resolver threads, closes every socket, frees. The pool must be
  * stopped first (so no poller touches the engine). Accepts NULL. */
 void zlb_engine_destroy(zlb_engine_t *e);
