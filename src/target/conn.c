@@ -1,0 +1,564 @@
+/* conn.c -- the target's connections: pooled structs, plain transport, echo / sink / http. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "target/target_internal.h"
+
+/* Connection structs come in blocks of this many and are never freed before the thread ends:
+ * after warm-up an accept allocates nothing. Open ones are found for the final clean-up by
+ * walking the blocks (fd >= 0), so no list of them is kept on the hot path. */
+#define CONNS_PER_CHUNK 256
+/* Reads that drain what a closing peer already sent (each up to the 64 KiB buffer). */
+#define CLOSE_DRAIN_READS 16
+/* Largest Content-Length accepted; anything bigger is a malformed request to this server. */
+#define MAX_CONTENT_LENGTH (1ull << 50)
+
+const char tgt_http_response[] = "HTTP/1.1 200 OK\r\n"
+                                 "Content-Length: 2\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "\r\n"
+                                 "ok";
+const size_t tgt_http_response_len = sizeof(tgt_http_response) - 1;
+
+static void conn_run(tgt_conn_t *c);
+
+/* ---- plain transport ------------------------------------------------------------------------ */
+
+static ssize_t plain_read(tgt_conn_t *c, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(c->w.fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->want = EPOLLIN;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+static ssize_t plain_write(tgt_conn_t *c, const void *buf, size_t len)
+{
+    for (;;) {
+        /* MSG_NOSIGNAL: a peer that went away must cost an EPIPE, not the process. */
+        ssize_t n = send(c->w.fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->want = EPOLLOUT;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+static const tgt_io_t plain_io = {.read = plain_read, .write = plain_write, .dispose = NULL};
+
+/* ---- pool ------------------------------------------------------------------------------------ */
+
+static int pool_grow(tgt_thread_t *th)
+{
+    tgt_conn_t *block = calloc(CONNS_PER_CHUNK, sizeof(*block));
+    if (!block)
+        return -ENOMEM;
+    if (th->nchunks == th->chunks_cap) {
+        th->chunks_cap = th->chunks_cap ? th->chunks_cap * 2 : 16;
+        th->chunks = zlb_xrealloc(th->chunks, th->chunks_cap * sizeof(*th->chunks));
+    }
+    th->chunks[th->nchunks++] = block;
+    for (int i = 0; i < CONNS_PER_CHUNK; i++) {
+        tgt_conn_t *c = &block[i];
+        zlb_watcher_init(&c->w, -1, NULL);
+        zlb_list_init(&c->ready);
+        zlb_list_push_back(&th->free, &c->node);
+    }
+    return 0;
+}
+
+static tgt_conn_t *pool_get(tgt_thread_t *th)
+{
+    if (zlb_list_empty(&th->free) && pool_grow(th) < 0)
+        return NULL;
+    return ZLB_CONTAINER_OF(zlb_list_pop_front(&th->free), tgt_conn_t, node);
+}
+
+static void http_reset(tgt_http_t *h)
+{
+    h->content_len = 0;
+    h->line_len = 0;
+    h->first_line = true;
+    h->close = h->keep_alive = h->http10 = false;
+}
+
+/* ---- life and death -------------------------------------------------------------------------- */
+
+static void set_blocked(tgt_conn_t *c, bool blocked)
+{
+    if (c->blocked == blocked)
+        return;
+    c->blocked = blocked;
+    if (blocked)
+        tgt_count(&c->th->c.blocked, 1);
+    else
+        tgt_uncount(&c->th->c.blocked, 1);
+}
+
+static void conn_close(tgt_conn_t *c)
+{
+    tgt_thread_t *th = c->th;
+
+    if (c->w.registered) {
+        int err = zlb_loop_unwatch(th->loop, &c->w);
+        if (err < 0)
+            zlb_fatal("target: unwatch fd %d: %s", c->w.fd, strerror(-err));
+    }
+    if (c->io->dispose)
+        c->io->dispose(c);
+    close(c->w.fd);
+    c->w.fd = -1;
+    free(c->out);
+    c->out = NULL;
+    set_blocked(c, false);
+    if (zlb_list_linked(&c->ready))
+        zlb_list_remove(&c->ready);
+    /* Front: the struct most recently used is the one most likely still in cache. */
+    zlb_list_push_front(&th->free, &c->node);
+
+    /* The slot is given back before the close is published, so whoever sees `open` drop
+     * and connects again finds room. */
+    if (th->target->max_conns)
+        atomic_fetch_sub_explicit(&th->target->nopen, 1, memory_order_release);
+    th->nopen--;
+    tgt_count(&th->c.closed, 1);
+    atomic_store_explicit(&th->c.open, th->nopen, memory_order_release);
+}
+
+static void conn_cb(zlb_loop_t *loop, zlb_watcher_t *w, uint32_t events)
+{
+    tgt_conn_t *c = ZLB_CONTAINER_OF(w, tgt_conn_t, w);
+
+    (void)loop;
+    if (events & EPOLLERR) {
+        conn_close(c);
+        return;
+    }
+    /* Events are only hints here: conn_run works out from the connection's own state whether
+     * to flush, read or close, so a stale or spurious event costs one EAGAIN at most. */
+    conn_run(c);
+}
+
+void tgt_conn_accepted(tgt_thread_t *th, int fd)
+{
+    zlb_target_t *t = th->target;
+    tgt_conn_t *c;
+    int one = 1, err;
+
+    /* A shared count only when a cap is set: it is the one way to enforce a cap over threads
+     * exactly, and it is touched per accept and close, never per read or write. */
+    if (t->max_conns &&
+        atomic_fetch_add_explicit(&t->nopen, 1, memory_order_relaxed) >= t->max_conns) {
+        atomic_fetch_sub_explicit(&t->nopen, 1, memory_order_relaxed);
+        close(fd);
+        tgt_count(&th->c.rejected, 1);
+        return;
+    }
+    c = pool_get(th);
+    if (!c) {
+        err = -ENOMEM;
+        goto refuse;
+    }
+    /* Replies are small and often pipelined: without this, Nagle holds the second one back
+     * until the client's delayed ACK of the first, some 40 ms later. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+        err = -errno;
+        zlb_list_push_front(&th->free, &c->node);
+        goto refuse;
+    }
+
+    c->th = th;
+    c->io = &plain_io;
+    c->tls = NULL;
+    c->want = 0;
+    c->blocked = false;
+    c->closing = false;
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    c->http_owed = c->http_sent = 0;
+    c->http = (tgt_http_t){.first_line = true};
+    zlb_watcher_init(&c->w, fd, conn_cb);
+    /* Registering a socket that already holds data reports it at once: nothing to read here. */
+    err = zlb_loop_watch(th->loop, &c->w, EPOLLIN);
+    if (err < 0) {
+        c->w.fd = -1;
+        zlb_list_push_front(&th->free, &c->node);
+        goto refuse;
+    }
+    th->nopen++;
+    tgt_count(&th->c.accepted, 1);
+    atomic_store_explicit(&th->c.open, th->nopen, memory_order_relaxed);
+    return;
+
+refuse:
+    zlb_log_warn("target %d: cannot serve a connection: %s", th->index, strerror(-err));
+    close(fd);
+    tgt_count(&th->c.accept_errors, 1);
+    if (t->max_conns)
+        atomic_fetch_sub_explicit(&t->nopen, 1, memory_order_relaxed);
+}
+
+void tgt_conns_dispose(tgt_thread_t *th)
+{
+    for (uint32_t i = 0; i < th->nchunks; i++) {
+        tgt_conn_t *block = th->chunks[i];
+        for (int k = 0; k < CONNS_PER_CHUNK; k++) {
+            tgt_conn_t *c = &block[k];
+            if (c->w.fd < 0)
+                continue;
+            if (c->io->dispose)
+                c->io->dispose(c);
+            close(c->w.fd);
+            c->w.fd = -1;
+            free(c->out);
+            c->out = NULL;
+        }
+        free(block);
+    }
+    free(th->chunks);
+    th->chunks = NULL;
+    th->nchunks = th->chunks_cap = 0;
+    th->nopen = 0;
+    atomic_store_explicit(&th->c.open, 0, memory_order_relaxed);
+    atomic_store_explicit(&th->c.blocked, 0, memory_order_relaxed);
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+static bool has_output(const tgt_conn_t *c)
+{
+    return c->out != NULL || c->http_owed > 0;
+}
+
+/* Writes what is pending. 0 when all of it went, -EAGAIN (conn->want set), or -errno. */
+static int flush(tgt_conn_t *c)
+{
+    tgt_thread_t *th = c->th;
+
+    while (c->out) {
+        ssize_t n = c->io->write(c, c->out + c->out_off, c->out_len - c->out_off);
+        if (n <= 0)
+            return n < 0 ? (int)n : -EIO;
+        tgt_count(&th->c.bytes_out, (uint64_t)n);
+        c->out_off += (uint32_t)n;
+        if (c->out_off == c->out_len) {
+            /* Freed at once: a connection holds this memory only while its peer lags. */
+            free(c->out);
+            c->out = NULL;
+            c->out_len = c->out_off = 0;
+        }
+    }
+    while (c->http_owed > 0) {
+        /* Every response is the same bytes, so what is owed is a count, and a buffer of whole
+         * responses serves any position: start at the offset inside the current one. A TLS
+         * write retried after WANT_WRITE then sees the same bytes, as SSL_write requires
+         * (with SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
+        size_t phase = (size_t)(c->http_sent % tgt_http_response_len);
+        size_t len = th->http_resp_len - phase;
+        if (len > c->http_owed)
+            len = (size_t)c->http_owed;
+        ssize_t n = c->io->write(c, th->http_resp + phase, len);
+        if (n <= 0)
+            return n < 0 ? (int)n : -EIO;
+        tgt_count(&th->c.bytes_out, (uint64_t)n);
+        c->http_sent += (uint64_t)n;
+        c->http_owed -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Echoes bytes that live in the shared read buffer: what the socket will not take now is
+ * copied out, because the buffer belongs to the next read of any connection. */
+static int echo(tgt_conn_t *c, const char *buf, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t n = c->io->write(c, buf + off, len - off);
+        if (n > 0) {
+            off += (size_t)n;
+            tgt_count(&c->th->c.bytes_out, (uint64_t)n);
+            continue;
+        }
+        if (n == -EAGAIN) {
+            c->out_len = (uint32_t)(len - off);
+            c->out_off = 0;
+            c->out = zlb_xmalloc(c->out_len);
+            memcpy(c->out, buf + off, c->out_len);
+            return -EAGAIN;
+        }
+        return n < 0 ? (int)n : -EIO;
+    }
+    return 0;
+}
+
+/* ---- http ------------------------------------------------------------------------------------ */
+
+static const char *trim(const char *s, const char *end, const char **out_end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *out_end = end;
+    return s;
+}
+
+static bool token_eq(const char *s, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    return (size_t)(end - s) == n && strncasecmp(s, lit, n) == 0;
+}
+
+static void request_done(tgt_conn_t *c)
+{
+    tgt_http_t *h = &c->http;
+
+    c->http_owed += tgt_http_response_len;
+    if (h->close || (h->http10 && !h->keep_alive))
+        c->closing = true;
+    http_reset(h);
+}
+
+/* One complete line (without its "\n"); lines longer than line[] were cut, which loses
+ * nothing this parser looks at. 0 or -EPROTO. */
+static int http_line(tgt_conn_t *c)
+{
+    tgt_http_t *h = &c->http;
+    const char *s = h->line, *end = h->line + h->line_len;
+
+    if (end > s && end[-1] == '\r')
+        end--;
+    h->line_len = 0;
+    if (h->first_line) {
+        if (end == s)
+            return 0; /* RFC 9112: a server should skip empty lines before a request */
+        h->first_line = false;
+        h->http10 = end - s >= 8 && memcmp(end - 8, "HTTP/1.0", 8) == 0;
+        return 0;
+    }
+    if (end == s) {
+        if (h->content_len > 0) {
+            h->in_body = true;
+            h->body_left = h->content_len;
+        } else {
+            request_done(c);
+        }
+        return 0;
+    }
+
+    const char *colon = memchr(s, ':', (size_t)(end - s));
+    if (!colon)
+        return -EPROTO;
+    const char *name_end, *val_end;
+    const char *name = trim(s, colon, &name_end);
+    const char *val = trim(colon + 1, end, &val_end);
+
+    if (token_eq(name, name_end, "content-length")) {
+        uint64_t v = 0;
+        if (val == val_end)
+            return -EPROTO;
+        for (const char *p = val; p < val_end; p++) {
+            if (*p < '0' || *p > '9')
+                return -EPROTO;
+            v = v * 10 + (uint64_t)(*p - '0');
+            if (v > MAX_CONTENT_LENGTH)
+                return -EPROTO;
+        }
+        h->content_len = v;
+    } else if (token_eq(name, name_end, "connection")) {
+        while (val < val_end) {
+            const char *comma = memchr(val, ',', (size_t)(val_end - val));
+            const char *tok_end = comma ? comma : val_end, *t_end;
+            const char *tok = trim(val, tok_end, &t_end);
+            if (token_eq(tok, t_end, "close"))
+                h->close = true;
+            else if (token_eq(tok, t_end, "keep-alive"))
+                h->keep_alive = true;
+            val = comma ? comma + 1 : val_end;
+        }
+    } else if (token_eq(name, name_end, "transfer-encoding")) {
+        /* Chunked bodies are not parsed: answer this request, then close rather than read
+         * the body as requests. */
+        h->close = true;
+    }
+    return 0;
+}
+
+/* Feeds received bytes to the request parser; each complete request adds a response to what
+ * is owed. Stops at a request that closes the connection: what follows it is dropped. */
+static int http_consume(tgt_conn_t *c, const char *buf, size_t len)
+{
+    tgt_http_t *h = &c->http;
+    size_t i = 0;
+
+    while (i < len && !c->closing) {
+        if (h->in_body) {
+            size_t k = len - i;
+            if (k > h->body_left)
+                k = (size_t)h->body_left;
+            i += k;
+            h->body_left -= k;
+            if (h->body_left == 0) {
+                h->in_body = false;
+                request_done(c);
+            }
+            continue;
+        }
+        const char *nl = memchr(buf + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - buf) : len;
+        size_t room = sizeof(h->line) - h->line_len;
+        size_t k = end - i < room ? end - i : room;
+        memcpy(h->line + h->line_len, buf + i, k);
+        h->line_len += (uint16_t)k;
+        i = end;
+        if (!nl)
+            break;
+        i++;
+        int err = http_line(c);
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+/* ---- the state machine ----------------------------------------------------------------------- */
+
+static int arm(tgt_conn_t *c, uint32_t events)
+{
+    return zlb_loop_rewatch(c->th->loop, &c->w, events);
+}
+
+/* After a "Connection: close" reply has gone: drop what the peer already sent before
+ * closing, because close() on a socket with unread data sends a RST, and a RST can make the
+ * peer's kernel throw away the reply it has not read yet. A peer still sending after that
+ * gets the RST it asked for. */
+static void close_after_reply(tgt_conn_t *c)
+{
+    for (int i = 0; i < CLOSE_DRAIN_READS; i++) {
+        ssize_t n = c->io->read(c, c->th->rbuf, ZLB_TARGET_READ_BUF);
+        if (n <= 0)
+            break;
+        tgt_count(&c->th->c.bytes_in, (uint64_t)n);
+    }
+    conn_close(c);
+}
+
+static void queue_ready(tgt_conn_t *c)
+{
+    tgt_thread_t *th = c->th;
+
+    if (!zlb_list_linked(&c->ready))
+        zlb_list_push_back(&th->ready, &c->ready);
+    if (!th->ready_queued) {
+        th->ready_queued = true;
+        zlb_loop_post(th->loop, &th->ready_task);
+    }
+}
+
+void tgt_ready_task_cb(zlb_loop_t *loop, zlb_task_t *task, bool discarded)
+{
+    tgt_thread_t *th = ZLB_CONTAINER_OF(task, tgt_thread_t, ready_task);
+    zlb_list_t batch;
+    zlb_list_t *n;
+
+    (void)loop;
+    th->ready_queued = false;
+    if (discarded)
+        return;
+    /* A connection that uses its budget again goes back on th->ready, for the next round. */
+    zlb_list_init(&batch);
+    zlb_list_splice_back(&batch, &th->ready);
+    while ((n = zlb_list_pop_front(&batch)) != NULL)
+        conn_run(ZLB_CONTAINER_OF(n, tgt_conn_t, ready));
+}
+
+/* Makes all the progress the socket allows: output first (while any is pending the peer is
+ * not keeping up, so reading more would only grow it), then requests, then close. */
+static void conn_run(tgt_conn_t *c)
+{
+    tgt_thread_t *th = c->th;
+    zlb_serve_mode_t mode = th->target->mode;
+    int err;
+
+    if (has_output(c)) {
+        err = flush(c);
+        if (err == -EAGAIN) {
+            set_blocked(c, true);
+            if (arm(c, c->want) < 0)
+                conn_close(c);
+            return;
+        }
+        if (err < 0) {
+            conn_close(c);
+            return;
+        }
+        set_blocked(c, false);
+    }
+    if (c->closing) {
+        close_after_reply(c);
+        return;
+    }
+    if (arm(c, EPOLLIN) < 0) {
+        conn_close(c);
+        return;
+    }
+
+    for (uint32_t i = 0; i < th->target->reads_per_event; i++) {
+        ssize_t n = c->io->read(c, th->rbuf, ZLB_TARGET_READ_BUF);
+        if (n == -EAGAIN) {
+            if (c->want != EPOLLIN && arm(c, c->want) < 0)
+                conn_close(c);
+            return;
+        }
+        if (n <= 0) { /* end of stream or error: either way the peer is gone */
+            conn_close(c);
+            return;
+        }
+        tgt_count(&th->c.bytes_in, (uint64_t)n);
+
+        err = 0;
+        if (mode == ZLB_SERVE_ECHO) {
+            err = echo(c, th->rbuf, (size_t)n);
+        } else if (mode == ZLB_SERVE_HTTP) {
+            err = http_consume(c, th->rbuf, (size_t)n);
+            if (err == 0 && c->http_owed > 0)
+                err = flush(c); /* pipelined requests of this read share one write */
+        }
+        if (err == -EAGAIN) {
+            set_blocked(c, true);
+            if (arm(c, c->want) < 0)
+                conn_close(c);
+            return;
+        }
+        if (err < 0) {
+            conn_close(c);
+            return;
+        }
+        if (c->closing) {
+            close_after_reply(c);
+            return;
+        }
+    }
+    /* Still readable (edge-triggered: no new event will say so); let the others run first. */
+    queue_ready(c);
+}

@@ -1,0 +1,167 @@
+/* target_internal.h -- server threads and connections, shared by the target's files and tests. */
+#ifndef ZLB_TARGET_INTERNAL_H
+#define ZLB_TARGET_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/core.h"
+#include "loop/loop.h"
+#include "target/target.h"
+
+/* ---- for tests ------------------------------------------------------------------------------ */
+
+/* One server thread's view, beyond the totals of zlb_target_stats_t. */
+typedef struct zlb_target_thread_info {
+    zlb_target_stats_t stats; /* this thread's share of the totals */
+    uint64_t rejected;        /* accepted and closed at once because max_conns was reached */
+    uint64_t blocked;         /* connections now waiting for the peer to read (backpressure) */
+    uint64_t cpu_ns;          /* CPU time the thread has used so far */
+} zlb_target_thread_info_t;
+
+/* Knobs the public options leave out; tests turn them down to reach the paths that only a heavy
+ * load takes otherwise. 0 leaves the default. */
+typedef struct zlb_target_tuning {
+    uint32_t accept_budget;   /* accepts per wake-up before yielding, default 256 */
+    uint32_t reads_per_event; /* reads per connection per wake-up before yielding, default 16 */
+} zlb_target_tuning_t;
+
+/** zlb_target_start with tuning (NULL: defaults). */
+int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tuning_t *tuning,
+                           zlb_target_t **out);
+/** Number of server threads. */
+int zlb_target_threads(const zlb_target_t *t);
+/** Fills out with thread i's counters (relaxed reads, no lock) and its CPU time. Any thread. */
+void zlb_target_thread_info(const zlb_target_t *t, int i, zlb_target_thread_info_t *out);
+
+/* ---- shared by target.c and conn.c ---------------------------------------------------------- */
+
+#define ZLB_TARGET_READ_BUF (64u * 1024u)
+#define ZLB_TARGET_CACHE_LINE 64
+
+/* Counters of one server thread: written by that thread only, with a relaxed load and store
+ * (no read-modify-write, so no locked instruction), read by any thread with relaxed loads. */
+typedef struct tgt_counters {
+    _Atomic uint64_t accepted, open, closed, bytes_in, bytes_out, accept_errors;
+    _Atomic uint64_t rejected, blocked;
+} tgt_counters_t;
+
+static inline void tgt_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+static inline void tgt_uncount(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - n,
+                          memory_order_relaxed);
+}
+
+typedef struct tgt_conn tgt_conn_t;
+typedef struct tgt_thread tgt_thread_t;
+
+/* The byte transport under a connection. Plain TCP today; the TLS module will add an
+ * implementation over an SSL* (handshake first, then SSL_read/SSL_write), so the modes above
+ * never see which one they talk through. Both return bytes moved, 0 for end of stream (read),
+ * or -errno; on -EAGAIN they set conn->want to the epoll event that lets them make progress,
+ * because TLS may need to read in order to write and the other way round. */
+typedef struct tgt_io {
+    ssize_t (*read)(tgt_conn_t *c, void *buf, size_t len);
+    ssize_t (*write)(tgt_conn_t *c, const void *buf, size_t len);
+    /* Releases the layer's per-connection state (SSL_free); the fd is closed by the caller. */
+    void (*dispose)(tgt_conn_t *c);
+} tgt_io_t;
+
+/* State of the HTTP request parser, kept across reads: requests may arrive a byte at a time. */
+typedef struct tgt_http {
+    uint64_t body_left;   /* Content-Length bytes of the current request still to skip */
+    uint64_t content_len; /* of the request whose headers are being read */
+    uint16_t line_len;    /* bytes kept in line[] (a longer line is truncated, never grown) */
+    bool in_body;
+    bool first_line; /* the request line, not a header */
+    bool close;      /* the current request asked for Connection: close */
+    bool keep_alive; /* the current request asked for Connection: keep-alive */
+    bool http10;     /* the current request is HTTP/1.0 (closes unless keep-alive) */
+    char line[96];
+} tgt_http_t;
+
+struct tgt_conn {
+    zlb_watcher_t w;    /* w.fd is the socket (owned) */
+    zlb_list_t node;    /* in the thread's free list while unused */
+    zlb_list_t ready;   /* in the thread's ready list when reading stopped at the budget */
+    tgt_thread_t *th;   /* borrowed: the thread that owns this connection */
+    const tgt_io_t *io; /* borrowed, static */
+    void *tls;          /* the TLS layer's state (SSL*) once it exists; NULL for plain */
+    uint32_t want;      /* set by io on -EAGAIN */
+    bool blocked;       /* output pending: not reading until the peer takes it */
+    bool closing;       /* stop reading requests; close once the output is flushed */
+    /* echo: bytes read that the peer would not take yet (owned, allocated only then) */
+    char *out;
+    uint32_t out_len, out_off;
+    /* http: responses owed, as a byte count into an endless repetition of the one response */
+    uint64_t http_owed;
+    uint64_t http_sent;
+    tgt_http_t http;
+};
+
+struct tgt_thread {
+    zlb_target_t *target; /* borrowed */
+    int index;
+    pthread_t tid;
+    bool created;             /* tid is a live or joinable thread */
+    bool setup_done;          /* its loop ran the set-up task and reported to start */
+    zlb_loop_t *loop;         /* owned */
+    zlb_watcher_t listener;   /* listener.fd owned, -1 when none */
+    bool listening;           /* listener registered with the loop */
+    bool backed_off;          /* out of fds: not watching the listener until the timer fires */
+    bool accept_queued;       /* accept_task is posted and has not run yet */
+    zlb_task_t accept_task;   /* resumes accepting after a budget-limited batch */
+    zlb_timer_t accept_timer; /* accept delay ticks and the out-of-fds back-off */
+    bool ready_queued;
+    zlb_task_t ready_task; /* resumes connections that hit the read budget */
+    zlb_list_t ready;      /* of tgt_conn_t.ready */
+    zlb_list_t free;       /* of tgt_conn_t.node */
+    tgt_conn_t **chunks;   /* owned array of owned blocks of CONNS_PER_CHUNK */
+    uint32_t nchunks, chunks_cap;
+    uint32_t nopen;
+    char *rbuf;           /* owned, ZLB_TARGET_READ_BUF: shared by every connection */
+    char *http_resp;      /* owned: the response repeated to fill ZLB_TARGET_READ_BUF */
+    size_t http_resp_len; /* whole responses only */
+    /* On its own cache line: a reader summing the stats must not bounce the line holding
+     * this thread's hot state, nor its neighbour's in the array. */
+    _Alignas(ZLB_TARGET_CACHE_LINE) tgt_counters_t c;
+};
+
+struct zlb_target {
+    zlb_serve_mode_t mode;
+    int backlog;
+    uint64_t accept_delay_ns;
+    uint32_t max_conns;
+    uint32_t accept_budget;
+    uint32_t reads_per_event;
+    _Atomic uint32_t nopen; /* across threads; only maintained when max_conns is set */
+    int nthreads;
+    tgt_thread_t *threads; /* owned array */
+    char address[64];
+    uint16_t port;
+    /* start-up handshake with the server threads */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int nready;
+    int start_err;
+};
+
+/** Takes a freshly accepted socket into service (or refuses it at max_conns). Loop thread. */
+void tgt_conn_accepted(tgt_thread_t *th, int fd);
+/** Closes every connection of th and frees the pool. After the thread has stopped. */
+void tgt_conns_dispose(tgt_thread_t *th);
+/** Resumes connections whose reads stopped at the per-event budget. */
+void tgt_ready_task_cb(zlb_loop_t *loop, zlb_task_t *task, bool discarded);
+/** The response every HTTP request gets. */
+extern const char tgt_http_response[];
+extern const size_t tgt_http_response_len;
+
+#endif
