@@ -785,6 +785,8 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     publish(r);
 
     r->t_start = zlb_now_ns();
+    if (cfg->warmup_ns == 0)
+        begin_measuring(r); /* the all-zero snapshot above is the base: measure from the start */
     rc = zlb_engine_start(r->engine);
     if (rc != 0) {
         zlb_log_error("cannot start the scheduler: %s", strerror(-rc));
