@@ -63,8 +63,10 @@ typedef struct zlb_engine_snapshot {
 void zlb_engine_snapshot_init(zlb_engine_t *e, zlb_engine_snapshot_t *s);
 void zlb_engine_snapshot_dispose(zlb_engine_snapshot_t *s);
 /** Fills s: posts a copy task to every poller and waits for all of them (pollers whose loop has
- * stopped are copied directly, as nothing else touches them then). Blocks; never call from a
- * poller thread. 0 or -errno. */
+ * stopped are copied directly, as nothing else touches them then: at once after
+ * zlb_engine_mark_stopped, else once a poller has neither answered nor iterated for 1 s).
+ * Blocks; never call from a poller thread. 0, or -ETIMEDOUT when a running poller has not
+ * answered in 30 s (s is then incomplete). */
 int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s);
 
 /** Tells the engine its pool has stopped (call right after zlb_pool_stop): later snapshots read

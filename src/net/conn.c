@@ -1,0 +1,613 @@
+/* conn.c -- the connection state machine: resolve, connect, read under a budget, queued writes. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "net/net.h"
+
+#define F_WANT_WRITE 0x01 /* the send queue is not empty and EPOLLOUT is armed */
+#define F_FIRST_BYTE 0x02 /* a byte has arrived since establishment */
+#define F_PEER_DONE 0x04  /* FIN/HUP/ERR seen: read to the end, a short read proves nothing */
+
+#define DEFAULT_CONNECT_TIMEOUT (5 * ZLB_NS_PER_SEC)
+#define DEFAULT_SEND_TIMEOUT (10 * ZLB_NS_PER_SEC)
+#define DEFAULT_READ_BUF (64 * 1024)
+#define DEFAULT_BUDGET_BYTES (256 * 1024)
+#define DEFAULT_BUDGET_CALLS 4
+#define READ_INTEREST (EPOLLIN | EPOLLRDHUP)
+
+typedef struct dest {
+    const char *host; /* borrowed */
+    uint16_t port;
+    bool literal;
+    bool req_busy;         /* req is with the resolver or queued on the loop */
+    zlb_net_addr_t addr;   /* empty until resolved */
+    uint64_t expires_ns;   /* UINT64_MAX for literals */
+    zlb_list_t waiters;    /* RESOLVING connections, via conn.node */
+    zlb_resolve_req_t req; /* one lookup per destination and ctx at a time */
+    struct zlb_net_ctx *ctx;
+} dest_t;
+
+struct zlb_net_ctx {
+    /* One reference for the owner, one per resolver request or ready task posted and not yet
+     * run: a loop stopped with our task still queued calls it (discarded) after the owner may
+     * have destroyed the ctx, so the memory the task lives in must outlast the owner. */
+    _Atomic uint32_t refs;
+    zlb_loop_t *loop;
+    const zlb_conn_ops_t *ops;
+    zlb_resolver_t *resolver;
+    zlb_stats_t *stats;
+    zlb_net_sockopts_t sock;
+    int family;
+    uint64_t connect_timeout_ns, send_timeout_ns;
+    uint8_t *rbuf; /* owned, shared by every connection of the ctx */
+    size_t rbuf_size;
+    size_t budget_bytes;
+    unsigned budget_calls;
+    zlb_list_t ready; /* connections whose read budget ran out with data maybe left */
+    zlb_task_t ready_task;
+    bool ready_posted;
+    zlb_net_addr_t *sources; /* owned copy */
+    size_t nsources, src_next;
+    size_t ndests;
+    dest_t dests[];
+};
+
+static void conn_on_event(zlb_loop_t *loop, zlb_watcher_t *w, uint32_t events);
+static void conn_on_timer(zlb_loop_t *loop, zlb_timer_t *t);
+static void conn_on_readable(zlb_conn_t *c, uint32_t events);
+
+static void ctx_unref(zlb_net_ctx_t *ctx)
+{
+    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1)
+        free(ctx);
+}
+
+/* ---- small I/O primitives: the seam where TLS will slot in --------------------------------- */
+
+static ssize_t conn_read(zlb_conn_t *c, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(c->w.fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static ssize_t conn_writev(zlb_conn_t *c, struct iovec *iov, int n)
+{
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+
+    for (;;) {
+        /* MSG_NOSIGNAL: a peer that went away is an EPIPE to count, not a SIGPIPE. */
+        ssize_t w = sendmsg(c->w.fd, &msg, MSG_NOSIGNAL);
+        if (w >= 0)
+            return w;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* ---- teardown ---------------------------------------------------------------------------- */
+
+static void sendq_clear(zlb_sendq_t *q)
+{
+    if (q) {
+        q->head = q->count = 0;
+        q->bytes = 0;
+    }
+}
+
+static void conn_teardown(zlb_conn_t *c, bool rst)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+
+    c->state = ZLB_CONN_CLOSING;
+    if (zlb_list_linked(&c->node))
+        zlb_list_remove(&c->node);
+    zlb_timer_stop(ctx->loop, &c->timer);
+    if (c->w.fd >= 0) {
+        if (c->w.registered)
+            (void)zlb_loop_unwatch(ctx->loop, &c->w);
+        zlb_net_close(c->w.fd, rst);
+        c->w.fd = -1;
+    }
+    sendq_clear(c->sq);
+    c->flags = 0;
+    c->gen++;
+    c->state = ZLB_CONN_IDLE;
+}
+
+static void conn_fail(zlb_conn_t *c, zlb_fail_t why, int err)
+{
+    bool was_established = c->state == ZLB_CONN_ESTABLISHED;
+
+    conn_teardown(c, false);
+    c->ctx->ops->closed(c, why, err, was_established);
+}
+
+/* ---- connecting -------------------------------------------------------------------------- */
+
+static const zlb_net_addr_t *pick_source(zlb_net_ctx_t *ctx, int family)
+{
+    for (size_t i = 0; i < ctx->nsources; i++) {
+        size_t k = (ctx->src_next + i) % ctx->nsources;
+        if (zlb_net_addr_family(&ctx->sources[k]) == family) {
+            ctx->src_next = k + 1;
+            return &ctx->sources[k];
+        }
+    }
+    return NULL; /* no source of this family: let the kernel choose */
+}
+
+/* Returns 0 with the connection CONNECTING, or -errno with nothing left open. */
+static int conn_connect(zlb_conn_t *c, dest_t *d)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+    int family = zlb_net_addr_family(&d->addr);
+    int fd, r;
+
+    fd = zlb_net_socket(family, &ctx->sock, pick_source(ctx, family));
+    if (fd < 0)
+        return fd;
+    /* Read right here, not the loop's cached time: connect latency starts at the syscall. */
+    c->t_start = zlb_now_ns();
+    r = zlb_net_connect(fd, &d->addr);
+    if (r < 0 && r != -EINPROGRESS) {
+        zlb_net_close(fd, false);
+        return r;
+    }
+    /* Even a connect that completed at once is reported through EPOLLOUT, so there is one
+     * path to ESTABLISHED and no callback from inside zlb_conn_start. */
+    zlb_watcher_init(&c->w, fd, conn_on_event);
+    r = zlb_loop_watch(ctx->loop, &c->w, EPOLLOUT | EPOLLRDHUP);
+    if (r < 0) {
+        zlb_net_close(fd, false);
+        c->w.fd = -1;
+        return r;
+    }
+    c->state = ZLB_CONN_CONNECTING;
+    zlb_timer_start_at(ctx->loop, &c->timer, c->t_start + ctx->connect_timeout_ns, 0);
+    return 0;
+}
+
+static void dest_resolved(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
+{
+    zlb_resolve_req_t *q = ZLB_CONTAINER_OF(t, zlb_resolve_req_t, task);
+    dest_t *d = ZLB_CONTAINER_OF(q, dest_t, req);
+    zlb_net_ctx_t *ctx = d->ctx;
+    zlb_list_t waiting, *n;
+    uint64_t now;
+
+    if (discarded) {
+        ctx_unref(ctx);
+        return;
+    }
+    d->req_busy = false;
+    now = zlb_loop_update_time(loop);
+    if (q->status == 0) {
+        d->addr = q->addr;
+        d->expires_ns = q->expires_ns;
+    }
+    /* Detach the waiters first: callbacks below may start new attempts on this destination. */
+    zlb_list_init(&waiting);
+    zlb_list_splice_back(&waiting, &d->waiters);
+    while ((n = zlb_list_pop_front(&waiting))) {
+        zlb_conn_t *c = ZLB_CONTAINER_OF(n, zlb_conn_t, node);
+        if (q->status != 0) {
+            conn_fail(c, ZLB_FAIL_DNS, q->status);
+            continue;
+        }
+        zlb_stats_record(ctx->stats, ZLB_LAT_DNS, now - c->t_start);
+        int r = conn_connect(c, d);
+        if (r < 0)
+            conn_fail(c, zlb_net_classify(-r), -r);
+    }
+    ctx_unref(ctx);
+}
+
+int zlb_conn_start(zlb_conn_t *c, uint16_t dest)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+    dest_t *d;
+
+    if (c->state != ZLB_CONN_IDLE || dest >= ctx->ndests)
+        zlb_fatal("zlb_conn_start: state %d dest %u", c->state, dest);
+    d = &ctx->dests[dest];
+    c->dest = dest;
+    c->flags = 0;
+    if (d->expires_ns > zlb_loop_now(ctx->loop))
+        return conn_connect(c, d);
+
+    c->state = ZLB_CONN_RESOLVING;
+    c->t_start = zlb_now_ns();
+    zlb_list_push_back(&d->waiters, &c->node);
+    if (!d->req_busy) {
+        d->req_busy = true;
+        d->req.loop = ctx->loop;
+        d->req.host = d->host;
+        d->req.port = d->port;
+        d->req.family = ctx->family;
+        atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+        zlb_resolver_submit(ctx->resolver, &d->req);
+    }
+    return 0;
+}
+
+/* ---- established: reading ---------------------------------------------------------------- */
+
+static void ready_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
+{
+    zlb_net_ctx_t *ctx = ZLB_CONTAINER_OF(t, zlb_net_ctx_t, ready_task);
+    zlb_list_t batch, *n;
+
+    (void)loop;
+    if (discarded) {
+        ctx_unref(ctx);
+        return;
+    }
+    ctx->ready_posted = false;
+    /* Only the connections queued so far: one that uses up its budget again goes back on the
+     * list for the next iteration, so I/O of the others runs in between. */
+    zlb_list_init(&batch);
+    zlb_list_splice_back(&batch, &ctx->ready);
+    while ((n = zlb_list_pop_front(&batch))) {
+        zlb_conn_t *c = ZLB_CONTAINER_OF(n, zlb_conn_t, node);
+        if (c->state == ZLB_CONN_ESTABLISHED)
+            conn_on_readable(c, EPOLLIN);
+    }
+    ctx_unref(ctx);
+}
+
+static void ready_push(zlb_conn_t *c)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+
+    if (zlb_list_linked(&c->node))
+        return;
+    zlb_list_push_back(&ctx->ready, &c->node);
+    if (!ctx->ready_posted) {
+        ctx->ready_posted = true;
+        atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+        zlb_loop_post(ctx->loop, &ctx->ready_task);
+    }
+}
+
+/* Edge-triggered: the edge that brought us here will not come again, so either the socket is
+ * read until it is empty or the connection goes on the ready list to continue later. */
+static void conn_on_readable(zlb_conn_t *c, uint32_t events)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+    uint32_t gen = c->gen;
+    size_t total = 0;
+    unsigned calls = 0;
+
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->flags |= F_PEER_DONE;
+    for (;;) {
+        if (calls == ctx->budget_calls || total >= ctx->budget_bytes) {
+            ready_push(c);
+            return;
+        }
+        ssize_t n = conn_read(c, ctx->rbuf, ctx->rbuf_size);
+        calls++;
+        if (n > 0) {
+            total += (size_t)n;
+            if (!(c->flags & F_FIRST_BYTE)) {
+                c->flags |= F_FIRST_BYTE;
+                zlb_stats_record(ctx->stats, ZLB_LAT_FIRST_BYTE, zlb_now_ns() - c->t_established);
+            }
+            ctx->ops->data(c, ctx->rbuf, (size_t)n);
+            if (c->gen != gen || c->state != ZLB_CONN_ESTABLISHED)
+                return;
+            /* A short read emptied the socket; more data would raise a new edge. */
+            if ((size_t)n < ctx->rbuf_size && !(c->flags & F_PEER_DONE))
+                return;
+            continue;
+        }
+        if (n == 0) {
+            conn_fail(c, ZLB_FAIL_EOF, 0);
+            return;
+        }
+        if (n == -EAGAIN)
+            return;
+        conn_fail(c, zlb_net_classify((int)-n), (int)-n);
+        return;
+    }
+}
+
+/* ---- established: writing --------------------------------------------------------------- */
+
+void zlb_sendq_init(zlb_sendq_t *q, size_t cap)
+{
+    memset(q, 0, sizeof(*q));
+    q->cap = cap;
+}
+
+static void sendq_consume(zlb_sendq_t *q, size_t n)
+{
+    q->bytes -= n;
+    while (n) {
+        struct iovec *s = &q->seg[q->head];
+        if (n < s->iov_len) {
+            s->iov_base = (char *)s->iov_base + n;
+            s->iov_len -= n;
+            return;
+        }
+        n -= s->iov_len;
+        q->head = (q->head + 1) % ZLB_SENDQ_SEGS;
+        q->count--;
+    }
+}
+
+/* Writes until the queue is empty or the socket is full (then EPOLLOUT is armed, never left
+ * unarmed while bytes wait). Returns 0 or -errno; *written gets what went out. */
+static int sendq_flush(zlb_conn_t *c, size_t *written)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+    zlb_sendq_t *q = c->sq;
+    struct iovec iov[ZLB_SENDQ_SEGS];
+    int r;
+
+    *written = 0;
+    while (q->bytes) {
+        for (uint32_t i = 0; i < q->count; i++)
+            iov[i] = q->seg[(q->head + i) % ZLB_SENDQ_SEGS];
+        ssize_t w = conn_writev(c, iov, (int)q->count);
+        if (w == -EAGAIN)
+            break;
+        if (w < 0)
+            return (int)w;
+        sendq_consume(q, (size_t)w);
+        *written += (size_t)w;
+    }
+    if (q->bytes) {
+        if (!(c->flags & F_WANT_WRITE)) {
+            r = zlb_loop_rewatch(ctx->loop, &c->w, READ_INTEREST | EPOLLOUT);
+            if (r < 0)
+                return r;
+            c->flags |= F_WANT_WRITE;
+        }
+        /* The timeout measures a stall, so progress pushes it back. */
+        if (*written || !zlb_timer_active(&c->timer))
+            zlb_timer_start(ctx->loop, &c->timer, ctx->send_timeout_ns, 0);
+    } else if (c->flags & F_WANT_WRITE) {
+        c->flags &= (uint8_t)~F_WANT_WRITE;
+        zlb_timer_stop(ctx->loop, &c->timer);
+        r = zlb_loop_rewatch(ctx->loop, &c->w, READ_INTEREST);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int zlb_conn_send(zlb_conn_t *c, const void *buf, size_t len)
+{
+    zlb_sendq_t *q = c->sq;
+    size_t written;
+    int r;
+
+    if (c->state != ZLB_CONN_ESTABLISHED || !q)
+        return -ENOTCONN;
+    if (len == 0)
+        return 0;
+    if (q->bytes + len > q->cap || q->count == ZLB_SENDQ_SEGS)
+        return -ENOBUFS;
+    q->seg[(q->head + q->count) % ZLB_SENDQ_SEGS] =
+        (struct iovec){.iov_base = (void *)buf, .iov_len = len};
+    q->count++;
+    q->bytes += len;
+    if (c->flags & F_WANT_WRITE)
+        return 0; /* EPOLLOUT is armed and will flush in order */
+    r = sendq_flush(c, &written);
+    if (written)
+        c->ctx->ops->sent(c, written);
+    return r;
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static void conn_established(zlb_conn_t *c, uint32_t events)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+    uint32_t gen = c->gen;
+    int r;
+
+    c->state = ZLB_CONN_ESTABLISHED;
+    /* The one epoll_ctl of this state change: from connect interest to read interest. */
+    r = zlb_loop_rewatch(ctx->loop, &c->w, READ_INTEREST);
+    if (r < 0) {
+        conn_fail(c, zlb_net_classify(-r), -r);
+        return;
+    }
+    ctx->ops->established(c);
+    if (c->gen != gen || c->state != ZLB_CONN_ESTABLISHED)
+        return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+        conn_on_readable(c, events);
+}
+
+static void on_connect_event(zlb_conn_t *c, uint32_t events)
+{
+    zlb_net_ctx_t *ctx = c->ctx;
+    uint64_t now;
+    int err;
+
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return;
+    err = zlb_net_socket_error(c->w.fd);
+    if (err == 0 && !(events & EPOLLOUT))
+        err = ECONNRESET; /* hung up without ever being writable */
+    if (err) {
+        conn_fail(c, zlb_net_classify(err), err);
+        return;
+    }
+    now = zlb_now_ns();
+    zlb_timer_stop(ctx->loop, &c->timer);
+    c->t_established = now;
+    zlb_stats_record(ctx->stats, ZLB_LAT_CONNECT, now - c->t_start);
+    conn_established(c, events);
+}
+
+static void conn_on_event(zlb_loop_t *loop, zlb_watcher_t *w, uint32_t events)
+{
+    zlb_conn_t *c = ZLB_CONTAINER_OF(w, zlb_conn_t, w);
+    uint32_t gen = c->gen;
+
+    (void)loop;
+    if (c->state == ZLB_CONN_CONNECTING) {
+        on_connect_event(c, events);
+        return;
+    }
+    if (c->state != ZLB_CONN_ESTABLISHED)
+        return;
+    if ((events & (EPOLLOUT | EPOLLERR)) && (c->flags & F_WANT_WRITE)) {
+        size_t written;
+        int r = sendq_flush(c, &written);
+        if (r < 0) {
+            conn_fail(c, zlb_net_classify(-r), -r);
+            return;
+        }
+        if (written)
+            c->ctx->ops->sent(c, written);
+        if (c->gen != gen || c->state != ZLB_CONN_ESTABLISHED)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        conn_on_readable(c, events);
+}
+
+static void conn_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
+{
+    zlb_conn_t *c = ZLB_CONTAINER_OF(t, zlb_conn_t, timer);
+
+    (void)loop;
+    /* Connect timeout, or a send queue that made no progress for the send timeout. */
+    if (c->state == ZLB_CONN_CONNECTING ||
+        (c->state == ZLB_CONN_ESTABLISHED && (c->flags & F_WANT_WRITE)))
+        conn_fail(c, ZLB_FAIL_TIMEOUT, ETIMEDOUT);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+void zlb_conn_init(zlb_conn_t *c, zlb_net_ctx_t *ctx, zlb_sendq_t *sq)
+{
+    memset(c, 0, sizeof(*c));
+    zlb_watcher_init(&c->w, -1, conn_on_event);
+    zlb_timer_init(&c->timer, conn_on_timer);
+    zlb_list_init(&c->node);
+    c->ctx = ctx;
+    c->sq = sq;
+    c->state = ZLB_CONN_IDLE;
+}
+
+void zlb_conn_close(zlb_conn_t *c)
+{
+    if (c->state == ZLB_CONN_IDLE)
+        return;
+    conn_teardown(c, c->state == ZLB_CONN_ESTABLISHED && c->ctx->sock.close_rst);
+}
+
+void zlb_conn_dispose(zlb_conn_t *c)
+{
+    if (c->w.fd >= 0)
+        zlb_net_close(c->w.fd, false);
+    c->w.fd = -1;
+    c->state = ZLB_CONN_IDLE;
+}
+
+int zlb_net_ctx_create(const zlb_net_ctx_opts_t *o, zlb_net_ctx_t **out)
+{
+    zlb_net_ctx_t *ctx;
+    char buf[ZLB_NET_ADDRSTRLEN];
+
+    *out = NULL;
+    if (!o->loop || !o->ops || !o->stats || o->ndests > UINT16_MAX ||
+        (o->family != AF_UNSPEC && o->family != AF_INET && o->family != AF_INET6))
+        return -EINVAL;
+    ctx = calloc(1, sizeof(*ctx) + o->ndests * sizeof(dest_t));
+    if (!ctx)
+        return -ENOMEM;
+    atomic_init(&ctx->refs, 1);
+    ctx->loop = o->loop;
+    ctx->ops = o->ops;
+    ctx->resolver = o->resolver;
+    ctx->stats = o->stats;
+    if (o->sock)
+        ctx->sock = *o->sock;
+    else
+        ctx->sock.nodelay = true;
+    ctx->family = o->family;
+    ctx->connect_timeout_ns =
+        o->connect_timeout_ns ? o->connect_timeout_ns : DEFAULT_CONNECT_TIMEOUT;
+    ctx->send_timeout_ns = o->send_timeout_ns ? o->send_timeout_ns : DEFAULT_SEND_TIMEOUT;
+    ctx->rbuf_size = o->read_buf_size ? o->read_buf_size : DEFAULT_READ_BUF;
+    ctx->budget_bytes = o->read_budget_bytes ? o->read_budget_bytes : DEFAULT_BUDGET_BYTES;
+    ctx->budget_calls = o->read_budget_calls ? o->read_budget_calls : DEFAULT_BUDGET_CALLS;
+    zlb_list_init(&ctx->ready);
+    zlb_task_init(&ctx->ready_task, ready_run);
+    ctx->ndests = o->ndests;
+    ctx->rbuf = malloc(ctx->rbuf_size);
+    if (!ctx->rbuf)
+        goto nomem;
+    if (o->nsources) {
+        ctx->sources = calloc(o->nsources, sizeof(*ctx->sources));
+        if (!ctx->sources)
+            goto nomem;
+        memcpy(ctx->sources, o->sources, o->nsources * sizeof(*ctx->sources));
+        ctx->nsources = o->nsources;
+        ctx->src_next = o->source_offset % o->nsources;
+    }
+    for (size_t i = 0; i < o->ndests; i++) {
+        dest_t *d = &ctx->dests[i];
+        d->host = o->dests[i].host;
+        d->port = o->dests[i].port;
+        d->ctx = ctx;
+        zlb_list_init(&d->waiters);
+        zlb_task_init(&d->req.task, dest_resolved);
+        if (zlb_net_addr_literal(d->host, d->port, &d->addr) == 0) {
+            d->literal = true;
+            d->expires_ns = UINT64_MAX;
+            if (ctx->family != AF_UNSPEC && zlb_net_addr_family(&d->addr) != ctx->family) {
+                zlb_log_error("target %s is not of the configured address family",
+                              zlb_net_addr_format(&d->addr, buf, sizeof(buf)));
+                zlb_net_ctx_destroy(ctx);
+                return -EINVAL;
+            }
+        } else if (!ctx->resolver || !d->host || !*d->host) {
+            zlb_log_error("target \"%s\" needs a resolver", d->host ? d->host : "");
+            zlb_net_ctx_destroy(ctx);
+            return -EINVAL;
+        }
+    }
+    *out = ctx;
+    return 0;
+nomem:
+    zlb_net_ctx_destroy(ctx);
+    return -ENOMEM;
+}
+
+void zlb_net_ctx_destroy(zlb_net_ctx_t *ctx)
+{
+    if (!ctx)
+        return;
+    free(ctx->rbuf);
+    ctx->rbuf = NULL;
+    free(ctx->sources);
+    ctx->sources = NULL;
+    ctx_unref(ctx);
+}
+
+zlb_loop_t *zlb_net_ctx_loop(const zlb_net_ctx_t *ctx)
+{
+    return ctx->loop;
+}
+
+const zlb_net_addr_t *zlb_net_ctx_dest_addr(const zlb_net_ctx_t *ctx, uint16_t dest)
+{
+    return &ctx->dests[dest].addr;
+}

@@ -1,0 +1,656 @@
+/* worker.c -- one poller's share of the engine: slots, attempt queues, backoff, workloads,
+ * counters. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "work/work_internal.h"
+
+#define PAUSE_MIN_NS (10 * ZLB_NS_PER_MS)
+#define PAUSE_MAX_NS ZLB_NS_PER_SEC
+#define BACKOFF_EXP_MAX 32
+
+static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t);
+static void worker_drain(zlb_worker_t *w);
+static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s);
+
+static inline zlb_worker_t *conn_worker(const zlb_conn_t *c)
+{
+    return zlb_loop_data(zlb_net_ctx_loop(c->ctx));
+}
+
+static inline zlb_work_slot_t *conn_slot(zlb_conn_t *c)
+{
+    return ZLB_CONTAINER_OF(c, zlb_work_slot_t, conn);
+}
+
+static uint64_t rng_next(zlb_worker_t *w)
+{
+    /* xorshift64*: jitter only, no need for more */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* ---- counters: every transition in one place, so the invariant holds between events ------- */
+
+static inline void publish_busy(zlb_worker_t *w)
+{
+    atomic_store_explicit(&w->busy, w->stats.c.open + w->stats.c.in_flight, memory_order_relaxed);
+}
+
+static void count_attempt(zlb_worker_t *w, uint16_t t)
+{
+    w->stats.c.attempted++;
+    w->stats.c.in_flight++;
+    w->tc[t].attempted++;
+    w->tc[t].in_flight++;
+    publish_busy(w);
+}
+
+static void count_established(zlb_worker_t *w, uint16_t t)
+{
+    w->stats.c.in_flight--;
+    w->stats.c.established++;
+    w->stats.c.open++;
+    w->tc[t].in_flight--;
+    w->tc[t].established++;
+    w->tc[t].open++;
+    publish_busy(w);
+}
+
+static void count_failed_before(zlb_worker_t *w, uint16_t t, zlb_fail_t why)
+{
+    w->stats.c.in_flight--;
+    w->stats.c.failed_before[why]++;
+    w->tc[t].in_flight--;
+    w->tc[t].failed_before[why]++;
+    publish_busy(w);
+}
+
+typedef enum { END_BY_US, END_BY_PEER, END_FAILED } end_kind_t;
+
+static void count_ended(zlb_worker_t *w, uint16_t t, end_kind_t k, zlb_fail_t why)
+{
+    zlb_counters_t *c[2] = {&w->stats.c, &w->tc[t]};
+
+    for (int i = 0; i < 2; i++) {
+        c[i]->open--;
+        if (k == END_BY_US)
+            c[i]->closed_by_us++;
+        else if (k == END_BY_PEER)
+            c[i]->closed_by_peer++;
+        else
+            c[i]->failed_after[why]++;
+    }
+    publish_busy(w);
+}
+
+/* ---- target_reached: the single shared atomic, used only until the target is first met ----- */
+
+static void ramp_add(zlb_worker_t *w, int delta)
+{
+    zlb_engine_t *e = w->e;
+
+    if (w->ramp_seen_done)
+        return;
+    if (atomic_load_explicit(&e->ramp_done, memory_order_acquire)) {
+        w->ramp_seen_done = true;
+        return;
+    }
+    if (delta < 0) {
+        atomic_fetch_sub_explicit(&e->ramp_open, 1, memory_order_relaxed);
+        return;
+    }
+    uint64_t n = atomic_fetch_add_explicit(&e->ramp_open, 1, memory_order_relaxed) + 1;
+    if (n >= e->cfg->connections) {
+        uint64_t zero = 0;
+        atomic_compare_exchange_strong(&e->target_reached_ns, &zero, zlb_now_ns());
+        atomic_store_explicit(&e->ramp_done, true, memory_order_release);
+        w->ramp_seen_done = true;
+    }
+}
+
+/* ---- slots --------------------------------------------------------------------------------- */
+
+static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
+{
+    zlb_engine_t *e = w->e;
+    zlb_list_t *n = zlb_list_pop_front(&w->free_slots);
+
+    if (!n) {
+        /* A chunk at a time, only when the free list is empty: a worker's memory follows its
+         * share of the connections, and no allocation happens per attempt or per event. */
+        bool echo = e->cfg->workload.type == ZLB_WORK_ECHO;
+        zlb_work_slot_t *chunk = zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*chunk));
+        zlb_work_echo_t *ec = echo ? zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*ec)) : NULL;
+
+        if (w->nchunks == w->chunks_cap) {
+            w->chunks_cap = w->chunks_cap ? 2 * w->chunks_cap : 8;
+            w->chunks = zlb_xrealloc(w->chunks, w->chunks_cap * sizeof(*w->chunks));
+            w->echo_chunks = zlb_xrealloc(w->echo_chunks, w->chunks_cap * sizeof(*w->echo_chunks));
+        }
+        w->chunks[w->nchunks] = chunk;
+        w->echo_chunks[w->nchunks] = ec;
+        w->nchunks++;
+        for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
+            zlb_work_slot_t *s = &chunk[i];
+            if (ec) {
+                s->echo = &ec[i];
+                zlb_sendq_init(&ec[i].sq, e->payload_len * ZLB_SENDQ_SEGS);
+            }
+            zlb_conn_init(&s->conn, w->net, ec ? &ec[i].sq : NULL);
+            zlb_timer_init(&s->timer, slot_on_timer);
+            zlb_list_init(&s->qnode);
+            s->phase = ZLB_SLOT_FREE;
+            zlb_list_push_back(&w->free_slots, &s->qnode);
+        }
+        n = zlb_list_pop_front(&w->free_slots);
+    }
+    zlb_work_slot_t *s = ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode);
+    s->backoff_exp = 0;
+    return s;
+}
+
+static void slot_free(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    zlb_timer_stop(w->loop, &s->timer);
+    if (zlb_list_linked(&s->qnode))
+        zlb_list_remove(&s->qnode);
+    s->phase = ZLB_SLOT_FREE;
+    zlb_list_push_front(&w->free_slots, &s->qnode);
+}
+
+static bool opening_stopped(const zlb_worker_t *w)
+{
+    return w->closing || atomic_load_explicit(&w->e->stop_opening, memory_order_relaxed);
+}
+
+static uint16_t pick_target(zlb_worker_t *w)
+{
+    zlb_engine_t *e = w->e;
+    size_t best = 0;
+
+    if (e->ntargets == 1)
+        return 0;
+    /* Smooth weighted round-robin (nginx): weights 5,1,1 give a a b a c a a, not a a a a a b c. */
+    for (size_t i = 0; i < e->ntargets; i++) {
+        w->swrr[i] += e->targets[i].weight;
+        if (w->swrr[i] > w->swrr[best])
+            best = i;
+    }
+    w->swrr[best] -= e->swrr_total;
+    return (uint16_t)best;
+}
+
+static void worker_pause(zlb_worker_t *w)
+{
+    uint64_t now = zlb_loop_now(w->loop);
+
+    /* A burst of failures in one pause window doubles the pause once, not once per failure. */
+    if (now < w->pause_until)
+        return;
+    w->pause_ns = w->pause_ns ? ZLB_MIN(2 * w->pause_ns, PAUSE_MAX_NS) : PAUSE_MIN_NS;
+    w->pause_until = now + w->pause_ns;
+}
+
+static void gate_at(zlb_worker_t *w, uint64_t when)
+{
+    if (zlb_timer_active(&w->gate) && w->gate.node.key <= when)
+        return;
+    zlb_timer_start_at(w->loop, &w->gate, when, 0);
+}
+
+/* Failure of an attempt that never got established, synchronous or not. */
+static void attempt_failed(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why, int err)
+{
+    count_failed_before(w, s->target, why);
+    w->last_errno[why] = err;
+    if (zlb_net_fail_is_local(why))
+        worker_pause(w);
+    slot_end(w, s);
+}
+
+static void attempt_start(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    zlb_engine_t *e = w->e;
+    uint64_t now;
+    int r;
+
+    if (opening_stopped(w)) {
+        slot_free(w, s);
+        return;
+    }
+    now = zlb_now_ns();
+    if (!w->first_attempt_seen) {
+        uint64_t zero = 0;
+        w->first_attempt_seen = true;
+        atomic_compare_exchange_strong(&e->first_attempt_ns, &zero, now);
+    }
+    s->phase = ZLB_SLOT_ACTIVE;
+    s->target = pick_target(w);
+    count_attempt(w, s->target);
+    zlb_stats_record(&w->stats, ZLB_LAT_SCHEDULE_LAG,
+                     now > s->intended_ns ? now - s->intended_ns : 0);
+    r = zlb_conn_start(&s->conn, s->target);
+    if (r < 0)
+        attempt_failed(w, s, zlb_net_classify(-r), -r);
+}
+
+/* Called when a connection or attempt ended for any reason but our own close: reconnect with
+ * backoff where the workload wants it, else release the slot. */
+static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    const zlb_workload_config_t *wl = &w->e->cfg->workload;
+    uint64_t base, delay;
+
+    zlb_timer_stop(w->loop, &s->timer);
+    if (opening_stopped(w) || (wl->type != ZLB_WORK_CHURN && !wl->reconnect)) {
+        slot_free(w, s);
+        return;
+    }
+    base = wl->backoff_min_ns ? wl->backoff_min_ns : 1;
+    for (unsigned i = 0; i < s->backoff_exp && base < wl->backoff_max_ns; i++)
+        base *= 2;
+    if (wl->backoff_max_ns && base > wl->backoff_max_ns)
+        base = wl->backoff_max_ns;
+    if (s->backoff_exp < BACKOFF_EXP_MAX)
+        s->backoff_exp++;
+    /* Equal jitter: at least half the backoff, so a restarted target sees the reconnects of a
+     * mass disconnect spread over the other half instead of arriving together. */
+    delay = base / 2 + (base > 1 ? rng_next(w) % (base - base / 2) : 0);
+    s->phase = ZLB_SLOT_BACKOFF;
+    s->intended_ns = zlb_loop_now(w->loop) + delay;
+    zlb_timer_start_at(w->loop, &s->timer, s->intended_ns, 0);
+}
+
+/* Starts what the pause and the token bucket allow; arms the gate for the rest. */
+static void worker_drain(zlb_worker_t *w)
+{
+    zlb_list_t *n;
+    uint64_t now = zlb_loop_update_time(w->loop);
+
+    if (opening_stopped(w)) {
+        while ((n = zlb_list_pop_front(&w->q_start)))
+            slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+        while ((n = zlb_list_pop_front(&w->q_retry)))
+            slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+        return;
+    }
+    while (!zlb_list_empty(&w->q_start)) {
+        if (now < w->pause_until) {
+            gate_at(w, w->pause_until);
+            return;
+        }
+        n = zlb_list_pop_front(&w->q_start);
+        attempt_start(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+    }
+    if (zlb_list_empty(&w->q_retry))
+        return;
+    w->tokens += (double)(now - w->tokens_at) * w->token_rate / 1e9;
+    if (w->tokens > w->token_burst)
+        w->tokens = w->token_burst;
+    w->tokens_at = now;
+    while (!zlb_list_empty(&w->q_retry)) {
+        if (now < w->pause_until) {
+            gate_at(w, w->pause_until);
+            return;
+        }
+        if (w->tokens < 1.0) {
+            gate_at(w, now + (uint64_t)((1.0 - w->tokens) / w->token_rate * 1e9) + 1);
+            return;
+        }
+        w->tokens -= 1.0;
+        n = zlb_list_pop_front(&w->q_retry);
+        attempt_start(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+    }
+}
+
+static void gate_fired(zlb_loop_t *loop, zlb_timer_t *t)
+{
+    (void)loop;
+    worker_drain(ZLB_CONTAINER_OF(t, zlb_worker_t, gate));
+}
+
+/* ---- workloads ------------------------------------------------------------------------------ */
+
+/* Our decision to end an established connection (churn lifetime, a protocol error, close_all). */
+static void close_established(zlb_worker_t *w, zlb_work_slot_t *s, end_kind_t k, zlb_fail_t why)
+{
+    zlb_timer_stop(w->loop, &s->timer);
+    zlb_conn_close(&s->conn);
+    count_ended(w, s->target, k, why);
+    ramp_add(w, -1);
+}
+
+static void echo_send(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    zlb_work_echo_t *ec = s->echo;
+    int r;
+
+    ec->outstanding = true;
+    ec->received = 0;
+    r = zlb_conn_send(&s->conn, w->e->payload, w->e->payload_len);
+    if (r < 0) {
+        zlb_fail_t why = r == -ENOBUFS ? ZLB_FAIL_NO_BUFFERS : zlb_net_classify(-r);
+        w->last_errno[why] = -r;
+        close_established(w, s, END_FAILED, why);
+        slot_end(w, s);
+    }
+}
+
+/* Sends now if the message is due, else waits for its intended time. */
+static void echo_schedule(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    if (s->echo->intended_ns <= zlb_loop_update_time(w->loop))
+        echo_send(w, s);
+    else
+        zlb_timer_start_at(w->loop, &s->timer, s->echo->intended_ns, 0);
+}
+
+static void echo_data(zlb_worker_t *w, zlb_work_slot_t *s, size_t n)
+{
+    zlb_work_echo_t *ec = s->echo;
+    const zlb_workload_config_t *wl = &w->e->cfg->workload;
+    uint64_t now;
+
+    ec->received += n;
+    if (!ec->outstanding || ec->received > w->e->payload_len) {
+        /* More than was sent: not an echo server. */
+        close_established(w, s, END_FAILED, ZLB_FAIL_PROTOCOL);
+        slot_end(w, s);
+        return;
+    }
+    if (ec->received < w->e->payload_len)
+        return;
+    now = zlb_now_ns();
+    ec->outstanding = false;
+    /* From the intended send time, not the actual one: a generator that falls behind its
+     * schedule reports the wait as latency instead of hiding it (coordinated omission). */
+    zlb_stats_record(&w->stats, ZLB_LAT_ECHO_RTT, now - ec->intended_ns);
+    w->stats.c.messages++;
+    w->tc[s->target].messages++;
+    ec->intended_ns = wl->message_interval_ns ? ec->intended_ns + wl->message_interval_ns : now;
+    echo_schedule(w, s);
+}
+
+static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
+{
+    zlb_work_slot_t *s = ZLB_CONTAINER_OF(t, zlb_work_slot_t, timer);
+    zlb_worker_t *w = zlb_loop_data(loop);
+
+    switch (s->phase) {
+    case ZLB_SLOT_BACKOFF:
+        s->phase = ZLB_SLOT_QUEUED;
+        zlb_list_push_back(&w->q_retry, &s->qnode);
+        worker_drain(w);
+        break;
+    case ZLB_SLOT_ACTIVE:
+        if (zlb_conn_state(&s->conn) != ZLB_CONN_ESTABLISHED)
+            break;
+        if (s->echo) {
+            echo_send(w, s);
+            break;
+        }
+        /* churn: the connection's life is over; its successor is due now. */
+        close_established(w, s, END_BY_US, ZLB_FAIL_OTHER);
+        if (opening_stopped(w)) {
+            slot_free(w, s);
+            break;
+        }
+        s->phase = ZLB_SLOT_QUEUED;
+        s->intended_ns = zlb_loop_now(loop);
+        zlb_list_push_back(&w->q_start, &s->qnode);
+        worker_drain(w);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- net callbacks ------------------------------------------------------------------------- */
+
+static void on_established(zlb_conn_t *c)
+{
+    zlb_worker_t *w = conn_worker(c);
+    zlb_work_slot_t *s = conn_slot(c);
+    const zlb_workload_config_t *wl = &w->e->cfg->workload;
+
+    count_established(w, s->target);
+    w->pause_ns = 0;
+    s->backoff_exp = 0;
+    ramp_add(w, +1);
+    if (wl->type == ZLB_WORK_CHURN) {
+        zlb_timer_start_at(w->loop, &s->timer, c->t_established + wl->lifetime_ns, 0);
+    } else if (wl->type == ZLB_WORK_ECHO) {
+        s->echo->intended_ns = c->t_established;
+        s->echo->outstanding = false;
+        echo_schedule(w, s);
+    }
+}
+
+static void on_data(zlb_conn_t *c, const uint8_t *buf, size_t n)
+{
+    zlb_worker_t *w = conn_worker(c);
+    zlb_work_slot_t *s = conn_slot(c);
+
+    (void)buf;
+    w->stats.c.bytes_in += n;
+    w->tc[s->target].bytes_in += n;
+    if (s->echo)
+        echo_data(w, s, n);
+}
+
+static void on_sent(zlb_conn_t *c, size_t n)
+{
+    zlb_worker_t *w = conn_worker(c);
+
+    w->stats.c.bytes_out += n;
+    w->tc[conn_slot(c)->target].bytes_out += n;
+}
+
+static void on_closed(zlb_conn_t *c, zlb_fail_t why, int err, bool was_established)
+{
+    zlb_worker_t *w = conn_worker(c);
+    zlb_work_slot_t *s = conn_slot(c);
+
+    if (!was_established) {
+        attempt_failed(w, s, why, err);
+        return;
+    }
+    w->last_errno[why] = err;
+    /* A clean FIN is the peer's decision, unless an echo was still owed to us. */
+    if (why == ZLB_FAIL_EOF && !(s->echo && s->echo->outstanding))
+        count_ended(w, s->target, END_BY_PEER, why);
+    else
+        count_ended(w, s->target, END_FAILED, why);
+    ramp_add(w, -1);
+    slot_end(w, s);
+}
+
+static const zlb_conn_ops_t conn_ops = {
+    .established = on_established,
+    .data = on_data,
+    .sent = on_sent,
+    .closed = on_closed,
+};
+
+/* ---- tasks from other threads -------------------------------------------------------------- */
+
+void zlb_worker_ref(zlb_worker_t *w)
+{
+    atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
+}
+
+void zlb_worker_unref(zlb_worker_t *w)
+{
+    if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1)
+        free(w);
+}
+
+void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
+{
+    zlb_work_batch_t *b = ZLB_CONTAINER_OF(t, zlb_work_batch_t, task);
+    zlb_worker_t *w = b->w;
+    uint32_t n = b->n;
+    uint64_t intended[ZLB_WORK_BATCH_MAX];
+
+    (void)loop;
+    if (discarded) {
+        zlb_worker_unref(w);
+        return;
+    }
+    memcpy(intended, b->t, n * sizeof(intended[0]));
+    /* The batch goes back to the scheduler before any attempt starts. */
+    atomic_fetch_add_explicit(&w->consumed, 1, memory_order_release);
+    w->stats.c.scheduled += n;
+    if (!opening_stopped(w)) {
+        for (uint32_t i = 0; i < n; i++) {
+            zlb_work_slot_t *s = slot_alloc(w);
+            s->intended_ns = intended[i];
+            s->phase = ZLB_SLOT_QUEUED;
+            zlb_list_push_back(&w->q_start, &s->qnode);
+        }
+        worker_drain(w);
+    }
+    zlb_worker_unref(w);
+}
+
+static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
+{
+    zlb_worker_t *w = ZLB_CONTAINER_OF(t, zlb_worker_t, close_task);
+
+    (void)loop;
+    atomic_store_explicit(&w->close_queued, false, memory_order_relaxed);
+    if (discarded) {
+        zlb_worker_unref(w);
+        return;
+    }
+    w->closing = true;
+    zlb_timer_stop(w->loop, &w->gate);
+    for (size_t k = 0; k < w->nchunks; k++) {
+        for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
+            zlb_work_slot_t *s = &w->chunks[k][i];
+            zlb_conn_state_t st = zlb_conn_state(&s->conn);
+            if (s->phase == ZLB_SLOT_FREE)
+                continue;
+            if (zlb_conn_in_flight(&s->conn)) {
+                zlb_conn_close(&s->conn);
+                count_failed_before(w, s->target, ZLB_FAIL_CANCELLED);
+            } else if (st == ZLB_CONN_ESTABLISHED) {
+                close_established(w, s, END_BY_US, ZLB_FAIL_OTHER);
+            }
+            slot_free(w, s);
+        }
+    }
+    publish_busy(w);
+    zlb_worker_unref(w);
+}
+
+void zlb_worker_post_close(zlb_worker_t *w)
+{
+    if (atomic_exchange_explicit(&w->close_queued, true, memory_order_relaxed))
+        return;
+    zlb_worker_ref(w);
+    zlb_loop_post(w->loop, &w->close_task);
+}
+
+void zlb_worker_copy_stats(zlb_worker_t *w, zlb_engine_snapshot_t *s)
+{
+    zlb_stats_copy(&s->poller[w->id], &w->stats);
+    for (size_t t = 0; t < w->e->ntargets; t++)
+        zlb_counters_add(&s->target[t], &w->tc[t]);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+int zlb_worker_create(zlb_engine_t *e, int id, zlb_worker_t **out)
+{
+    const zlb_config_t *cfg = e->cfg;
+    zlb_net_ctx_opts_t no;
+    zlb_worker_t *w;
+    double per_poller;
+    int r;
+
+    *out = NULL;
+    if (posix_memalign((void **)&w, 64, sizeof(*w)) != 0)
+        return -ENOMEM;
+    memset(w, 0, sizeof(*w));
+    atomic_init(&w->refs, 1);
+    w->e = e;
+    w->id = id;
+    w->loop = zlb_pool_loop(e->pool, id);
+    zlb_stats_init(&w->stats);
+    w->tc = zlb_xcalloc(e->ntargets, sizeof(*w->tc));
+    w->swrr = zlb_xcalloc(e->ntargets, sizeof(*w->swrr));
+    zlb_list_init(&w->free_slots);
+    zlb_list_init(&w->q_start);
+    zlb_list_init(&w->q_retry);
+    zlb_timer_init(&w->gate, gate_fired);
+    zlb_task_init(&w->close_task, close_run);
+    for (int i = 0; i < ZLB_WORK_RING_LEN; i++) {
+        zlb_task_init(&w->ring[i].task, zlb_worker_batch_run);
+        w->ring[i].w = w;
+    }
+    w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(id + 1) * 0xBF58476D1CE4E5B9ull) ^ zlb_now_ns();
+    if (!w->rng)
+        w->rng = 1;
+    /* Reconnects after failures share a per-poller bucket: a restarted target sees at most
+     * this rate from us, however many connections dropped at once. */
+    per_poller = cfg->connect_rate > 0 ? cfg->connect_rate / e->npollers : 1000.0;
+    w->token_rate = ZLB_MAX(per_poller, 50.0);
+    w->token_burst = ZLB_MAX(w->token_rate / 10.0, 1.0);
+    w->tokens = w->token_burst;
+    w->tokens_at = zlb_now_ns();
+
+    memset(&no, 0, sizeof(no));
+    no.loop = w->loop;
+    no.ops = &conn_ops;
+    no.resolver = e->resolver;
+    no.stats = &w->stats;
+    no.sock = &e->sockopts;
+    no.family = cfg->family == ZLB_FAMILY_IPV4   ? AF_INET
+                : cfg->family == ZLB_FAMILY_IPV6 ? AF_INET6
+                                                 : AF_UNSPEC;
+    no.connect_timeout_ns = cfg->connect_timeout_ns;
+    no.dests = e->dests;
+    no.ndests = e->ntargets;
+    no.sources = e->sources;
+    no.nsources = e->nsources;
+    no.source_offset = (size_t)id;
+    r = zlb_net_ctx_create(&no, &w->net);
+    if (r < 0) {
+        zlb_worker_destroy(w);
+        return r;
+    }
+    *out = w;
+    return 0;
+}
+
+void zlb_worker_destroy(zlb_worker_t *w)
+{
+    if (!w)
+        return;
+    for (size_t k = 0; k < w->nchunks; k++) {
+        for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++)
+            zlb_conn_dispose(&w->chunks[k][i].conn);
+        free(w->chunks[k]);
+        free(w->echo_chunks[k]);
+    }
+    free(w->chunks);
+    free(w->echo_chunks);
+    zlb_net_ctx_destroy(w->net);
+    zlb_stats_dispose(&w->stats);
+    free(w->tc);
+    free(w->swrr);
+    w->chunks = NULL;
+    w->echo_chunks = NULL;
+    w->nchunks = 0;
+    w->net = NULL;
+    w->tc = NULL;
+    w->swrr = NULL;
+    zlb_worker_unref(w);
+}

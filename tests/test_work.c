@@ -1,0 +1,912 @@
+/* test_work.c -- the engine against real loopback servers: hold, churn, echo, failures, schedule.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "target/target.h"
+#include "test.h"
+#include "work/work.h"
+#include "work/work_internal.h"
+
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static void dump_counters(const char *what, const zlb_counters_t *c)
+{
+    fprintf(stderr,
+            "%s: attempted %llu established %llu in_flight %llu open %llu closed_by_us %llu "
+            "closed_by_peer %llu failed_before %llu failed_after %llu\n",
+            what, (unsigned long long)c->attempted, (unsigned long long)c->established,
+            (unsigned long long)c->in_flight, (unsigned long long)c->open,
+            (unsigned long long)c->closed_by_us, (unsigned long long)c->closed_by_peer,
+            (unsigned long long)zlb_counters_failed_before_total(c),
+            (unsigned long long)zlb_counters_failed_after_total(c));
+}
+
+static void check_balanced(const char *what, const zlb_counters_t *c)
+{
+    if (!zlb_counters_balanced(c)) {
+        dump_counters(what, c);
+        ZLB_TEST_FAIL("accounting invariant broken in %s", what);
+    }
+}
+
+/* Every snapshot taken in these tests goes through here: the invariant must hold in each. */
+static void check_snapshot(const zlb_engine_snapshot_t *s)
+{
+    zlb_counters_t sum;
+    char name[32];
+
+    check_balanced("total", &s->total.c);
+    for (size_t i = 0; i < s->npollers; i++) {
+        snprintf(name, sizeof(name), "poller %zu", i);
+        check_balanced(name, &s->poller[i].c);
+    }
+    memset(&sum, 0, sizeof(sum));
+    for (size_t t = 0; t < s->ntargets; t++) {
+        snprintf(name, sizeof(name), "target %zu", t);
+        check_balanced(name, &s->target[t]);
+        zlb_counters_add(&sum, &s->target[t]);
+    }
+    ASSERT_UEQ(sum.attempted, s->total.c.attempted);
+    ASSERT_UEQ(sum.established, s->total.c.established);
+    ASSERT_UEQ(sum.open, s->total.c.open);
+    ASSERT_UEQ(sum.bytes_in, s->total.c.bytes_in);
+    ASSERT_UEQ(sum.bytes_out, s->total.c.bytes_out);
+    ASSERT_UEQ(sum.messages, s->total.c.messages);
+    /* Every attempt has its schedule lag recorded. */
+    ASSERT_UEQ(zlb_hist_count(s->total.lat[ZLB_LAT_SCHEDULE_LAG]), s->total.c.attempted);
+    ASSERT_UEQ(zlb_hist_count(s->total.lat[ZLB_LAT_CONNECT]), s->total.c.established);
+}
+
+static void snap(zlb_engine_t *e, zlb_engine_snapshot_t *s)
+{
+    ASSERT_EQ(zlb_engine_snapshot(e, s), 0);
+    check_snapshot(s);
+}
+
+/* Snapshots every `every` ms until cond holds (checking each) or ms pass. */
+#define WAIT_SNAP(e, s, cond, ms, every)                                                           \
+    ({                                                                                             \
+        uint64_t dl_ = zlb_now_ns() + (uint64_t)(ms)*ZLB_NS_PER_MS;                                \
+        bool ok_ = false;                                                                          \
+        for (;;) {                                                                                 \
+            snap((e), (s));                                                                        \
+            if ((ok_ = (cond)) || zlb_now_ns() > dl_)                                              \
+                break;                                                                             \
+            sleep_ms(every);                                                                       \
+        }                                                                                          \
+        ok_;                                                                                       \
+    })
+
+static zlb_pool_t *make_pool(int n)
+{
+    zlb_pool_opts_t po;
+    zlb_pool_t *p = NULL;
+
+    zlb_pool_opts_default(&po);
+    po.count = n;
+    po.cpu_affinity = false;
+    ASSERT_EQ(zlb_pool_create(&po, &p), 0);
+    return p;
+}
+
+static void base_config(zlb_config_t *cfg)
+{
+    zlb_config_init_default(cfg);
+    cfg->embedded_target.enabled = false;
+}
+
+static zlb_target_t *start_target(zlb_serve_mode_t mode, int threads)
+{
+    zlb_target_opts_t o = {.mode = mode, .listen = "127.0.0.1:0", .threads = threads};
+    zlb_target_t *t = NULL;
+    ASSERT_EQ(zlb_target_start(&o, &t), 0);
+    return t;
+}
+
+static zlb_engine_target_t one_target(uint16_t port)
+{
+    return (zlb_engine_target_t){
+        .host = "127.0.0.1", .port = port, .weight = 1, .name = "127.0.0.1"};
+}
+
+/* A running engine with its pool and a snapshot buffer. */
+typedef struct {
+    zlb_pool_t *pool;
+    zlb_engine_t *e;
+    zlb_engine_snapshot_t s;
+} rig_t;
+
+static void rig_start(rig_t *r, const zlb_config_t *cfg, const zlb_engine_target_t *t, size_t n,
+                      int pollers)
+{
+    r->pool = make_pool(pollers);
+    ASSERT_EQ(zlb_engine_create(cfg, t, n, r->pool, &r->e), 0);
+    zlb_engine_snapshot_init(r->e, &r->s);
+    ASSERT_EQ(zlb_engine_start(r->e), 0);
+}
+
+/* close_all, wait for idle, check the end state, tear down. */
+static void rig_finish(rig_t *r)
+{
+    uint64_t dl = zlb_now_ns() + 10 * ZLB_NS_PER_SEC;
+
+    zlb_engine_close_all(r->e);
+    while (!zlb_engine_idle(r->e)) {
+        ASSERT(zlb_now_ns() < dl);
+        sleep_ms(2);
+    }
+    snap(r->e, &r->s);
+    ASSERT_UEQ(r->s.total.c.open, 0);
+    ASSERT_UEQ(r->s.total.c.in_flight, 0);
+    zlb_pool_stop(r->pool);
+    zlb_engine_mark_stopped(r->e);
+    snap(r->e, &r->s); /* read directly from the stopped pollers */
+    ASSERT_UEQ(r->s.total.c.open, 0);
+    zlb_engine_snapshot_dispose(&r->s);
+    zlb_engine_destroy(r->e);
+    zlb_pool_destroy(r->pool);
+}
+
+static int listen_tcp(int backlog, uint16_t *port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ASSERT_EQ(listen(fd, backlog), 0);
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* ---- tests ------------------------------------------------------------------------------------
+ */
+
+/* In a child with RLIMIT_NOFILE at 64, 200 connections: the rest fail as fd_limit, and the
+ * worker pauses instead of spinning on socket() -> EMFILE. */
+static int emfile_child(uint16_t port)
+{
+    struct rlimit rl = {64, 64};
+    zlb_config_t cfg;
+    zlb_engine_target_t t = one_target(port);
+    rig_t r;
+    struct rusage ru0, ru1;
+
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    base_config(&cfg);
+    cfg.connections = 200;
+    cfg.connect_rate = 0;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.failed_before[ZLB_FAIL_FD_LIMIT] > 0, 10000, 5));
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open > 30, 10000, 5));
+    sleep_ms(200);
+
+    uint64_t t0 = zlb_now_ns();
+    snap(r.e, &r.s);
+    uint64_t fails0 = r.s.total.c.failed_before[ZLB_FAIL_FD_LIMIT];
+    getrusage(RUSAGE_SELF, &ru0);
+    sleep_ms(1000);
+    getrusage(RUSAGE_SELF, &ru1);
+    snap(r.e, &r.s);
+    uint64_t wall = zlb_now_ns() - t0;
+    double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e9 +
+                 (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) * 1e3 +
+                 (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e9 +
+                 (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) * 1e3;
+    fprintf(stderr,
+            "   fd limit 64: open %llu, fd_limit failures %llu (%llu in the last second), "
+            "process CPU %.1f%% over %.2f s\n",
+            (unsigned long long)r.s.total.c.open,
+            (unsigned long long)r.s.total.c.failed_before[ZLB_FAIL_FD_LIMIT],
+            (unsigned long long)(r.s.total.c.failed_before[ZLB_FAIL_FD_LIMIT] - fails0),
+            100.0 * cpu / (double)wall, (double)wall / 1e9);
+    ASSERT_LT(100.0 * cpu / (double)wall, 25.0);
+    ASSERT_LT(r.s.total.c.failed_before[ZLB_FAIL_FD_LIMIT] - fails0, 2000);
+    ASSERT_LE(r.s.total.c.open, 64);
+    rig_finish(&r);
+    zlb_config_dispose(&cfg);
+    return 0;
+}
+
+static void test_emfile_backoff(void)
+{
+    uint16_t port;
+    int l = listen_tcp(1024, &port); /* never accepts: the kernel completes the handshakes */
+    int status = 0;
+    pid_t pid = fork();
+
+    ASSERT(pid >= 0);
+    if (pid == 0)
+        _exit(emfile_child(port));
+    uint64_t dl = zlb_now_ns() + 60 * ZLB_NS_PER_SEC;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (zlb_now_ns() > dl) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            ZLB_TEST_FAIL("the fd-limit child hung");
+        }
+        sleep_ms(5);
+    }
+    close(l);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+static void test_hold_5000(void)
+{
+    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 2);
+    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_config_t cfg;
+    zlb_target_stats_t ts;
+    rig_t r;
+
+    base_config(&cfg);
+    cfg.connections = 5000;
+    cfg.connect_rate = 0;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 5000, 30000, 10));
+    ASSERT_UEQ(r.s.total.c.established, 5000);
+    ASSERT_UEQ(r.s.total.c.attempted, 5000);
+    ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
+    ASSERT_UEQ(r.s.total.c.scheduled, 5000);
+    ASSERT_UEQ(r.s.scheduler_backlog, 0);
+    ASSERT_GT(r.s.first_attempt_ns, 0);
+    ASSERT_GE(r.s.target_reached_ns, r.s.first_attempt_ns);
+    /* Both pollers got a share. */
+    ASSERT_GT(r.s.poller[0].c.open, 0);
+    ASSERT_GT(r.s.poller[1].c.open, 0);
+    fprintf(stderr, "   5000 open in %.3f s (poller 0: %llu, poller 1: %llu)\n",
+            (double)(r.s.target_reached_ns - r.s.first_attempt_ns) / 1e9,
+            (unsigned long long)r.s.poller[0].c.open, (unsigned long long)r.s.poller[1].c.open);
+    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_target_read_stats(tgt, &ts), ts.open == 5000), 10000, 10));
+
+    /* Idle connections stay open and nothing moves. */
+    sleep_ms(300);
+    snap(r.e, &r.s);
+    ASSERT_UEQ(r.s.total.c.open, 5000);
+    ASSERT_UEQ(r.s.total.c.attempted, 5000);
+
+    zlb_engine_close_all(r.e);
+    while (!zlb_engine_idle(r.e))
+        sleep_ms(2);
+    snap(r.e, &r.s);
+    ASSERT_UEQ(r.s.total.c.closed_by_us, 5000);
+    ASSERT_UEQ(r.s.total.c.closed_by_peer, 0);
+    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_target_read_stats(tgt, &ts), ts.open == 0), 10000, 10));
+    rig_finish(&r);
+    zlb_target_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+static void test_churn(void)
+{
+    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_config_t cfg;
+    rig_t r;
+    uint64_t end;
+
+    base_config(&cfg);
+    cfg.connections = 200;
+    cfg.connect_rate = 4000;
+    cfg.workload.type = ZLB_WORK_CHURN;
+    cfg.workload.lifetime_ns = 100 * ZLB_NS_PER_MS;
+    rig_start(&r, &cfg, &t, 1, 2);
+    end = zlb_now_ns() + 2 * ZLB_NS_PER_SEC;
+    while (zlb_now_ns() < end) {
+        snap(r.e, &r.s);
+        ASSERT_LE(r.s.total.c.open, 200);
+        sleep_ms(20);
+    }
+    snap(r.e, &r.s);
+    fprintf(stderr, "   churn 2 s: established %llu, closed_by_us %llu, open %llu\n",
+            (unsigned long long)r.s.total.c.established,
+            (unsigned long long)r.s.total.c.closed_by_us, (unsigned long long)r.s.total.c.open);
+    /* ~20 lives per slot in 2 s; generous bounds for slow (sanitizer) builds. */
+    ASSERT_GT(r.s.total.c.closed_by_us, 1000);
+    ASSERT_GT(r.s.total.c.established, 200 + 1000);
+    ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
+    ASSERT_UEQ(r.s.total.c.scheduled, 200); /* reopening is the worker's, not the scheduler's */
+    rig_finish(&r);
+    zlb_target_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+static void test_refused_rate_limited(void)
+{
+    uint16_t port;
+    int fd = listen_tcp(1, &port);
+    close(fd);
+    zlb_engine_target_t t = one_target(port);
+    zlb_config_t cfg;
+    rig_t r;
+
+    base_config(&cfg);
+    cfg.connections = 50;
+    cfg.connect_rate = 100; /* reconnect bucket: max(100 / 2, 50) = 50/s per poller */
+    cfg.workload.backoff_min_ns = ZLB_NS_PER_MS;
+    cfg.workload.backoff_max_ns = 2 * ZLB_NS_PER_MS;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.scheduled == 50, 5000, 10));
+    sleep_ms(500);
+    snap(r.e, &r.s);
+    uint64_t a0 = r.s.total.c.attempted, t0 = r.s.taken_ns;
+    sleep_ms(1000);
+    snap(r.e, &r.s);
+    double rate = (double)(r.s.total.c.attempted - a0) * 1e9 / (double)(r.s.taken_ns - t0);
+    fprintf(stderr, "   refused: %llu attempts, reconnects at %.0f/s (bucket 2 x 50/s)\n",
+            (unsigned long long)r.s.total.c.attempted, rate);
+    /* Without the bucket the backoff alone would allow ~50 / 1.5 ms = 33000/s. */
+    ASSERT_LT(rate, 130);
+    ASSERT_GT(rate, 40);
+    ASSERT_UEQ(r.s.total.c.established, 0);
+    ASSERT_UEQ(r.s.total.c.failed_before[ZLB_FAIL_REFUSED],
+               r.s.total.c.attempted - r.s.total.c.in_flight);
+    rig_finish(&r);
+    zlb_config_dispose(&cfg);
+}
+
+static void test_connect_timeout(void)
+{
+    uint16_t port;
+    int l = listen_tcp(0, &port), fillers[8], nfill = 0;
+    struct sockaddr_in sin = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
+    zlb_engine_target_t t = one_target(port);
+    zlb_config_t cfg;
+    rig_t r;
+
+    /* Fill the accept queue of a backlog-0 listener that never accepts; then Linux drops SYNs. */
+    for (;;) {
+        ASSERT_LT(nfill, 8);
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int rc = connect(s, (struct sockaddr *)&sin, sizeof(sin));
+        ASSERT(rc == 0 || errno == EINPROGRESS);
+        struct pollfd p = {.fd = s, .events = POLLOUT};
+        if (poll(&p, 1, 200) == 0) {
+            close(s);
+            break;
+        }
+        fillers[nfill++] = s;
+    }
+    base_config(&cfg);
+    cfg.connections = 1;
+    cfg.connect_timeout_ns = 300 * ZLB_NS_PER_MS;
+    cfg.workload.reconnect = false;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.failed_before[ZLB_FAIL_TIMEOUT] == 1, 5000, 1));
+    double ms = (double)(r.s.taken_ns - r.s.first_attempt_ns) / 1e6;
+    fprintf(stderr, "   connect timeout observed %.1f ms after the attempt (configured 300)\n", ms);
+    ASSERT_NEAR(ms, 300, 30);
+    ASSERT_UEQ(r.s.total.c.attempted, 1);
+    rig_finish(&r);
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
+    close(l);
+    zlb_config_dispose(&cfg);
+}
+
+/* A listener that records each peer's address. */
+typedef struct {
+    int lfd;
+    _Atomic bool quit;
+    pthread_t th;
+    pthread_mutex_t mu;
+    int fds[256];
+    struct in_addr peers[256];
+    int n;
+} recorder_t;
+
+static void *recorder_main(void *arg)
+{
+    recorder_t *rc = arg;
+    while (!atomic_load(&rc->quit)) {
+        struct pollfd p = {.fd = rc->lfd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        struct sockaddr_in sin;
+        socklen_t len = sizeof(sin);
+        int fd = accept4(rc->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ASSERT_EQ(getpeername(fd, (struct sockaddr *)&sin, &len), 0);
+        pthread_mutex_lock(&rc->mu);
+        if (rc->n < 256) {
+            rc->fds[rc->n] = fd;
+            rc->peers[rc->n++] = sin.sin_addr;
+        } else {
+            close(fd);
+        }
+        pthread_mutex_unlock(&rc->mu);
+    }
+    return NULL;
+}
+
+static void test_source_spread(void)
+{
+    recorder_t rc;
+    uint16_t port;
+    zlb_config_t cfg;
+    rig_t r;
+    const char *ips[] = {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+
+    memset(&rc, 0, sizeof(rc));
+    pthread_mutex_init(&rc.mu, NULL);
+    rc.lfd = listen_tcp(256, &port);
+    ASSERT_EQ(pthread_create(&rc.th, NULL, recorder_main, &rc), 0);
+    zlb_engine_target_t t = one_target(port);
+
+    base_config(&cfg);
+    cfg.connections = 40;
+    cfg.nsource = 4;
+    cfg.source_addrs = zlb_xcalloc(4, sizeof(*cfg.source_addrs));
+    for (int i = 0; i < 4; i++) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.source_addrs[i];
+        sin->sin_family = AF_INET;
+        ASSERT_EQ(inet_pton(AF_INET, ips[i], &sin->sin_addr), 1);
+    }
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 40, 10000, 5));
+    uint64_t dl = zlb_now_ns() + 5 * ZLB_NS_PER_SEC;
+    for (;;) {
+        pthread_mutex_lock(&rc.mu);
+        int n = rc.n;
+        pthread_mutex_unlock(&rc.mu);
+        if (n == 40)
+            break;
+        ASSERT(zlb_now_ns() < dl);
+        sleep_ms(2);
+    }
+    int seen[4] = {0};
+    pthread_mutex_lock(&rc.mu);
+    for (int i = 0; i < rc.n; i++) {
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &rc.peers[i], ip, sizeof(ip));
+        bool known = false;
+        for (int k = 0; k < 4; k++)
+            if (strcmp(ip, ips[k]) == 0) {
+                seen[k]++;
+                known = true;
+            }
+        if (!known)
+            ZLB_TEST_FAIL("a connection came from %s, not from a configured source", ip);
+    }
+    pthread_mutex_unlock(&rc.mu);
+    fprintf(stderr, "   peers: .2 x%d .3 x%d .4 x%d .5 x%d\n", seen[0], seen[1], seen[2], seen[3]);
+    for (int k = 0; k < 4; k++)
+        ASSERT_GE(seen[k], 5); /* round-robin per poller: 10 each, give or take the split */
+    rig_finish(&r);
+    atomic_store(&rc.quit, true);
+    pthread_join(rc.th, NULL);
+    for (int i = 0; i < rc.n; i++)
+        close(rc.fds[i]);
+    close(rc.lfd);
+    pthread_mutex_destroy(&rc.mu);
+    zlb_config_dispose(&cfg);
+}
+
+static void test_echo(void)
+{
+    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_config_t cfg;
+    rig_t r;
+
+    base_config(&cfg);
+    cfg.connections = 50;
+    cfg.connect_rate = 0;
+    cfg.workload.type = ZLB_WORK_ECHO;
+    cfg.workload.message_size = 100;
+    cfg.workload.message_interval_ns = 10 * ZLB_NS_PER_MS;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 50, 10000, 5));
+    sleep_ms(1000);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.messages >= 2000, 10000, 10));
+    const zlb_counters_t *c = &r.s.total.c;
+    uint64_t rtt_n = zlb_hist_count(r.s.total.lat[ZLB_LAT_ECHO_RTT]);
+    fprintf(stderr, "   echo: %llu round trips, rtt p50 %.0f us p99 %.0f us, first byte n=%llu\n",
+            (unsigned long long)c->messages,
+            (double)zlb_hist_percentile(r.s.total.lat[ZLB_LAT_ECHO_RTT], 50) / 1e3,
+            (double)zlb_hist_percentile(r.s.total.lat[ZLB_LAT_ECHO_RTT], 99) / 1e3,
+            (unsigned long long)zlb_hist_count(r.s.total.lat[ZLB_LAT_FIRST_BYTE]));
+    ASSERT_UEQ(rtt_n, c->messages);
+    ASSERT_UEQ(zlb_hist_count(r.s.total.lat[ZLB_LAT_FIRST_BYTE]), 50);
+    /* Every byte read was echoed from one sent; at most one message per connection is out. */
+    ASSERT_LE(c->bytes_in, c->bytes_out);
+    ASSERT_GE(c->bytes_in, c->messages * 100);
+    ASSERT_LE(c->bytes_out, (c->messages + 50) * 100);
+    ASSERT_UEQ(zlb_counters_failed_total(c), 0);
+    /* 100 messages/s per connection: in about a second, no more than the schedule allows. */
+    ASSERT_LT(c->messages, 50 * 100 * 3);
+    rig_finish(&r);
+    zlb_target_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+/* Hold connections whose server goes away: a FIN is a close by the peer, and the slot comes back
+ * as a new attempt (refused now). */
+static void test_peer_close_accounting(void)
+{
+    zlb_target_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0"};
+    zlb_target_t *tgt;
+    zlb_config_t cfg;
+    rig_t r;
+
+    ASSERT_EQ(zlb_target_start(&o, &tgt), 0);
+    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    base_config(&cfg);
+    cfg.connections = 20;
+    cfg.workload.backoff_min_ns = 10 * ZLB_NS_PER_MS;
+    cfg.workload.backoff_max_ns = 20 * ZLB_NS_PER_MS;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 20, 10000, 5));
+    /* The server goes away: every hold connection sees a FIN (closed_by_peer), then the
+     * reconnects are refused. */
+    zlb_target_destroy(tgt);
+    ASSERT(WAIT_SNAP(r.e, &r.s,
+                     r.s.total.c.closed_by_peer == 20 &&
+                         r.s.total.c.failed_before[ZLB_FAIL_REFUSED] > 20,
+                     10000, 5));
+    ASSERT_UEQ(r.s.total.c.open, 0);
+    ASSERT_UEQ(zlb_counters_failed_after_total(&r.s.total.c), 0);
+    rig_finish(&r);
+    zlb_config_dispose(&cfg);
+}
+
+/* Reads one message from each connection and closes it without answering. */
+typedef struct {
+    int lfd, n;
+    pthread_t th;
+} mute_t;
+
+static void *mute_main(void *arg)
+{
+    mute_t *m = arg;
+    char buf[256];
+    for (int i = 0; i < m->n; i++) {
+        int fd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT(fd >= 0);
+        ASSERT_GT(read(fd, buf, sizeof(buf)), 0);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* Echo: EOF while a reply is owed is a failure (eof), not a close by the peer. */
+static void test_echo_eof(void)
+{
+    mute_t m = {.n = 5};
+    uint16_t port;
+    zlb_config_t cfg;
+    rig_t r;
+
+    m.lfd = listen_tcp(16, &port);
+    ASSERT_EQ(pthread_create(&m.th, NULL, mute_main, &m), 0);
+    zlb_engine_target_t t = one_target(port);
+    base_config(&cfg);
+    cfg.connections = 5;
+    cfg.workload.type = ZLB_WORK_ECHO;
+    cfg.workload.message_interval_ns = 0;
+    cfg.workload.reconnect = false;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.failed_after[ZLB_FAIL_EOF] == 5, 10000, 5));
+    ASSERT_UEQ(r.s.total.c.closed_by_peer, 0);
+    ASSERT_UEQ(r.s.total.c.established, 5);
+    ASSERT_UEQ(r.s.total.c.messages, 0);
+    ASSERT_UEQ(r.s.total.c.bytes_out, 5 * 64);
+    rig_finish(&r);
+    pthread_join(m.th, NULL);
+    close(m.lfd);
+    zlb_config_dispose(&cfg);
+}
+
+static void test_rate_and_ramp(void)
+{
+    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_config_t cfg;
+    rig_t r;
+
+    base_config(&cfg);
+    cfg.connections = 1000;
+    cfg.connect_rate = 2000;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.target_reached_ns != 0, 10000, 10));
+    double s = (double)(r.s.target_reached_ns - r.s.first_attempt_ns) / 1e9;
+    fprintf(stderr, "   1000 at 2000/s: target reached after %.3f s (expected 0.5)\n", s);
+    ASSERT_NEAR(s, 0.5, 0.125);
+    ASSERT_LT(zlb_hist_percentile(r.s.total.lat[ZLB_LAT_SCHEDULE_LAG], 50), 20 * ZLB_NS_PER_MS);
+    rig_finish(&r);
+
+    /* A ramp from 500/s to 2000/s over 0.4 s: 500 attempts in the ramp, the other 500 at
+     * 2000/s, so 0.65 s in all. */
+    cfg.ramp.duration_ns = 400 * ZLB_NS_PER_MS;
+    cfg.ramp.start_rate = 500;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.target_reached_ns != 0, 10000, 10));
+    s = (double)(r.s.target_reached_ns - r.s.first_attempt_ns) / 1e9;
+    fprintf(stderr, "   1000 ramped 500->2000/s over 0.4 s: %.3f s (expected 0.65)\n", s);
+    ASSERT_NEAR(s, 0.65, 0.65 * 0.25);
+    rig_finish(&r);
+    zlb_target_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+static void test_schedule_math(void)
+{
+    zlb_work_sched_t s;
+
+    memset(&s, 0, sizeof(s));
+    s.total = 100000;
+    s.rate = 1000;
+    ASSERT_UEQ(zlb_sched_offset_ns(&s, 0), 0);
+    ASSERT_NEAR((double)zlb_sched_offset_ns(&s, 1000), 1e9, 1e3);
+    ASSERT_UEQ(zlb_sched_due(&s, 0), 1);
+    ASSERT_UEQ(zlb_sched_due(&s, ZLB_NS_PER_SEC), 1001);
+
+    /* 0 -> 1000/s over 2 s: A(t) = 250 t^2 in the ramp, A(2) = 1000. */
+    s.start_rate = 0;
+    s.ramp_s = 2;
+    s.ramp_n = (0 + 1000) / 2.0 * 2;
+    ASSERT_NEAR((double)zlb_sched_offset_ns(&s, 250) / 1e9, 1.0, 1e-6);
+    ASSERT_NEAR((double)zlb_sched_offset_ns(&s, 1000) / 1e9, 2.0, 1e-6);
+    ASSERT_NEAR((double)zlb_sched_offset_ns(&s, 2000) / 1e9, 3.0, 1e-6);
+    ASSERT_UEQ(zlb_sched_due(&s, ZLB_NS_PER_SEC), 251);
+    ASSERT_UEQ(zlb_sched_due(&s, 3 * ZLB_NS_PER_SEC), 2001);
+    /* Offsets and due counts are inverse of each other everywhere. */
+    for (uint64_t i = 1; i < 5000; i += 37) {
+        uint64_t off = zlb_sched_offset_ns(&s, i);
+        ASSERT_GE(zlb_sched_due(&s, off + 1000), i + 1);
+        ASSERT_LE(zlb_sched_due(&s, off > 1000 ? off - 1000 : 0), i + 1);
+    }
+    s.rate = 0;
+    ASSERT_UEQ(zlb_sched_due(&s, 0), s.total);
+}
+
+static void test_weights(void)
+{
+    zlb_target_t *a = start_target(ZLB_SERVE_ECHO, 1), *b = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t[2] = {one_target(zlb_target_port(a)), one_target(zlb_target_port(b))};
+    zlb_config_t cfg;
+    rig_t r;
+
+    t[0].weight = 3;
+    base_config(&cfg);
+    cfg.connections = 400;
+    cfg.connect_rate = 0;
+    rig_start(&r, &cfg, t, 2, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 400, 10000, 5));
+    fprintf(stderr, "   weights 3:1 -> %llu:%llu\n", (unsigned long long)r.s.target[0].open,
+            (unsigned long long)r.s.target[1].open);
+    ASSERT_NEAR((double)r.s.target[0].open, 300, 6);
+    ASSERT_NEAR((double)r.s.target[1].open, 100, 6);
+    rig_finish(&r);
+    zlb_target_destroy(a);
+    zlb_target_destroy(b);
+    zlb_config_dispose(&cfg);
+}
+
+/* Without zlb_engine_mark_stopped a snapshot of a stopped pool still completes (after waiting
+ * for the silent pollers), and one taken with the flag reads them at once. */
+static void test_snapshot_stopped_pool(void)
+{
+    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_config_t cfg;
+    rig_t r;
+
+    base_config(&cfg);
+    cfg.connections = 30;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 30, 10000, 5));
+    zlb_engine_stop_opening(r.e);
+    zlb_pool_stop(r.pool);
+    uint64_t t0 = zlb_now_ns();
+    snap(r.e, &r.s);
+    ASSERT_UEQ(r.s.total.c.open, 30);
+    ASSERT_LT(zlb_now_ns() - t0, 3 * ZLB_NS_PER_SEC);
+    zlb_engine_mark_stopped(r.e);
+    t0 = zlb_now_ns();
+    snap(r.e, &r.s);
+    ASSERT_UEQ(r.s.total.c.open, 30);
+    ASSERT_LT(zlb_now_ns() - t0, 100 * ZLB_NS_PER_MS);
+    /* Destroy with the connections still open and tasks possibly queued on stopped loops. */
+    zlb_engine_snapshot_dispose(&r.s);
+    zlb_engine_destroy(r.e);
+    zlb_pool_destroy(r.pool);
+    zlb_target_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+static bool hosts_has_localhost(void)
+{
+    FILE *f = fopen("/etc/hosts", "r");
+    char line[512];
+    bool found = false;
+
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        for (char *tok = strtok(line, " \t\n"); tok; tok = strtok(NULL, " \t\n"))
+            if (strcmp(tok, "localhost") == 0 && tok != line)
+                found = true;
+    }
+    fclose(f);
+    return found;
+}
+
+/* A name goes through the resolver threads once per poller (the attempts waiting meanwhile
+ * share the answer), and every attempt that waited records its DNS latency. */
+static void test_hostname_target(void)
+{
+    zlb_target_t *tgt;
+    zlb_config_t cfg;
+    zlb_resolver_stats_t st;
+    rig_t r;
+
+    if (!hosts_has_localhost()) {
+        fprintf(stderr, "   skipped: /etc/hosts has no localhost entry\n");
+        return;
+    }
+    tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = {
+        .host = "localhost", .port = zlb_target_port(tgt), .weight = 1, .name = "localhost"};
+    base_config(&cfg);
+    cfg.connections = 100;
+    cfg.connect_rate = 0;
+    cfg.family = ZLB_FAMILY_IPV4;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 100, 10000, 5));
+    zlb_resolver_read_stats(r.e->resolver, &st);
+    fprintf(stderr, "   resolver: %llu requests, %llu lookups, %llu cache hits; dns n=%llu\n",
+            (unsigned long long)st.requests, (unsigned long long)st.lookups,
+            (unsigned long long)st.hits,
+            (unsigned long long)zlb_hist_count(r.s.total.lat[ZLB_LAT_DNS]));
+    ASSERT_LE(st.requests, 2);
+    ASSERT_GE(st.lookups, 1);
+    ASSERT_UEQ(st.lookups + st.hits, st.requests);
+    ASSERT_GE(zlb_hist_count(r.s.total.lat[ZLB_LAT_DNS]), 1);
+    ASSERT_LE(zlb_hist_count(r.s.total.lat[ZLB_LAT_DNS]), 100);
+    rig_finish(&r);
+    zlb_target_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+/* A name that cannot resolve: every attempt fails as dns. Run in a child inside a new network
+ * namespace, so that the query cannot leave the machine (see test_net.c). */
+static int dns_child(void)
+{
+    zlb_engine_target_t t = {
+        .host = "nonexistent.invalid", .port = 80, .weight = 1, .name = "nonexistent.invalid"};
+    zlb_config_t cfg;
+    rig_t r;
+
+    base_config(&cfg);
+    cfg.connections = 5;
+    cfg.workload.reconnect = false;
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.failed_before[ZLB_FAIL_DNS] == 5, 20000, 5));
+    ASSERT_UEQ(r.s.total.c.attempted, 5);
+    ASSERT_UEQ(r.s.total.c.established, 0);
+    ASSERT_UEQ(zlb_hist_count(r.s.total.lat[ZLB_LAT_DNS]), 0); /* failures have no latency */
+    rig_finish(&r);
+    zlb_config_dispose(&cfg);
+    return 0;
+}
+
+static bool resolv_conf_local_only(void)
+{
+    FILE *f = fopen("/etc/resolv.conf", "r");
+    char line[512], ns[256];
+    bool local = true;
+
+    if (!f)
+        return true;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, " nameserver %255s", ns) == 1 && strncmp(ns, "127.", 4) != 0 &&
+            strcmp(ns, "::1") != 0)
+            local = false;
+    fclose(f);
+    return local;
+}
+
+static void test_dns_failure_counted(void)
+{
+    int status = 0;
+    pid_t pid = fork();
+
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNET) < 0 && !resolv_conf_local_only())
+            _exit(77);
+        _exit(dns_child());
+    }
+    uint64_t dl = zlb_now_ns() + 60 * ZLB_NS_PER_SEC;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (zlb_now_ns() > dl) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            ZLB_TEST_FAIL("the DNS child hung");
+        }
+        sleep_ms(5);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        fprintf(stderr, "   skipped: no network namespace and a remote name server\n");
+        return;
+    }
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+static void test_rejects(void)
+{
+    zlb_pool_t *pool = make_pool(1);
+    zlb_tls_config_t tls = {.enabled = true};
+    zlb_engine_target_t t = one_target(1);
+    zlb_config_t cfg;
+    zlb_engine_t *e = NULL;
+
+    base_config(&cfg);
+    t.tls = &tls;
+    ASSERT_EQ(zlb_engine_create(&cfg, &t, 1, pool, &e), -ENOTSUP);
+    ASSERT(e == NULL);
+    t.tls = NULL;
+    t.weight = 0;
+    ASSERT_EQ(zlb_engine_create(&cfg, &t, 1, pool, &e), -EINVAL);
+    t.weight = 1;
+    cfg.family = ZLB_FAMILY_IPV6; /* 127.0.0.1 is not IPv6 */
+    ASSERT_EQ(zlb_engine_create(&cfg, &t, 1, pool, &e), -EINVAL);
+    zlb_pool_destroy(pool);
+    zlb_config_dispose(&cfg);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    zlb_log_level = ZLB_LOG_ERROR;
+    /* Before any thread exists: the child of a fork must not inherit held locks. */
+    RUN_TEST(test_emfile_backoff);
+    RUN_TEST(test_dns_failure_counted);
+    RUN_TEST(test_schedule_math);
+    RUN_TEST(test_rejects);
+    RUN_TEST(test_hold_5000);
+    RUN_TEST(test_churn);
+    RUN_TEST(test_refused_rate_limited);
+    RUN_TEST(test_connect_timeout);
+    RUN_TEST(test_source_spread);
+    RUN_TEST(test_echo);
+    RUN_TEST(test_peer_close_accounting);
+    RUN_TEST(test_echo_eof);
+    RUN_TEST(test_rate_and_ramp);
+    RUN_TEST(test_weights);
+    RUN_TEST(test_hostname_target);
+    RUN_TEST(test_snapshot_stopped_pool);
+    fprintf(stderr, "test_work: all passed\n");
+    return 0;
+}
