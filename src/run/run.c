@@ -23,7 +23,10 @@
 #define RATE_RING 128
 #define HOT_LOAD_PCT 95.0
 #define HOT_TICKS_SATURATED 30       /* 3 s in a row */
-#define SATURATED_LAG_P99_NS (10 * ZLB_NS_PER_MS)
+/* A generator that keeps its schedule starts nearly every attempt on time; a few starts delayed
+ * by the OS scheduler on a busy machine are noise, but when a tenth of them are this late the
+ * generator is behind its own schedule. */
+#define SATURATED_LAG_P90_NS (20 * ZLB_NS_PER_MS)
 #define PROGRESS_LOG_EVERY_NS (5 * ZLB_NS_PER_SEC)
 
 typedef struct run {
@@ -237,11 +240,11 @@ static void check_final_saturation(run_t *r, const zlb_stats_t *steady)
 {
     if (r->cfg->connect_rate <= 0)
         return; /* as fast as possible: there is no schedule to lag behind */
-    uint64_t p99 = zlb_hist_percentile(steady->lat[ZLB_LAT_SCHEDULE_LAG], 99);
-    if (p99 > SATURATED_LAG_P99_NS) {
+    uint64_t p90 = zlb_hist_percentile(steady->lat[ZLB_LAT_SCHEDULE_LAG], 90);
+    if (p90 > SATURATED_LAG_P90_NS) {
         r->sat.saturated = true;
-        add_reason(&r->sat, "schedule lag p99 %.1f ms > %.0f ms", (double)p99 / 1e6,
-                   (double)SATURATED_LAG_P99_NS / 1e6);
+        add_reason(&r->sat, "schedule lag p90 %.1f ms > %.0f ms", (double)p90 / 1e6,
+                   (double)SATURATED_LAG_P90_NS / 1e6);
     }
 }
 

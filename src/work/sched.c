@@ -118,7 +118,7 @@ static void sched_tick(zlb_loop_t *loop, zlb_timer_t *t)
     while (s->issued < s->total) {
         uint64_t due = unlimited ? now : s->t0 + zlb_sched_offset_ns(s, s->issued);
         int p;
-        if (due > now)
+        if (due > now + ZLB_WORK_SCHED_LOOKAHEAD_NS)
             break;
         zlb_work_batch_t *b = pick_batch(e, &p);
         if (!b)

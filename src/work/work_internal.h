@@ -15,6 +15,10 @@
 #define ZLB_WORK_RING_LEN 8
 #define ZLB_WORK_CHUNK_SLOTS 1024 /* connection slots allocated at a time */
 #define ZLB_WORK_SCHED_TICK_NS ZLB_NS_PER_MS
+/* The scheduler hands attempts out this far ahead of their intended times and each poller starts
+ * them on its own timer, so neither the scheduler's tick nor its thread being descheduled for a
+ * few milliseconds shows up as schedule lag: only a poller that is really behind does. */
+#define ZLB_WORK_SCHED_LOOKAHEAD_NS (5 * ZLB_NS_PER_MS)
 
 /* A run of attempts handed from the scheduler to one poller: a task with inline intended times,
  * one of a ring preallocated per poller, so issuing attempts allocates nothing. */
@@ -72,7 +76,8 @@ typedef struct zlb_worker {
     size_t nchunks, chunks_cap;
     zlb_list_t free_slots;
 
-    zlb_list_t q_start; /* first attempts and churn reopenings: gated by the pause */
+    zlb_list_t q_sched; /* scheduled attempts, in intended-time order, some in the future */
+    zlb_list_t q_start; /* churn reopenings: gated by the pause */
     zlb_list_t q_retry; /* retries after backoff: gated by the pause and the token bucket */
     zlb_timer_t gate;   /* wakes the queues when the pause ends or a token is due */
     uint64_t pause_until, pause_ns;

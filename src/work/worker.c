@@ -274,11 +274,28 @@ static void worker_drain(zlb_worker_t *w)
     uint64_t now = zlb_loop_update_time(w->loop);
 
     if (opening_stopped(w)) {
+        while ((n = zlb_list_pop_front(&w->q_sched)))
+            slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         while ((n = zlb_list_pop_front(&w->q_start)))
             slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         while ((n = zlb_list_pop_front(&w->q_retry)))
             slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         return;
+    }
+    while (!zlb_list_empty(&w->q_sched)) {
+        zlb_work_slot_t *s = ZLB_CONTAINER_OF(w->q_sched.next, zlb_work_slot_t, qnode);
+        if (now < w->pause_until) {
+            gate_at(w, w->pause_until);
+            return;
+        }
+        if (s->intended_ns > now) {
+            /* Handed out ahead of time: start it on time, not early. */
+            gate_at(w, s->intended_ns);
+            break;
+        }
+        zlb_list_remove(&s->qnode);
+        attempt_start(w, s);
+        now = zlb_loop_update_time(w->loop);
     }
     while (!zlb_list_empty(&w->q_start)) {
         if (now < w->pause_until) {
@@ -512,7 +529,7 @@ void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
             zlb_work_slot_t *s = slot_alloc(w);
             s->intended_ns = intended[i];
             s->phase = ZLB_SLOT_QUEUED;
-            zlb_list_push_back(&w->q_start, &s->qnode);
+            zlb_list_push_back(&w->q_sched, &s->qnode);
         }
         worker_drain(w);
     }
@@ -587,6 +604,7 @@ int zlb_worker_create(zlb_engine_t *e, int id, zlb_worker_t **out)
     w->tc = zlb_xcalloc(e->ntargets, sizeof(*w->tc));
     w->swrr = zlb_xcalloc(e->ntargets, sizeof(*w->swrr));
     zlb_list_init(&w->free_slots);
+    zlb_list_init(&w->q_sched);
     zlb_list_init(&w->q_start);
     zlb_list_init(&w->q_retry);
     zlb_timer_init(&w->gate, gate_fired);

@@ -13,7 +13,7 @@ expect_bad() {
     local rc=$?
     set -e
     [ $rc = 2 ] || fail "$name: exit $rc, expected 2 ($(cat "$T/$name.err"))"
-    grep -Eq "$pattern" "$T/$name.err" || fail "$name: message '$(cat "$T/$name.err")' does not match '$pattern'"
+    grep -Eq -- "$pattern" "$T/$name.err" || fail "$name: message '$(cat "$T/$name.err")' does not match '$pattern'"
     [ ! -e "$T/$name.report" ] || fail "$name: a report was written: something started"
     pass "$name: $(head -1 "$T/$name.err")"
 }
