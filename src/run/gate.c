@@ -113,10 +113,18 @@ static int side_value(json_t **reports, size_t n, const char *path, double *mean
                       double *spread_pct)
 {
     double lo = INFINITY, hi = -INFINITY, sum = 0;
+    char count_path[160];
+    const char *last_dot = strrchr(path, '.');
+    /* A latency phase that recorded nothing has no figures to compare, only zeros. */
+    bool latency = strncmp(path, "latency_us.", 11) == 0 && last_dot;
+    if (latency)
+        snprintf(count_path, sizeof(count_path), "%.*s.count", (int)(last_dot - path), path);
     for (size_t i = 0; i < n; i++) {
-        double v;
+        double v, count;
         const char *src;
         if (lookup_measured(reports[i], path, &v, &src) != 0)
+            return -ENOENT;
+        if (latency && (lookup_measured(reports[i], count_path, &count, &src) != 0 || count == 0))
             return -ENOENT;
         lo = fmin(lo, v);
         hi = fmax(hi, v);

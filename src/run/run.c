@@ -64,6 +64,7 @@ typedef struct run {
     double *poller_cps;
     zlb_saturation_t sat;
     uint64_t last_progress_ns;
+    uint64_t last_abort_check_ns;
     bool tty;
     int exit_code;
 } run_t;
@@ -391,6 +392,36 @@ static void update_phase(run_t *r)
         begin_measuring(r);
     if (r->cfg->duration_ns && now - r->t_start >= r->cfg->duration_ns)
         request_stop(r, "duration", false);
+}
+
+/* abort_on_fail: once a second after the grace period, the thresholds are checked against the
+ * live figures, and the first failure stops the run (its final report says which failed). */
+static void check_abort(run_t *r)
+{
+    const zlb_config_t *cfg = r->cfg;
+    uint64_t now = zlb_now_ns();
+    if (!cfg->abort_on_fail || !cfg->nthresholds || !r->measuring ||
+        r->state != ZLB_STATE_STEADY || now - r->t_start < cfg->abort_grace_ns ||
+        now - r->last_abort_check_ns < ZLB_NS_PER_SEC)
+        return;
+    r->last_abort_check_ns = now;
+    zlb_view_t v = make_view(r);
+    json_t *live = zlb_render_stats(&v);
+    int failed = zlb_thresholds_evaluate(cfg, live);
+    if (failed) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(json_object_get(live, "thresholds"), i, row)
+        {
+            if (!json_is_true(json_object_get(row, "passed")))
+                zlb_log_warn("threshold failed: %s %s (observed %g): aborting the run",
+                             json_string_value(json_object_get(row, "path")),
+                             json_string_value(json_object_get(row, "expr")),
+                             json_number_value(json_object_get(row, "observed")));
+        }
+        request_stop(r, "threshold_failed", false);
+    }
+    json_decref(live);
 }
 
 static void handle_signals(run_t *r)
@@ -818,6 +849,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
             zlb_fatal("snapshot failed");
         update_phase(r);
         check_saturation(r);
+        check_abort(r);
         publish(r);
         progress(r, false);
         if (r->state == ZLB_STATE_DRAINING) {

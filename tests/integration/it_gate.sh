@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# it_gate.sh -- the CI gate end to end: thresholds pass (0) and fail (3), abort_on_fail stops the
+# run early, a saturated generator exits 5, and `compare` catches a real regression (a slowed
+# built-in target, exit 4) while passing an unchanged run (exit 0).
+source "$(dirname "$0")/lib.sh"
+
+run() { # run NAME JSON: sets EXIT_CODE, report in $T/NAME.json
+    local name=$1; shift
+    printf '%s' "$1" > "$T/$name.cfg.json"
+    set +e
+    "$ZLB" -c "$T/$name.cfg.json" -q --control off --report "$T/$name.json" >"$T/$name.out" 2>"$T/$name.err"
+    EXIT_CODE=$?
+    set -e
+    [ -s "$T/$name.json" ] || fail "$name: no report (exit $EXIT_CODE): $(tail -3 "$T/$name.err")"
+}
+
+base='"embedded_target": {"mode": "echo"}, "connections": 200, "connect_rate": 1000, "duration": "2s"'
+
+run pass "{ $base, \"thresholds\": {\"connections.failed.total\": \"== 0\",
+  \"latency_us.connect.p99\": \"< 1000000\", \"generator.saturated\": \"== false\"} }"
+[ "$EXIT_CODE" = 0 ] || fail "passing thresholds: exit $EXIT_CODE $(jq -c .thresholds "$T/pass.json")"
+jq -e '(.thresholds|length) == 3 and all(.thresholds[]; .passed)' "$T/pass.json" >/dev/null || fail "threshold rows"
+pass "thresholds held: exit 0"
+
+run failth "{ $base, \"thresholds\": {\"latency_us.connect.p99\": \"< 0.001\"} }"
+[ "$EXIT_CODE" = 3 ] || fail "failing threshold: exit $EXIT_CODE"
+jq -e '.thresholds[0].passed == false and .thresholds[0].observed > 0' "$T/failth.json" >/dev/null || fail "failed row"
+grep -q 'FAIL' "$T/failth.out" || true
+pass "threshold failed: exit 3"
+
+run abort "{ \"embedded_target\": {\"mode\": \"echo\"}, \"connections\": 100, \"connect_rate\": 1000,
+  \"duration\": \"30s\", \"abort_on_fail\": true, \"thresholds\": {\"connections.open\": \"> 1000\"} }"
+[ "$EXIT_CODE" = 3 ] || fail "abort_on_fail: exit $EXIT_CODE"
+jq -e '.stop_reason == "threshold_failed" and .elapsed_s < 10' "$T/abort.json" >/dev/null \
+    || fail "abort_on_fail did not stop early: $(jq -c '{stop_reason,elapsed_s}' "$T/abort.json")"
+pass "abort_on_fail stopped the run after $(jq .elapsed_s "$T/abort.json") s: exit 3"
+
+# A schedule the generator cannot keep: one poller asked for 200,000 connects/s.
+run sat '{"embedded_target": {"mode": "echo"}, "pollers": {"count": 1}, "connections": 6000,
+  "connect_rate": 200000, "duration": "3s"}'
+[ "$EXIT_CODE" = 5 ] || fail "saturated run: exit $EXIT_CODE $(jq -c .generator "$T/sat.json")"
+jq -e '.generator.saturated and (.generator.reasons|length) > 0 and .valid == false' "$T/sat.json" >/dev/null \
+    || fail "saturation not reported"
+pass "saturated generator: exit 5 ($(jq -r '.generator.reasons[0]' "$T/sat.json"))"
+
+# Regression: the same echo scenario against a target that delays each accept by 3 ms.
+echo_cfg() { # echo_cfg DELAY
+    printf '{"embedded_target": {"mode": "echo", "accept_delay": "%s"}, "connections": 200,
+      "connect_rate": 1000, "duration": "2s",
+      "workload": {"type": "echo", "message_size": 64, "message_interval": "100ms"}}' "$1"
+}
+run base1 "$(echo_cfg 0ms)"
+run base2 "$(echo_cfg 0ms)"
+run slow "$(echo_cfg 3ms)"
+metrics=(--metric latency_us.first_byte.p50:300% --metric rates.connects_per_s:25%)
+set +e
+"$ZLB" compare "$T/base1.json" "$T/base2.json" "${metrics[@]}" >"$T/same.txt"; same=$?
+"$ZLB" compare "$T/base1.json" "$T/slow.json" "${metrics[@]}" --json "$T/cmp.json" >"$T/reg.txt"; reg=$?
+set -e
+[ "$same" = 0 ] || fail "unchanged run flagged (exit $same): $(cat "$T/same.txt")"
+[ "$reg" = 4 ] || fail "slowed target not flagged (exit $reg): $(cat "$T/reg.txt")"
+jq -e '.regressions >= 1 and any(.metrics[]; .metric == "latency_us.first_byte.p50" and .verdict == "regression")' \
+    "$T/cmp.json" >/dev/null || fail "compare JSON"
+pass "compare: unchanged exit 0, slowed target exit 4"
+cat "$T/reg.txt"
