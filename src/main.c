@@ -37,6 +37,8 @@ static const char usage_text[] =
     "      --control ADDR       control port address, e.g. 127.0.0.1:0; 'off' disables it\n"
     "      --report FILE        where the JSON report goes\n"
     "      --log-level LEVEL    trace, debug, info, warn, error, off\n"
+    "      --repeat N           run the scenario N times (reports FILE-1.json ... FILE-N.json)\n"
+    "                           and print the run-to-run spread of the compared metrics\n"
     "  -q, --quiet              no live progress and no summary\n"
     "\n"
     "Control port: GET /stats /stats/pollers /metrics /config /health, POST /stop.\n"
@@ -102,6 +104,45 @@ static void replace_str(char **dst, const char *src)
     *dst = src ? zlb_xstrdup(src) : NULL;
 }
 
+/* Worst outcome first: an internal error, then an invalid run, then failed thresholds. */
+static int worse_exit(int a, int b)
+{
+    static const int rank[] = {[ZLB_EXIT_OK] = 0,         [ZLB_EXIT_THRESHOLDS] = 1,
+                               [ZLB_EXIT_REGRESSION] = 2, [ZLB_EXIT_INVALID_RUN] = 3,
+                               [ZLB_EXIT_USAGE] = 4,      [ZLB_EXIT_INTERNAL] = 5};
+    return rank[b] > rank[a] ? b : a;
+}
+
+/* --repeat: the same scenario N times, one report each, then their spread: what a CI job needs
+ * to choose a tolerance that run-to-run noise does not cross. */
+static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
+{
+    const char *base = cfg->report.file ? cfg->report.file : "zlbench-report.json";
+    size_t stem = strlen(base);
+    if (stem > 5 && strcmp(base + stem - 5, ".json") == 0)
+        stem -= 5;
+    char **files = zlb_xcalloc((size_t)n, sizeof(char *));
+    char *original = cfg->report.file;
+    int code = ZLB_EXIT_OK;
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%.*s-%d.json", (int)stem, base, i + 1);
+        files[i] = zlb_xstrdup(path);
+        cfg->report.file = files[i];
+        zlb_log_info("repeat %d/%d: report %s", i + 1, n, path);
+        code = worse_exit(code, zlb_run(cfg, opts));
+    }
+    cfg->report.file = original;
+    char summary[4096];
+    snprintf(summary, sizeof(summary), "%.*s-repeat.json", (int)stem, base);
+    if (n > 1 && zlb_run_spread(files, (size_t)n, summary) != 0)
+        code = worse_exit(code, ZLB_EXIT_INTERNAL);
+    for (int i = 0; i < n; i++)
+        free(files[i]);
+    free(files);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     zlb_thread_set_name("main");
@@ -135,12 +176,14 @@ int main(int argc, char **argv)
         {"report", required_argument, NULL, 'R'},
         {"log-level", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
+        {"repeat", required_argument, NULL, 'N'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *duration = NULL, *connections = NULL, *rate = NULL,
-               *pollers = NULL, *control = NULL, *report = NULL, *log_level = NULL;
+               *pollers = NULL, *control = NULL, *report = NULL, *log_level = NULL,
+               *repeat = NULL;
     zlb_run_opts_t opts = {0};
     int c;
     optind = argi;
@@ -155,6 +198,7 @@ int main(int argc, char **argv)
         case 'R': report = optarg; break;
         case 'L': log_level = optarg; break;
         case 'q': opts.quiet = true; break;
+        case 'N': repeat = optarg; break;
         case 'V': print_version(); return ZLB_EXIT_OK;
         case 'h': fputs(usage_text, stdout); return ZLB_EXIT_OK;
         default: fputs(usage_text, stderr); return ZLB_EXIT_USAGE;
@@ -233,6 +277,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "zlbench: %s: valid (config hash %s)\n", path, hash);
         free(text);
         code = ZLB_EXIT_OK;
+        goto out;
+    }
+    if (repeat) {
+        if (parse_u64(repeat, 100, &v) != 0 || v < 1) {
+            usage_error("--repeat: expected an integer 1..100, got '%s'", repeat);
+            goto out;
+        }
+        code = run_repeated(cfg, &opts, (int)v);
         goto out;
     }
     code = zlb_run(cfg, &opts);

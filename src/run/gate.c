@@ -386,6 +386,53 @@ out:
     return code;
 }
 
+int zlb_run_spread(char *const *paths, size_t n, const char *out_json)
+{
+    json_t **reports = zlb_xcalloc(n, sizeof(*reports));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!(reports[i] = load_report(paths[i])))
+            rc = -EINVAL;
+    json_t *rows = json_array();
+    if (rc == 0) {
+        printf("\nrun-to-run spread over %zu runs\n%-36s %12s %12s %12s %8s\n", n, "metric",
+               "mean", "min", "max", "spread");
+        for (size_t m = 0; m < ZLB_ARRAY_LEN(default_metrics); m++) {
+            const char *path = default_metrics[m].path;
+            double mean, spread, lo = INFINITY, hi = -INFINITY, v;
+            const char *src;
+            if (side_value(reports, n, path, &mean, &spread) != 0)
+                continue;
+            for (size_t i = 0; i < n; i++)
+                if (lookup_measured(reports[i], path, &v, &src) == 0) {
+                    lo = fmin(lo, v);
+                    hi = fmax(hi, v);
+                }
+            printf("%-36s %12.2f %12.2f %12.2f %7.1f%%\n", path, mean, lo, hi, spread);
+            json_array_append_new(rows, json_pack("{s:s, s:o, s:o, s:o, s:o}", "metric", path,
+                                                  "mean", zlb_json_real(mean), "min",
+                                                  zlb_json_real(lo), "max", zlb_json_real(hi),
+                                                  "spread_pct", zlb_json_real(spread)));
+        }
+    }
+    if (rc == 0 && out_json) {
+        json_t *files = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(files, json_string(paths[i]));
+        json_t *doc = json_pack("{s:s, s:I, s:o, s:O}", "schema", "zlbench.repeat/1", "runs",
+                                (json_int_t)n, "reports", files, "metrics", rows);
+        char *text = json_dumps(doc, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
+        json_decref(doc);
+        rc = zlb_write_file_atomic(out_json, text, strlen(text));
+        free(text);
+    }
+    json_decref(rows);
+    for (size_t i = 0; i < n; i++)
+        json_decref(reports[i]);
+    free(reports);
+    return rc;
+}
+
 /* ---- merge --------------------------------------------------------------------------------- */
 
 static uint64_t get_u64(const json_t *obj, const char *key)

@@ -39,6 +39,10 @@ int zlb_run_serve(int argc, char **argv);
  * Returns ZLB_EXIT_OK, ZLB_EXIT_REGRESSION or ZLB_EXIT_USAGE. */
 int zlb_run_compare(int argc, char **argv);
 
+/** Prints (and writes to out_json, if not NULL) the run-to-run spread of the compared metrics
+ * over n reports: mean, min, max and (max - min) / mean. Returns 0 or -EINVAL. */
+int zlb_run_spread(char *const *reports, size_t n, const char *out_json);
+
 /** `zlbench merge A.json B.json ... -o ALL.json`. */
 int zlb_run_merge(int argc, char **argv);
 

@@ -71,11 +71,23 @@ uint64_t zlb_counters_failed_total(const zlb_counters_t *c)
     return sum_reasons(c->failed_before) + sum_reasons(c->failed_after);
 }
 
+static uint64_t sum_array(const uint64_t *a, int n)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < n; i++)
+        s += a[i];
+    return s;
+}
+
 bool zlb_counters_balanced(const zlb_counters_t *c)
 {
     return c->attempted == c->established + zlb_counters_failed_before_total(c) + c->in_flight &&
            c->established ==
-               c->closed_by_us + c->closed_by_peer + zlb_counters_failed_after_total(c) + c->open;
+               c->closed_by_us + c->closed_by_peer + zlb_counters_failed_after_total(c) + c->open &&
+           sum_array(c->tls_fail_reason, ZLB_TLS_REASONS_MAX) ==
+               c->failed_before[ZLB_FAIL_TLS_HANDSHAKE] + c->failed_after[ZLB_FAIL_TLS_HANDSHAKE] &&
+           sum_array(c->tls_verify_code, ZLB_TLS_VERIFY_CODES_MAX) ==
+               c->failed_before[ZLB_FAIL_TLS_VERIFY] + c->failed_after[ZLB_FAIL_TLS_VERIFY];
 }
 
 void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src)
@@ -96,6 +108,10 @@ void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src)
     dst->tls_handshakes += src->tls_handshakes;
     dst->tls_resumed += src->tls_resumed;
     dst->scheduled += src->scheduled;
+    for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
+        dst->tls_fail_reason[i] += src->tls_fail_reason[i];
+    for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
+        dst->tls_verify_code[i] += src->tls_verify_code[i];
 }
 
 /* ---- per-poller statistics ---------------------------------------------------------------- */
@@ -184,6 +200,10 @@ void zlb_stats_sub(zlb_stats_t *dst, const zlb_stats_t *src)
     sub_counter(&d->tls_handshakes, s->tls_handshakes, "tls_handshakes");
     sub_counter(&d->tls_resumed, s->tls_resumed, "tls_resumed");
     sub_counter(&d->scheduled, s->scheduled, "scheduled");
+    for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
+        sub_counter(&d->tls_fail_reason[i], s->tls_fail_reason[i], "tls_fail_reason");
+    for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
+        sub_counter(&d->tls_verify_code[i], s->tls_verify_code[i], "tls_verify_code");
     for (int i = 0; i < ZLB_LAT__COUNT; i++)
         if (zlb_hist_sub(hist_like(&dst->lat[i], src->lat[i]), src->lat[i]) != 0)
             zlb_fatal("histogram %s is not an earlier state of the one subtracted from",

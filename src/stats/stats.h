@@ -98,6 +98,11 @@ typedef enum {
 /** "connect", "dns", "schedule_lag", "tls_handshake_full", ... (the latency_us keys) */
 const char *zlb_lat_name(zlb_lat_t l);
 
+/* Sizes of the TLS failure breakdowns below. Stats knows nothing of TLS: the indexes are the tls
+ * module's reason enum and X509 verify results, and it names them when a report is rendered. */
+#define ZLB_TLS_REASONS_MAX 16       /* >= the tls module's reason count (checked there) */
+#define ZLB_TLS_VERIFY_CODES_MAX 128 /* verify results >= 127 are counted at 127 ("other") */
+
 /* Counters of one poller (or a merge of several). Plain integers: each poller owns its copy
  * and only its thread writes it; readers get copies through snapshots. */
 typedef struct zlb_counters {
@@ -114,13 +119,19 @@ typedef struct zlb_counters {
     uint64_t tls_handshakes; /* completed */
     uint64_t tls_resumed;
     uint64_t scheduled;      /* attempts handed to this poller by the scheduler */
+    /* Why TLS failed, before or after establishment: sum(tls_fail_reason) ==
+     * failed_before[tls_handshake] + failed_after[tls_handshake] and sum(tls_verify_code) ==
+     * failed_before[tls_verify] + failed_after[tls_verify]. */
+    uint64_t tls_fail_reason[ZLB_TLS_REASONS_MAX];      /* by zlb_tls_reason_t */
+    uint64_t tls_verify_code[ZLB_TLS_VERIFY_CODES_MAX]; /* by X509_V_ERR_* (127: 127 and up) */
 } zlb_counters_t;
 
 uint64_t zlb_counters_failed_total(const zlb_counters_t *c);
 uint64_t zlb_counters_failed_before_total(const zlb_counters_t *c);
 uint64_t zlb_counters_failed_after_total(const zlb_counters_t *c);
 /** attempted == established + failed_before + in_flight and
- * established == closed_by_us + closed_by_peer + failed_after + open. */
+ * established == closed_by_us + closed_by_peer + failed_after + open, and the TLS breakdowns
+ * add up to their failure counts (see zlb_counters_t). */
 bool zlb_counters_balanced(const zlb_counters_t *c);
 void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src);
 

@@ -1,4 +1,4 @@
-/* conn.c -- the target's connections: pooled structs, plain transport, echo / sink / http. */
+/* conn.c -- the target's connections: pooled structs, plain and TLS transports, echo/sink/http. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +27,7 @@ const char tgt_http_response[] = "HTTP/1.1 200 OK\r\n"
 const size_t tgt_http_response_len = sizeof(tgt_http_response) - 1;
 
 static void conn_run(tgt_conn_t *c);
+static void conn_close(tgt_conn_t *c);
 
 /* ---- plain transport ------------------------------------------------------------------------ */
 
@@ -65,6 +66,103 @@ static ssize_t plain_write(tgt_conn_t *c, const void *buf, size_t len)
 
 static const tgt_io_t plain_io = {.read = plain_read, .write = plain_write, .dispose = NULL};
 
+/* ---- TLS transport --------------------------------------------------------------------------- */
+
+/* Maps a step's result to the transport's convention. WANT_* names the interest whatever the
+ * step was: a read may have to write (a handshake message, a key update) and a write to read. */
+static ssize_t tls_result(tgt_conn_t *c, zlb_tls_status_t st, size_t n)
+{
+    switch (st) {
+    case ZLB_TLS_DONE:
+        return (ssize_t)n;
+    case ZLB_TLS_WANT_READ:
+        c->want = EPOLLIN;
+        return -EAGAIN;
+    case ZLB_TLS_WANT_WRITE:
+        c->want = EPOLLOUT;
+        return -EAGAIN;
+    case ZLB_TLS_EOF:
+        return 0;
+    case ZLB_TLS_FAILED:
+    default:
+        if (c->tls.err.kind == ZLB_TLS_ERR_SYSCALL && c->tls.err.code > 0)
+            return -c->tls.err.code;
+        return -EPROTO;
+    }
+}
+
+/* The handshake runs inside the first read or write, so the modes never wait for it: the
+ * server speaks second, and its first read is due when the ClientHello arrives. 0 once done. */
+static ssize_t tls_handshake(tgt_conn_t *c)
+{
+    tgt_thread_t *th = c->th;
+    zlb_tls_status_t st = zlb_tls_handshake(&c->tls);
+
+    if (st != ZLB_TLS_DONE)
+        return tls_result(c, st, 0);
+    zlb_timer_stop(th->loop, &c->hs_timer);
+    tgt_count(&th->c.tls_handshakes, 1);
+    if (zlb_tls_conn_resumed(&c->tls))
+        tgt_count(&th->c.tls_resumed, 1);
+    return 0;
+}
+
+/* Fills as much of buf as the records already here allow, not one record (16 KiB) per call:
+ * the per-event read budget then means the same amount of data as on plain TCP. A failure
+ * or EOF behind data is left for the next call, which meets it again. */
+static ssize_t tls_read(tgt_conn_t *c, void *buf, size_t len)
+{
+    size_t total = 0, n = 0;
+    zlb_tls_status_t st = ZLB_TLS_DONE;
+
+    if (!c->tls.handshake_done) {
+        ssize_t r = tls_handshake(c);
+        if (r < 0)
+            return r;
+    }
+    while (total < len) {
+        st = zlb_tls_read(&c->tls, (char *)buf + total, len - total, &n);
+        if (st != ZLB_TLS_DONE)
+            break;
+        total += n;
+    }
+    return total > 0 ? (ssize_t)total : tls_result(c, st, 0);
+}
+
+/* After -EAGAIN the callers retry with the same bytes and length (echo keeps them in c->out,
+ * http recomputes the same window of its response buffer), as SSL_write requires. */
+static ssize_t tls_write(tgt_conn_t *c, const void *buf, size_t len)
+{
+    size_t n = 0;
+
+    if (!c->tls.handshake_done) {
+        ssize_t r = tls_handshake(c);
+        if (r < 0)
+            return r;
+    }
+    zlb_tls_status_t st = zlb_tls_write(&c->tls, buf, len, &n);
+    return tls_result(c, st, n);
+}
+
+/* close_notify is sent without waiting for the peer's: the target has nothing more to learn
+ * from this connection, and a peer that never answers must not hold it open. */
+static void tls_dispose(tgt_conn_t *c)
+{
+    zlb_tls_conn_shutdown(&c->tls);
+    zlb_tls_conn_dispose(&c->tls);
+}
+
+static const tgt_io_t tls_io = {.read = tls_read, .write = tls_write, .dispose = tls_dispose};
+
+static void handshake_timeout_cb(zlb_loop_t *loop, zlb_timer_t *timer)
+{
+    tgt_conn_t *c = ZLB_CONTAINER_OF(timer, tgt_conn_t, hs_timer);
+
+    (void)loop;
+    tgt_count(&c->th->c.tls_timeouts, 1);
+    conn_close(c);
+}
+
 /* ---- pool ------------------------------------------------------------------------------------ */
 
 static int pool_grow(tgt_thread_t *th)
@@ -80,6 +178,7 @@ static int pool_grow(tgt_thread_t *th)
     for (int i = 0; i < CONNS_PER_CHUNK; i++) {
         tgt_conn_t *c = &block[i];
         zlb_watcher_init(&c->w, -1, NULL);
+        zlb_timer_init(&c->hs_timer, handshake_timeout_cb);
         zlb_list_init(&c->ready);
         zlb_list_push_back(&th->free, &c->node);
     }
@@ -123,6 +222,12 @@ static void conn_close(tgt_conn_t *c)
         if (err < 0)
             zlb_fatal("target: unwatch fd %d: %s", c->w.fd, strerror(-err));
     }
+    zlb_timer_stop(th->loop, &c->hs_timer);
+    /* Every TLS connection is counted once: as a handshake when it completes, or here as a
+     * failure, whatever ended it first (an error on either side, the peer leaving, the
+     * timeout), so that accepted = handshakes + failed + those still in their handshake. */
+    if (c->io == &tls_io && !c->tls.handshake_done)
+        tgt_count(&th->c.tls_failed, 1);
     if (c->io->dispose)
         c->io->dispose(c);
     close(c->w.fd);
@@ -188,7 +293,14 @@ void tgt_conn_accepted(tgt_thread_t *th, int fd)
 
     c->th = th;
     c->io = &plain_io;
-    c->tls = NULL;
+    if (t->tls_srv) {
+        err = zlb_tls_conn_init_server(&c->tls, t->tls_srv, fd);
+        if (err < 0) {
+            zlb_list_push_front(&th->free, &c->node);
+            goto refuse;
+        }
+        c->io = &tls_io;
+    }
     c->want = 0;
     c->blocked = false;
     c->closing = false;
@@ -201,9 +313,12 @@ void tgt_conn_accepted(tgt_thread_t *th, int fd)
     err = zlb_loop_watch(th->loop, &c->w, EPOLLIN);
     if (err < 0) {
         c->w.fd = -1;
+        zlb_tls_conn_dispose(&c->tls);
         zlb_list_push_front(&th->free, &c->node);
         goto refuse;
     }
+    if (c->io == &tls_io)
+        zlb_timer_start(th->loop, &c->hs_timer, t->handshake_timeout_ns, 0);
     th->nopen++;
     tgt_count(&th->c.accepted, 1);
     atomic_store_explicit(&th->c.open, th->nopen, memory_order_relaxed);

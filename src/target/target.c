@@ -1,4 +1,4 @@
-/* target.c -- the built-in server's life cycle: listeners, server threads, accepting, stats. */
+/* target.c -- the built-in server's life cycle: listeners, TLS set-up, server threads, stats. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -21,6 +21,12 @@
 #define DEFAULT_READS_PER_EVENT 16
 /* Out of fds: how long to leave the listener alone before trying again. */
 #define ACCEPT_BACKOFF_NS (50 * ZLB_NS_PER_MS)
+/* A client that connects and never completes its handshake holds an fd and an SSL (some
+ * 10 KiB) for nothing. Ten seconds is far beyond any real handshake on a loopback or LAN, even
+ * on a target saturated by a handshake benchmark, and short enough that a leak of half-open
+ * clients cannot pile up over a run. */
+#define DEFAULT_HANDSHAKE_TIMEOUT_NS (10 * ZLB_NS_PER_SEC)
+#define DAY_S (24 * 3600)
 
 typedef enum { ACCEPT_DRAINED, ACCEPT_MORE, ACCEPT_BACKOFF } accept_result_t;
 
@@ -376,6 +382,85 @@ static void thread_dispose(tgt_thread_t *th)
     th->rbuf = th->http_resp = NULL;
 }
 
+/* ---- TLS set-up ---------------------------------------------------------------------------- */
+
+static bool tls_version_ok(int v)
+{
+    return v == 0 || v == 0x0303 || v == 0x0304;
+}
+
+static int check_tls_opts(const zlb_target_opts_t *o)
+{
+    /* A TLS option without TLS is a mistake to report, not a setting to ignore silently. */
+    if (!o->tls) {
+        if (o->tls_cert_kind || o->tls_require_client_cert || o->tls_min_version ||
+            o->tls_max_version)
+            return -EINVAL;
+        return 0;
+    }
+    if ((unsigned)o->tls_cert_kind > ZLB_TARGET_CERT_SELF_SIGNED)
+        return -EINVAL;
+    if (!tls_version_ok(o->tls_min_version) || !tls_version_ok(o->tls_max_version))
+        return -EINVAL;
+    if (o->tls_min_version && o->tls_max_version && o->tls_min_version > o->tls_max_version)
+        return -EINVAL;
+    return 0;
+}
+
+/* The CA, the server certificate of the kind asked for and the server context. Key generation
+ * and signing take a few milliseconds, done once here, never on a server thread. */
+static int tls_setup(zlb_target_t *t, const zlb_target_opts_t *o)
+{
+    static const char *const wrong_dns[] = {"wrong.invalid"};
+    zlb_tls_cert_opts_t co = {0};
+    zlb_tls_server_opts_t so = {0};
+    zlb_tls_cert_t *cert = NULL;
+    char errbuf[256];
+    int err;
+
+    err = zlb_tls_cert_create_ca(NULL, &t->ca);
+    if (err < 0)
+        return -EPROTO;
+    switch (o->tls_cert_kind) {
+    case ZLB_TARGET_CERT_VALID:
+    case ZLB_TARGET_CERT_SELF_SIGNED:
+        break;
+    case ZLB_TARGET_CERT_EXPIRED:
+        /* Expired by a day, not a second: a client whose clock lags must still see it. */
+        co.not_before_s = -2 * DAY_S;
+        co.not_after_s = -DAY_S;
+        break;
+    case ZLB_TARGET_CERT_WRONG_NAME:
+        /* No IP SAN either, so a client connecting by address fails as one by name does.
+         * ".invalid" (RFC 2606) can never be a name a client legitimately asks for. */
+        co.cn = wrong_dns[0];
+        co.dns = wrong_dns;
+        co.ndns = ZLB_ARRAY_LEN(wrong_dns);
+        break;
+    }
+    err = zlb_tls_cert_issue(o->tls_cert_kind == ZLB_TARGET_CERT_SELF_SIGNED ? NULL : t->ca, &co,
+                             &cert);
+    if (err < 0) {
+        err = -EPROTO;
+        goto out;
+    }
+    so.cert = cert;
+    so.client_ca = o->tls_require_client_cert ? t->ca : NULL;
+    so.min_version = o->tls_min_version;
+    so.max_version = o->tls_max_version;
+    err = zlb_tls_server_create(&so, &t->tls_srv, errbuf, sizeof(errbuf));
+    if (err < 0) {
+        zlb_log_error("target: TLS server context: %s", errbuf);
+        err = -EPROTO;
+        goto out;
+    }
+    t->ca_pem = zlb_tls_cert_pem(t->ca, false);
+out:
+    /* The context holds its own references to the certificate and key. */
+    zlb_tls_cert_destroy(cert);
+    return err;
+}
+
 /* ---- public ------------------------------------------------------------------------------- */
 
 int zlb_target_start(const zlb_target_opts_t *opts, zlb_target_t **out)
@@ -397,11 +482,9 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
     if (opts->mode != ZLB_SERVE_ECHO && opts->mode != ZLB_SERVE_SINK &&
         opts->mode != ZLB_SERVE_HTTP)
         return -EINVAL;
-    /* TLS serving lands with the tls module (generated CA and certificate, an SSL* per
-     * connection behind tgt_io_t); until then refuse rather than serve plain text to a
-     * client that expects a handshake. */
-    if (opts->tls)
-        return -ENOTSUP;
+    err = check_tls_opts(opts);
+    if (err < 0)
+        return err;
     err = parse_listen(opts->listen, &ss, &len);
     if (err < 0)
         return err;
@@ -416,6 +499,8 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
         tuning && tuning->accept_budget ? tuning->accept_budget : DEFAULT_ACCEPT_BUDGET;
     t->reads_per_event =
         tuning && tuning->reads_per_event ? tuning->reads_per_event : DEFAULT_READS_PER_EVENT;
+    t->handshake_timeout_ns = tuning && tuning->handshake_timeout_ns ? tuning->handshake_timeout_ns
+                                                                     : DEFAULT_HANDSHAKE_TIMEOUT_NS;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cond, NULL);
     /* aligned_alloc: the counters inside are aligned to a cache line (size is a multiple). */
@@ -428,6 +513,11 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
     for (int i = 0; i < nthreads; i++)
         t->threads[i].listener.fd = -1;
     t->nthreads = nthreads;
+    if (opts->tls) {
+        err = tls_setup(t, opts);
+        if (err < 0)
+            goto fail;
+    }
 
     for (int i = 0; i < nthreads; i++) {
         err = thread_init(t, i, &ss, len);
@@ -442,6 +532,16 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
             }
             format_address(t, &ss);
             set_port(&ss, t->port);
+        }
+    }
+    /* Written once the port is certain to be ours (a failed bind leaves no file behind) and
+     * before any thread accepts, so a client that waits for the file finds the server up. */
+    if (t->ca && opts->ca_out_file) {
+        err = zlb_tls_cert_write(t->ca, opts->ca_out_file, NULL);
+        if (err < 0) {
+            zlb_log_error("target: cannot write the CA to %s: %s", opts->ca_out_file,
+                          strerror(-err));
+            goto fail;
         }
     }
 
@@ -483,8 +583,24 @@ uint16_t zlb_target_port(const zlb_target_t *t)
 
 const char *zlb_target_ca_pem(const zlb_target_t *t)
 {
-    (void)t;
-    return NULL; /* no TLS yet */
+    return t->ca_pem;
+}
+
+int zlb_target_issue_client_cert(const zlb_target_t *t, const char *cert_path, const char *key_path)
+{
+    zlb_tls_cert_opts_t co = {.cn = "zlbench client", .client = true};
+    zlb_tls_cert_t *cert = NULL;
+    int err;
+
+    if (!t || !t->ca || !cert_path || !key_path)
+        return -EINVAL;
+    /* The CA is read-only once made, so issuing while the server threads verify against it
+     * needs no lock. */
+    if (zlb_tls_cert_issue(t->ca, &co, &cert) < 0)
+        return -EPROTO;
+    err = zlb_tls_cert_write(cert, cert_path, key_path);
+    zlb_tls_cert_destroy(cert);
+    return err;
 }
 
 static void read_counters(const tgt_thread_t *th, zlb_target_stats_t *s)
@@ -497,7 +613,9 @@ static void read_counters(const tgt_thread_t *th, zlb_target_stats_t *s)
     s->bytes_in = atomic_load_explicit(&c->bytes_in, memory_order_relaxed);
     s->bytes_out = atomic_load_explicit(&c->bytes_out, memory_order_relaxed);
     s->accept_errors = atomic_load_explicit(&c->accept_errors, memory_order_relaxed);
-    s->tls_handshakes = s->tls_resumed = s->tls_failed = 0;
+    s->tls_handshakes = atomic_load_explicit(&c->tls_handshakes, memory_order_relaxed);
+    s->tls_resumed = atomic_load_explicit(&c->tls_resumed, memory_order_relaxed);
+    s->tls_failed = atomic_load_explicit(&c->tls_failed, memory_order_relaxed);
 }
 
 void zlb_target_read_stats(const zlb_target_t *t, zlb_target_stats_t *out)
@@ -512,6 +630,9 @@ void zlb_target_read_stats(const zlb_target_t *t, zlb_target_stats_t *out)
         out->bytes_in += s.bytes_in;
         out->bytes_out += s.bytes_out;
         out->accept_errors += s.accept_errors;
+        out->tls_handshakes += s.tls_handshakes;
+        out->tls_resumed += s.tls_resumed;
+        out->tls_failed += s.tls_failed;
     }
 }
 
@@ -530,6 +651,7 @@ void zlb_target_thread_info(const zlb_target_t *t, int i, zlb_target_thread_info
     read_counters(th, &out->stats);
     out->rejected = atomic_load_explicit(&th->c.rejected, memory_order_relaxed);
     out->blocked = atomic_load_explicit(&th->c.blocked, memory_order_relaxed);
+    out->tls_timeouts = atomic_load_explicit(&th->c.tls_timeouts, memory_order_relaxed);
     if (th->created && pthread_getcpuclockid(th->tid, &cid) == 0 && clock_gettime(cid, &ts) == 0)
         out->cpu_ns = (uint64_t)ts.tv_sec * ZLB_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
@@ -550,6 +672,10 @@ void zlb_target_destroy(zlb_target_t *t)
     for (int i = 0; i < t->nthreads; i++)
         thread_dispose(&t->threads[i]);
     free(t->threads);
+    /* After the connections: every SSL made from the context is gone. */
+    zlb_tls_server_destroy(t->tls_srv);
+    zlb_tls_cert_destroy(t->ca);
+    free(t->ca_pem);
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->mu);
     free(t);

@@ -8,15 +8,31 @@
 
 typedef enum { ZLB_SERVE_ECHO, ZLB_SERVE_SINK, ZLB_SERVE_HTTP } zlb_serve_mode_t;
 
+/* Which server certificate a TLS target serves. Every kind is generated at start next to the
+ * same CA (zlb_target_ca_pem), so a client trusting that CA can test its own verification:
+ * only VALID passes it. */
+typedef enum {
+    ZLB_TARGET_CERT_VALID,       /* issued by the CA for localhost, 127.0.0.1 and ::1 */
+    ZLB_TARGET_CERT_EXPIRED,     /* the same names and issuer, expired a day ago */
+    ZLB_TARGET_CERT_WRONG_NAME,  /* issued by the CA for "wrong.invalid" only */
+    ZLB_TARGET_CERT_SELF_SIGNED, /* localhost, 127.0.0.1 and ::1, signed by its own key */
+} zlb_target_cert_kind_t;
+
 typedef struct zlb_target_opts {
     zlb_serve_mode_t mode;
-    const char *listen;          /* "127.0.0.1:0", "[::1]:9000" (borrowed) */
-    int backlog;                 /* listen(2) backlog, default 4096 when 0 */
-    int threads;                 /* server threads (each its own loop, SO_REUSEPORT), default 1 */
-    bool tls;                    /* serve TLS with a certificate generated at start */
-    const char *ca_out_file;     /* write the generated CA (PEM) here, or NULL (borrowed) */
-    uint64_t accept_delay_ns;    /* sleep-free artificial delay before each accept (slow target) */
-    uint32_t max_conns;          /* connections kept at once; beyond it new ones are closed. 0: no cap */
+    const char *listen;       /* "127.0.0.1:0", "[::1]:9000" (borrowed) */
+    int backlog;              /* listen(2) backlog, default 4096 when 0 */
+    int threads;              /* server threads (each its own loop, SO_REUSEPORT), default 1 */
+    bool tls;                 /* serve TLS with a certificate generated at start */
+    const char *ca_out_file;  /* write the generated CA (PEM) here, or NULL (borrowed) */
+    uint64_t accept_delay_ns; /* sleep-free artificial delay before each accept (slow target) */
+    uint32_t max_conns; /* connections kept at once; beyond it new ones are closed. 0: no cap */
+    /* TLS only (each must keep its zero value without tls, else start returns -EINVAL): */
+    zlb_target_cert_kind_t tls_cert_kind; /* default VALID */
+    bool tls_require_client_cert; /* mTLS: refuse clients without a certificate issued by the
+                                     generated CA (see zlb_target_issue_client_cert) */
+    int tls_min_version;          /* 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3); 0: TLS 1.2 */
+    int tls_max_version;          /* 0x0303 or 0x0304; 0: the library's newest (TLS 1.3) */
 } zlb_target_opts_t;
 
 typedef struct zlb_target_stats {
@@ -24,7 +40,10 @@ typedef struct zlb_target_stats {
     uint64_t open;
     uint64_t closed;
     uint64_t bytes_in, bytes_out;
-    uint64_t accept_errors;      /* EMFILE and friends */
+    uint64_t accept_errors; /* EMFILE and friends */
+    /* TLS: handshakes completed (tls_resumed of them resumed a session), and connections closed
+     * before theirs completed (a failure on either side, the peer leaving, the handshake
+     * timeout). bytes_in and bytes_out count application bytes, not TLS records. */
     uint64_t tls_handshakes, tls_resumed, tls_failed;
 } zlb_target_stats_t;
 
@@ -32,14 +51,22 @@ typedef struct zlb_target zlb_target_t;
 
 /** Binds, listens and starts the server threads ("zlb-target-N"); returns once it accepts.
  * These threads are never pollers and are not pinned. 0 or -errno; on TLS set-up failure
- * -EPROTO. Any thread. */
+ * -EPROTO; when ca_out_file cannot be written, that write's -errno. With tls, the CA file is
+ * in place before it returns. Any thread. */
 int zlb_target_start(const zlb_target_opts_t *opts, zlb_target_t **out);
 /** The bound address as "127.0.0.1:34567" / "[::1]:34567" (valid until destroy). */
 const char *zlb_target_address(const zlb_target_t *t);
 /** The bound port. */
 uint16_t zlb_target_port(const zlb_target_t *t);
-/** PEM of the CA that signed the server certificate (TLS only, else NULL). */
+/** PEM of the CA generated at start, the one that signed the server certificate (unless
+ * tls_cert_kind is SELF_SIGNED); NULL without TLS. Owned by t, valid until destroy. */
 const char *zlb_target_ca_pem(const zlb_target_t *t);
+/** Issues a client certificate (clientAuth, CN "zlbench client") from the target's CA, as
+ * tls_require_client_cert accepts, and writes it to cert_path and its key to key_path (PEM,
+ * each replaced atomically, the key mode 0600). 0, -EINVAL without TLS or a path, -EPROTO when
+ * generating fails, or -errno of the write. Blocking file I/O: any thread but a loop's. */
+int zlb_target_issue_client_cert(const zlb_target_t *t, const char *cert_path,
+                                 const char *key_path);
 /** Totals over all server threads (read without stopping them). Any thread. */
 void zlb_target_read_stats(const zlb_target_t *t, zlb_target_stats_t *out);
 /** Stops accepting, closes every connection, joins the threads, frees. Accepts NULL. */

@@ -11,6 +11,7 @@
 #include "core/core.h"
 #include "loop/loop.h"
 #include "target/target.h"
+#include "tls/tls.h"
 
 /* ---- for tests ------------------------------------------------------------------------------ */
 
@@ -20,6 +21,7 @@ typedef struct zlb_target_thread_info {
     uint64_t rejected;        /* accepted and closed at once because max_conns was reached */
     uint64_t blocked;         /* connections now waiting for the peer to read (backpressure) */
     uint64_t cpu_ns;          /* CPU time the thread has used so far */
+    uint64_t tls_timeouts;    /* handshakes cut off by the handshake timeout (in tls_failed too) */
 } zlb_target_thread_info_t;
 
 /* Knobs the public options leave out; tests turn them down to reach the paths that only a heavy
@@ -27,6 +29,8 @@ typedef struct zlb_target_thread_info {
 typedef struct zlb_target_tuning {
     uint32_t accept_budget;   /* accepts per wake-up before yielding, default 256 */
     uint32_t reads_per_event; /* reads per connection per wake-up before yielding, default 16 */
+    uint64_t handshake_timeout_ns; /* TLS: close a connection whose handshake has not completed
+                                      this long after accept, default 10 s */
 } zlb_target_tuning_t;
 
 /** zlb_target_start with tuning (NULL: defaults). */
@@ -47,6 +51,7 @@ void zlb_target_thread_info(const zlb_target_t *t, int i, zlb_target_thread_info
 typedef struct tgt_counters {
     _Atomic uint64_t accepted, open, closed, bytes_in, bytes_out, accept_errors;
     _Atomic uint64_t rejected, blocked;
+    _Atomic uint64_t tls_handshakes, tls_resumed, tls_failed, tls_timeouts;
 } tgt_counters_t;
 
 static inline void tgt_count(_Atomic uint64_t *c, uint64_t n)
@@ -63,15 +68,16 @@ static inline void tgt_uncount(_Atomic uint64_t *c, uint64_t n)
 typedef struct tgt_conn tgt_conn_t;
 typedef struct tgt_thread tgt_thread_t;
 
-/* The byte transport under a connection. Plain TCP today; the TLS module will add an
- * implementation over an SSL* (handshake first, then SSL_read/SSL_write), so the modes above
- * never see which one they talk through. Both return bytes moved, 0 for end of stream (read),
- * or -errno; on -EAGAIN they set conn->want to the epoll event that lets them make progress,
- * because TLS may need to read in order to write and the other way round. */
+/* The byte transport under a connection: plain TCP, or TLS over the tls module (which runs the
+ * handshake inside the first read or write, so the modes above never see which one they talk
+ * through). Both return bytes moved, 0 for end of stream (read), or -errno; on -EAGAIN they set
+ * conn->want to the epoll event that lets them make progress, because TLS may need to read in
+ * order to write and the other way round. */
 typedef struct tgt_io {
     ssize_t (*read)(tgt_conn_t *c, void *buf, size_t len);
     ssize_t (*write)(tgt_conn_t *c, const void *buf, size_t len);
-    /* Releases the layer's per-connection state (SSL_free); the fd is closed by the caller. */
+    /* Ends the layer's session (close_notify) and releases its per-connection state; the fd is
+     * closed by the caller. NULL: nothing to release. */
     void (*dispose)(tgt_conn_t *c);
 } tgt_io_t;
 
@@ -94,10 +100,13 @@ struct tgt_conn {
     zlb_list_t ready;   /* in the thread's ready list when reading stopped at the budget */
     tgt_thread_t *th;   /* borrowed: the thread that owns this connection */
     const tgt_io_t *io; /* borrowed, static */
-    void *tls;          /* the TLS layer's state (SSL*) once it exists; NULL for plain */
-    uint32_t want;      /* set by io on -EAGAIN */
-    bool blocked;       /* output pending: not reading until the peer takes it */
-    bool closing;       /* stop reading requests; close once the output is flushed */
+    /* TLS state, used when io is the TLS transport (tls.ssl NULL for plain). Embedded rather
+     * than allocated per accept: the struct is pooled and never moves, as the SSL requires. */
+    zlb_tls_conn_t tls;
+    zlb_timer_t hs_timer; /* TLS: armed from accept until the handshake completes */
+    uint32_t want;        /* set by io on -EAGAIN */
+    bool blocked;         /* output pending: not reading until the peer takes it */
+    bool closing;         /* stop reading requests; close once the output is flushed */
     /* echo: bytes read that the peer would not take yet (owned, allocated only then) */
     char *out;
     uint32_t out_len, out_off;
@@ -142,7 +151,13 @@ struct zlb_target {
     uint32_t max_conns;
     uint32_t accept_budget;
     uint32_t reads_per_event;
-    _Atomic uint32_t nopen; /* across threads; only maintained when max_conns is set */
+    uint64_t handshake_timeout_ns;
+    /* TLS (all NULL for plain): created before the threads start and read-only after, so the
+     * threads share them without a lock. */
+    zlb_tls_server_t *tls_srv; /* owned */
+    zlb_tls_cert_t *ca;        /* owned: signs the server certificate and clients' ones */
+    char *ca_pem;              /* owned */
+    _Atomic uint32_t nopen;    /* across threads; only maintained when max_conns is set */
     int nthreads;
     tgt_thread_t *threads; /* owned array */
     char address[64];
