@@ -36,6 +36,18 @@ static int lookup_measured(const json_t *report, const char *path, double *out, 
 {
     char steady[256];
     snprintf(steady, sizeof(steady), "steady.%s", path);
+    /* A latency phase the measured window never saw (connects of a hold run all happen in a
+     * warm-up that covers the ramp) falls back to the whole run rather than reading as 0. */
+    const char *dot = strrchr(path, '.');
+    if (strncmp(path, "latency_us.", 11) == 0 && dot) {
+        char count[256];
+        double n = 0;
+        snprintf(count, sizeof(count), "steady.%.*s.count", (int)(dot - path), path);
+        if (zlb_report_lookup(report, count, &n) == 0 && n == 0) {
+            *src = "run";
+            return zlb_report_lookup(report, path, out);
+        }
+    }
     if (zlb_report_lookup(report, steady, out) == 0) {
         *src = "steady";
         return 0;
