@@ -107,9 +107,9 @@ static void replace_str(char **dst, const char *src)
 /* Worst outcome first: an internal error, then an invalid run, then failed thresholds. */
 static int worse_exit(int a, int b)
 {
-    static const int rank[] = {[ZLB_EXIT_OK] = 0,         [ZLB_EXIT_THRESHOLDS] = 1,
-                               [ZLB_EXIT_REGRESSION] = 2, [ZLB_EXIT_INVALID_RUN] = 3,
-                               [ZLB_EXIT_USAGE] = 4,      [ZLB_EXIT_INTERNAL] = 5};
+    static const int rank[] = {
+        [ZLB_EXIT_OK] = 0,          [ZLB_EXIT_THRESHOLDS] = 1, [ZLB_EXIT_REGRESSION] = 2,
+        [ZLB_EXIT_INVALID_RUN] = 3, [ZLB_EXIT_USAGE] = 4,      [ZLB_EXIT_INTERNAL] = 5};
     return rank[b] > rank[a] ? b : a;
 }
 
@@ -181,27 +181,52 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *duration = NULL, *connections = NULL, *rate = NULL,
-               *pollers = NULL, *control = NULL, *report = NULL, *log_level = NULL,
-               *repeat = NULL;
+    const char *path = NULL, *duration = NULL, *connections = NULL, *rate = NULL, *pollers = NULL,
+               *control = NULL, *report = NULL, *log_level = NULL, *repeat = NULL;
     zlb_run_opts_t opts = {0};
     int c;
     optind = argi;
     while ((c = getopt_long(argc, argv, "c:d:n:r:t:qVh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'd': duration = optarg; break;
-        case 'n': connections = optarg; break;
-        case 'r': rate = optarg; break;
-        case 't': pollers = optarg; break;
-        case 'C': control = optarg; break;
-        case 'R': report = optarg; break;
-        case 'L': log_level = optarg; break;
-        case 'q': opts.quiet = true; break;
-        case 'N': repeat = optarg; break;
-        case 'V': print_version(); return ZLB_EXIT_OK;
-        case 'h': fputs(usage_text, stdout); return ZLB_EXIT_OK;
-        default: fputs(usage_text, stderr); return ZLB_EXIT_USAGE;
+        case 'c':
+            path = optarg;
+            break;
+        case 'd':
+            duration = optarg;
+            break;
+        case 'n':
+            connections = optarg;
+            break;
+        case 'r':
+            rate = optarg;
+            break;
+        case 't':
+            pollers = optarg;
+            break;
+        case 'C':
+            control = optarg;
+            break;
+        case 'R':
+            report = optarg;
+            break;
+        case 'L':
+            log_level = optarg;
+            break;
+        case 'q':
+            opts.quiet = true;
+            break;
+        case 'N':
+            repeat = optarg;
+            break;
+        case 'V':
+            print_version();
+            return ZLB_EXIT_OK;
+        case 'h':
+            fputs(usage_text, stdout);
+            return ZLB_EXIT_OK;
+        default:
+            fputs(usage_text, stderr);
+            return ZLB_EXIT_USAGE;
         }
     }
     if (optind < argc)

@@ -182,12 +182,12 @@ static void test_compare_verdicts(void)
     char out0[160];
     snprintf(out0, sizeof(out0), "%s/missing.json", tmpdir);
     char *argv0[] = {"compare", (char *)base, (char *)same, "--metric", "latency_us.echo_rtt.p99",
-                     "--json", out0, NULL};
+                     "--json",  out0,         NULL};
     ASSERT_EQ(zlb_run_compare(7, argv0), ZLB_EXIT_OK);
     json_t *d0 = json_load_file(out0, 0, NULL);
     ASSERT(d0 != NULL);
-    ASSERT_STREQ(json_string_value(json_object_get(json_array_get(json_object_get(d0, "metrics"), 0),
-                                                   "verdict")),
+    ASSERT_STREQ(json_string_value(
+                     json_object_get(json_array_get(json_object_get(d0, "metrics"), 0), "verdict")),
                  "missing");
     json_decref(d0);
     /* Usage errors. */
@@ -231,11 +231,11 @@ static void test_merge(void)
     json_t *ra = make_report(100, la, 3, 7), *rb = make_report(200, lb, 2, 5);
     zlb_hist_t *ha = NULL, *hb = NULL;
     const char *err;
-    ASSERT_EQ(zlb_hist_from_json(json_object_get(json_object_get(ra, "histograms"), "connect"),
-                                 &ha, &err),
+    ASSERT_EQ(zlb_hist_from_json(json_object_get(json_object_get(ra, "histograms"), "connect"), &ha,
+                                 &err),
               0);
-    ASSERT_EQ(zlb_hist_from_json(json_object_get(json_object_get(rb, "histograms"), "connect"),
-                                 &hb, &err),
+    ASSERT_EQ(zlb_hist_from_json(json_object_get(json_object_get(rb, "histograms"), "connect"), &hb,
+                                 &err),
               0);
     ASSERT_EQ(zlb_hist_add(ha, hb), 0);
     const char *a = write_report("ma.json", ra), *b = write_report("mb.json", rb);

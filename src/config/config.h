@@ -15,27 +15,28 @@
 
 typedef struct zlb_tls_config {
     bool enabled;
-    char *sni;            /* NULL: the target host name, unless it is an IP literal */
-    bool verify;          /* default true */
-    char *ca_file;        /* NULL: the system store */
+    char *sni;     /* NULL: the target host name, unless it is an IP literal */
+    bool verify;   /* default true */
+    char *ca_file; /* NULL: the system store */
     char *ca_dir;
-    char **alpn;          /* protocol names, nalpn entries */
+    char **alpn; /* protocol names, nalpn entries */
     size_t nalpn;
-    int min_version;      /* TLS1_2_VERSION-style numbers: 0x0303 for "1.2", 0x0304 for "1.3"; 0 = library default */
+    int min_version; /* TLS1_2_VERSION-style numbers: 0x0303 for "1.2", 0x0304 for "1.3"; 0 =
+                        library default */
     int max_version;
-    char *ciphers;        /* TLS <= 1.2 cipher list */
-    char *ciphersuites;   /* TLS 1.3 suites */
+    char *ciphers;      /* TLS <= 1.2 cipher list */
+    char *ciphersuites; /* TLS 1.3 suites */
     char *groups;
-    char *cert_file;      /* client certificate (mTLS) */
+    char *cert_file; /* client certificate (mTLS) */
     char *key_file;
-    double resumption;    /* 0..1: share of handshakes that try to resume a cached session */
+    double resumption; /* 0..1: share of handshakes that try to resume a cached session */
     uint64_t handshake_timeout_ns; /* default 5 s */
 } zlb_tls_config_t;
 
 typedef struct zlb_target_config {
-    char *host;           /* name or IP literal ("::1" without brackets) */
+    char *host; /* name or IP literal ("::1" without brackets) */
     uint16_t port;
-    uint32_t weight;      /* default 1 */
+    uint32_t weight; /* default 1 */
     zlb_tls_config_t tls;
 } zlb_target_config_t;
 
@@ -44,27 +45,27 @@ typedef enum { ZLB_TARGET_MODE_ECHO, ZLB_TARGET_MODE_SINK, ZLB_TARGET_MODE_HTTP 
 typedef struct zlb_embedded_target_config {
     bool enabled;
     zlb_target_mode_t mode;
-    char *listen;         /* "127.0.0.1:0" */
-    int backlog;          /* default 4096 */
-    int threads;          /* default 1 */
+    char *listen; /* "127.0.0.1:0" */
+    int backlog;  /* default 4096 */
+    int threads;  /* default 1 */
     bool tls;
-    char *ca_out_file;    /* where to write the generated CA certificate (PEM), or NULL */
+    char *ca_out_file;        /* where to write the generated CA certificate (PEM), or NULL */
     uint64_t accept_delay_ns; /* artificial delay before each accept (to simulate a slow target) */
 } zlb_embedded_target_config_t;
 
 typedef enum { ZLB_CFG_PRIO_NORMAL, ZLB_CFG_PRIO_HIGH, ZLB_CFG_PRIO_REALTIME } zlb_cfg_priority_t;
 
 typedef struct zlb_pollers_config {
-    int count;            /* 0: CPUs in the affinity mask */
-    bool cpu_affinity;    /* default true */
-    int *cpus;            /* explicit CPU list, or NULL */
+    int count;         /* 0: CPUs in the affinity mask */
+    bool cpu_affinity; /* default true */
+    int *cpus;         /* explicit CPU list, or NULL */
     size_t ncpus;
     zlb_cfg_priority_t priority;
-    int nice;             /* for "high", default -10 */
-    int rt_policy;        /* SCHED_FIFO (default) or SCHED_RR, for "realtime" */
-    int rt_priority;      /* 1..99 for "realtime", required there */
-    bool round_robin;     /* "select": "round_robin"; default least_loaded */
-    bool prefer_current;  /* default true */
+    int nice;                /* for "high", default -10 */
+    int rt_policy;           /* SCHED_FIFO (default) or SCHED_RR, for "realtime" */
+    int rt_priority;         /* 1..99 for "realtime", required there */
+    bool round_robin;        /* "select": "round_robin"; default least_loaded */
+    bool prefer_current;     /* default true */
     uint64_t load_window_ns; /* default 1 s */
 } zlb_pollers_config_t;
 
@@ -72,22 +73,23 @@ typedef enum { ZLB_WORK_HOLD, ZLB_WORK_CHURN, ZLB_WORK_ECHO } zlb_work_type_t;
 
 typedef struct zlb_workload_config {
     zlb_work_type_t type;
-    uint64_t lifetime_ns;     /* churn: how long each connection lives (default 1 s) */
-    bool reconnect;           /* hold/echo: reopen after a failure or a close by the peer (default true) */
-    uint64_t backoff_min_ns;  /* first reconnect delay (default 100 ms), doubled per failure */
-    uint64_t backoff_max_ns;  /* cap (default 5 s) */
-    uint64_t message_size;    /* echo: bytes per message (default 64) */
-    uint64_t message_interval_ns; /* echo: per-connection gap between messages (default 1 s; 0 = back to back) */
+    uint64_t lifetime_ns; /* churn: how long each connection lives (default 1 s) */
+    bool reconnect; /* hold/echo: reopen after a failure or a close by the peer (default true) */
+    uint64_t backoff_min_ns;      /* first reconnect delay (default 100 ms), doubled per failure */
+    uint64_t backoff_max_ns;      /* cap (default 5 s) */
+    uint64_t message_size;        /* echo: bytes per message (default 64) */
+    uint64_t message_interval_ns; /* echo: per-connection gap between messages (default 1 s; 0 =
+                                     back to back) */
 } zlb_workload_config_t;
 
 typedef enum { ZLB_CLOSE_FIN, ZLB_CLOSE_RST } zlb_close_mode_t;
 
 typedef struct zlb_socket_config {
-    bool nodelay;         /* default true */
-    uint64_t sndbuf;      /* 0: kernel autotuning */
+    bool nodelay;    /* default true */
+    uint64_t sndbuf; /* 0: kernel autotuning */
     uint64_t rcvbuf;
     zlb_close_mode_t close;
-    bool keepalive;       /* default false */
+    bool keepalive; /* default false */
     uint64_t keepalive_idle_ns, keepalive_interval_ns;
     int keepalive_count;
 } zlb_socket_config_t;
@@ -95,25 +97,25 @@ typedef struct zlb_socket_config {
 typedef enum { ZLB_FAMILY_ANY, ZLB_FAMILY_IPV4, ZLB_FAMILY_IPV6 } zlb_family_t;
 
 typedef struct zlb_control_config {
-    bool enabled;         /* default true; "listen": null disables */
-    char *listen;         /* default "127.0.0.1:8089" */
-    char *token_file;     /* NULL: no token */
-    char *address_file;   /* write the bound address here */
+    bool enabled;       /* default true; "listen": null disables */
+    char *listen;       /* default "127.0.0.1:8089" */
+    char *token_file;   /* NULL: no token */
+    char *address_file; /* write the bound address here */
 } zlb_control_config_t;
 
 typedef struct zlb_report_config {
-    char *file;           /* default "zlbench-report.json"; NULL: no file */
-    double *percentiles;  /* default 50, 90, 99, 99.9 */
+    char *file;          /* default "zlbench-report.json"; NULL: no file */
+    double *percentiles; /* default 50, 90, 99, 99.9 */
     size_t npercentiles;
 } zlb_report_config_t;
 
 typedef enum { ZLB_OP_LT, ZLB_OP_LE, ZLB_OP_GT, ZLB_OP_GE, ZLB_OP_EQ, ZLB_OP_NE } zlb_op_t;
 
 typedef struct zlb_threshold {
-    char *path;           /* report path, e.g. "latency_us.connect.p99" */
+    char *path; /* report path, e.g. "latency_us.connect.p99" */
     zlb_op_t op;
-    double value;         /* booleans are 1/0 */
-    char *expr;           /* as written, e.g. "< 5000" */
+    double value; /* booleans are 1/0 */
+    char *expr;   /* as written, e.g. "< 5000" */
 } zlb_threshold_t;
 
 typedef struct zlb_ramp_config {
@@ -122,25 +124,25 @@ typedef struct zlb_ramp_config {
 } zlb_ramp_config_t;
 
 typedef struct zlb_config {
-    char *source_path;    /* the file it came from, or NULL */
+    char *source_path; /* the file it came from, or NULL */
     zlb_pollers_config_t pollers;
     zlb_target_config_t *targets;
-    size_t ntargets;      /* 0 when the embedded target is used */
+    size_t ntargets; /* 0 when the embedded target is used */
     zlb_embedded_target_config_t embedded_target;
     uint64_t connections; /* default 2000 */
     double connect_rate;  /* connections/s, default 5000; 0 = unlimited */
     zlb_ramp_config_t ramp;
     uint64_t connect_timeout_ns; /* default 5 s */
-    uint64_t duration_ns; /* 0: until stopped */
+    uint64_t duration_ns;        /* 0: until stopped */
     uint64_t warmup_ns;
     uint64_t drain_timeout_ns; /* grace period on stop, default 5 s */
     zlb_workload_config_t workload;
     struct sockaddr_storage *source_addrs; /* expanded "source_ips", nsource entries */
     size_t nsource;
-    char **source_ips;    /* "source_ips" as written (addresses and ranges), nsource_ips entries */
+    char **source_ips; /* "source_ips" as written (addresses and ranges), nsource_ips entries */
     size_t nsource_ips;
     zlb_family_t family;
-    uint64_t dns_ttl_ns;  /* default 60 s */
+    uint64_t dns_ttl_ns; /* default 60 s */
     zlb_socket_config_t socket;
     zlb_control_config_t control;
     zlb_report_config_t report;
@@ -149,14 +151,14 @@ typedef struct zlb_config {
     bool abort_on_fail;
     uint64_t abort_grace_ns;
     uint64_t stats_interval_ns; /* rates and the live line, default 1 s */
-    char *log_level;      /* default "info" */
+    char *log_level;            /* default "info" */
 } zlb_config_t;
 
 /** Validates a threshold path against the report schema; provided by the run module. */
 typedef bool (*zlb_metric_path_cb)(const char *path);
 
 typedef struct zlb_config_error {
-    char message[512];    /* "FILE:LINE:COLUMN: key.path: what is wrong" */
+    char message[512]; /* "FILE:LINE:COLUMN: key.path: what is wrong" */
 } zlb_config_error_t;
 
 /** Fills cfg with every default (embedded echo target, 2000 connections, ...). Caller's memory;

@@ -14,9 +14,9 @@ typedef struct zlb_control zlb_control_t;
 typedef void (*zlb_control_stop_cb)(void *arg);
 
 typedef struct zlb_control_opts {
-    const char *listen;        /* "127.0.0.1:8089", "[::1]:0"; port 0 lets the kernel pick (borrowed) */
-    const char *token;         /* bearer token for mutating endpoints, or NULL (borrowed, copied) */
-    const char *address_file;  /* write the bound "host:port" here once listening, or NULL */
+    const char *listen; /* "127.0.0.1:8089", "[::1]:0"; port 0 lets the kernel pick (borrowed) */
+    const char *token;  /* bearer token for mutating endpoints, or NULL (borrowed, copied) */
+    const char *address_file;    /* write the bound "host:port" here once listening, or NULL */
     zlb_control_stop_cb on_stop; /* POST /stop; called on the control thread */
     void *arg;
 } zlb_control_opts_t;

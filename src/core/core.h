@@ -10,7 +10,7 @@
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-#define ZLB_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define ZLB_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define ZLB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define ZLB_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ZLB_MAX(a, b) ((a) > (b) ? (a) : (b))

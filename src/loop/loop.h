@@ -87,8 +87,7 @@ void zlb_timer_init(zlb_timer_t *t, zlb_timer_cb cb);
  * Loop thread only. O(log n). */
 void zlb_timer_start(zlb_loop_t *loop, zlb_timer_t *t, uint64_t delay_ns, uint64_t period_ns);
 /** Same with an absolute monotonic deadline. */
-void zlb_timer_start_at(zlb_loop_t *loop, zlb_timer_t *t, uint64_t deadline_ns,
-                        uint64_t period_ns);
+void zlb_timer_start_at(zlb_loop_t *loop, zlb_timer_t *t, uint64_t deadline_ns, uint64_t period_ns);
 /** Disarms t; safe when inactive and from inside any callback. Loop thread only. O(log n). */
 void zlb_timer_stop(zlb_loop_t *loop, zlb_timer_t *t);
 static inline bool zlb_timer_active(const zlb_timer_t *t)
@@ -99,9 +98,9 @@ static inline bool zlb_timer_active(const zlb_timer_t *t)
 /* ---- the loop -------------------------------------------------------------------------------- */
 
 typedef struct zlb_loop_opts {
-    int id;                 /* shown in reports and the thread name */
-    uint64_t load_window_ns; /* load averaging window, default 1 s */
-    uint32_t max_events;    /* per epoll_wait, default 1024 */
+    int id;                       /* shown in reports and the thread name */
+    uint64_t load_window_ns;      /* load averaging window, default 1 s */
+    uint32_t max_events;          /* per epoll_wait, default 1024 */
     uint32_t max_timers_per_iter; /* default 4096: a timer storm cannot starve I/O */
 } zlb_loop_opts_t;
 
@@ -131,17 +130,17 @@ void *zlb_loop_data(const zlb_loop_t *loop);
 /* Published by the loop once per iteration with relaxed stores (single writer, no RMW), read
  * by any thread without a lock. */
 typedef struct zlb_loop_stats {
-    double load_pct;        /* busy share of the last load window, 0..100 */
-    double cpu_pct;         /* thread CPU time over the same window, 0..100 */
-    uint64_t cpu_time_ns;   /* thread CPU time since start */
-    uint64_t lag_last_ns;   /* how late the last timer fired */
-    uint64_t lag_max_ns;    /* worst since start */
-    uint64_t events;        /* fd events dispatched */
-    uint64_t tasks;         /* tasks run */
+    double load_pct;      /* busy share of the last load window, 0..100 */
+    double cpu_pct;       /* thread CPU time over the same window, 0..100 */
+    uint64_t cpu_time_ns; /* thread CPU time since start */
+    uint64_t lag_last_ns; /* how late the last timer fired */
+    uint64_t lag_max_ns;  /* worst since start */
+    uint64_t events;      /* fd events dispatched */
+    uint64_t tasks;       /* tasks run */
     uint64_t tasks_discarded;
-    uint64_t timers;        /* timer callbacks run */
+    uint64_t timers; /* timer callbacks run */
     uint64_t iterations;
-    uint64_t wakeups;       /* eventfd writes by posters (one per burst) */
+    uint64_t wakeups; /* eventfd writes by posters (one per burst) */
 } zlb_loop_stats_t;
 
 /** Copies the published statistics. Any thread. */
@@ -155,26 +154,26 @@ typedef enum { ZLB_PRIO_NORMAL, ZLB_PRIO_HIGH, ZLB_PRIO_REALTIME } zlb_priority_
 typedef enum { ZLB_SELECT_LEAST_LOADED, ZLB_SELECT_ROUND_ROBIN } zlb_select_t;
 
 typedef struct zlb_pool_opts {
-    int count;             /* 0: CPUs in the process's affinity mask */
-    bool cpu_affinity;     /* pin each poller to one allowed CPU */
-    const int *cpus;       /* optional explicit CPU list (borrowed), ncpus entries */
+    int count;         /* 0: CPUs in the process's affinity mask */
+    bool cpu_affinity; /* pin each poller to one allowed CPU */
+    const int *cpus;   /* optional explicit CPU list (borrowed), ncpus entries */
     int ncpus;
     zlb_priority_t priority;
-    int nice;              /* for HIGH, e.g. -10 */
-    int rt_policy;         /* for REALTIME: SCHED_FIFO or SCHED_RR */
-    int rt_priority;       /* for REALTIME: 1..99, explicit */
+    int nice;        /* for HIGH, e.g. -10 */
+    int rt_policy;   /* for REALTIME: SCHED_FIFO or SCHED_RR */
+    int rt_priority; /* for REALTIME: 1..99, explicit */
     zlb_select_t select;
-    bool prefer_current;   /* selection from a poller thread returns that poller */
+    bool prefer_current; /* selection from a poller thread returns that poller */
     uint64_t load_window_ns;
 } zlb_pool_opts_t;
 
 /** What one poller actually got, read back from the kernel after start. */
 typedef struct zlb_poller_info {
     int id;
-    int cpu;               /* pinned CPU, -1 when not pinned */
-    char policy[16];       /* "other", "fifo", "rr" as read back */
-    int priority;          /* nice value for "other", rt priority otherwise */
-    char warning[160];     /* why the requested pinning/priority was not applied, or "" */
+    int cpu;           /* pinned CPU, -1 when not pinned */
+    char policy[16];   /* "other", "fifo", "rr" as read back */
+    int priority;      /* nice value for "other", rt priority otherwise */
+    char warning[160]; /* why the requested pinning/priority was not applied, or "" */
     zlb_loop_stats_t stats;
 } zlb_poller_info_t;
 

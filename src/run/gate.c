@@ -67,8 +67,8 @@ int zlb_thresholds_evaluate(const zlb_config_t *cfg, json_t *report)
         bool found = lookup_measured(report, t->path, &observed, &src) == 0;
         bool passed = found && op_holds(t->op, observed, t->value);
         failed += !passed;
-        json_t *row = json_pack("{s:s, s:s, s:b, s:s}", "path", t->path, "expr", t->expr,
-                                "passed", passed, "source", src);
+        json_t *row = json_pack("{s:s, s:s, s:b, s:s}", "path", t->path, "expr", t->expr, "passed",
+                                passed, "source", src);
         json_object_set_new(row, "observed", found ? zlb_json_real(observed) : json_null());
         json_array_append_new(rows, row);
     }
@@ -105,13 +105,18 @@ typedef struct metric {
 } metric_t;
 
 static const metric_t default_metrics[] = {
-    {"rates.connects_per_s", true, -1},    {"rates.messages_per_s", true, -1},
-    {"rates.bytes_in_per_s", true, -1},    {"latency_us.connect.p50", false, -1},
-    {"latency_us.connect.p90", false, -1}, {"latency_us.connect.p99", false, -1},
+    {"rates.connects_per_s", true, -1},
+    {"rates.messages_per_s", true, -1},
+    {"rates.bytes_in_per_s", true, -1},
+    {"latency_us.connect.p50", false, -1},
+    {"latency_us.connect.p90", false, -1},
+    {"latency_us.connect.p99", false, -1},
     {"latency_us.tls_handshake_full.p50", false, -1},
     {"latency_us.tls_handshake_full.p99", false, -1},
-    {"latency_us.echo_rtt.p50", false, -1}, {"latency_us.echo_rtt.p99", false, -1},
-    {"connections.failed.total", false, 0}, {"ramp.seconds", false, -1},
+    {"latency_us.echo_rtt.p50", false, -1},
+    {"latency_us.echo_rtt.p99", false, -1},
+    {"connections.failed.total", false, 0},
+    {"ramp.seconds", false, -1},
 };
 
 static bool lower_is_better(const char *path)
@@ -172,9 +177,8 @@ static zlb_hist_t *merged_hist(json_t **reports, size_t n, const char *phase)
 {
     zlb_hist_t *sum = NULL;
     for (size_t i = 0; i < n; i++) {
-        json_t *hj = json_object_get(json_object_get(json_object_get(reports[i], "steady"),
-                                                     "histograms"),
-                                     phase);
+        json_t *hj = json_object_get(
+            json_object_get(json_object_get(reports[i], "steady"), "histograms"), phase);
         zlb_hist_t *h = NULL;
         const char *err;
         if (!hj || zlb_hist_from_json(hj, &h, &err) != 0) {
@@ -230,20 +234,19 @@ static int parse_pct(const char *s, double *out)
 
 static void compare_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: zlbench compare BASELINE[,BASELINE...] CURRENT[,CURRENT...]\n"
-            "                       [--tolerance PCT] [--metric PATH[:PCT]]... [--json FILE]\n"
-            "Compares steady-state figures metric by metric. Exit 0: no regression, 4: a\n"
-            "regression beyond the tolerance and beyond the run-to-run spread, 2: bad usage.\n");
+    fprintf(f, "usage: zlbench compare BASELINE[,BASELINE...] CURRENT[,CURRENT...]\n"
+               "                       [--tolerance PCT] [--metric PATH[:PCT]]... [--json FILE]\n"
+               "Compares steady-state figures metric by metric. Exit 0: no regression, 4: a\n"
+               "regression beyond the tolerance and beyond the run-to-run spread, 2: bad usage.\n");
 }
 
 int zlb_run_compare(int argc, char **argv)
 {
     static const struct option longopts[] = {{"tolerance", required_argument, NULL, 't'},
-                                              {"metric", required_argument, NULL, 'm'},
-                                              {"json", required_argument, NULL, 'j'},
-                                              {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
+                                             {"metric", required_argument, NULL, 'm'},
+                                             {"json", required_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     double tolerance = 10.0;
     metric_t *metrics = NULL;
     size_t nmetrics = 0;
@@ -254,8 +257,9 @@ int zlb_run_compare(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "t:m:j:h", longopts, NULL)) != -1) {
         if (c == 't') {
             if (parse_pct(optarg, &tolerance) != 0) {
-                fprintf(stderr, "zlbench compare: --tolerance: expected a percentage like 10%%, "
-                                "got '%s'\n",
+                fprintf(stderr,
+                        "zlbench compare: --tolerance: expected a percentage like 10%%, "
+                        "got '%s'\n",
                         optarg);
                 goto out;
             }
@@ -407,8 +411,8 @@ int zlb_run_spread(char *const *paths, size_t n, const char *out_json)
             rc = -EINVAL;
     json_t *rows = json_array();
     if (rc == 0) {
-        printf("\nrun-to-run spread over %zu runs\n%-36s %12s %12s %12s %8s\n", n, "metric",
-               "mean", "min", "max", "spread");
+        printf("\nrun-to-run spread over %zu runs\n%-36s %12s %12s %12s %8s\n", n, "metric", "mean",
+               "min", "max", "spread");
         for (size_t m = 0; m < ZLB_ARRAY_LEN(default_metrics); m++) {
             const char *path = default_metrics[m].path;
             double mean, spread, lo = INFINITY, hi = -INFINITY, v;
@@ -532,14 +536,12 @@ static int merge_level(json_t **in, size_t n, const char *level, const double *p
         json_object_set_new(dst, "connections", zlb_counters_to_json(&sum.c, target));
         json_object_set_new(dst, "rates", json_incref(rates));
         json_object_set_new(dst, "latency_us", zlb_stats_latency_json(&sum, pcts, npcts));
-        double ratio = sum.c.tls_handshakes
-                           ? (double)sum.c.tls_resumed / (double)sum.c.tls_handshakes
-                           : 0.0;
-        json_object_set_new(dst, "tls",
-                            json_pack("{s:I, s:I, s:o}", "handshakes",
-                                      (json_int_t)sum.c.tls_handshakes, "resumed",
-                                      (json_int_t)sum.c.tls_resumed, "resumed_ratio",
-                                      zlb_json_real(ratio)));
+        double ratio =
+            sum.c.tls_handshakes ? (double)sum.c.tls_resumed / (double)sum.c.tls_handshakes : 0.0;
+        json_object_set_new(
+            dst, "tls",
+            json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)sum.c.tls_handshakes, "resumed",
+                      (json_int_t)sum.c.tls_resumed, "resumed_ratio", zlb_json_real(ratio)));
         json_object_set_new(dst, "histograms", zlb_stats_histograms_json(&sum));
         if (level) {
             json_object_set_new(dst, "seconds", zlb_json_real(seconds));
@@ -581,8 +583,8 @@ int zlb_run_merge(int argc, char **argv)
     /* Percentiles follow the first report's configuration. */
     double pcts[16];
     size_t npcts = 0;
-    json_t *pj = json_object_get(json_object_get(json_object_get(in[0], "config"), "report"),
-                                 "percentiles");
+    json_t *pj =
+        json_object_get(json_object_get(json_object_get(in[0], "config"), "report"), "percentiles");
     size_t idx;
     json_t *v;
     json_array_foreach(pj, idx, v)
@@ -598,13 +600,13 @@ int zlb_run_merge(int argc, char **argv)
     double elapsed = 0;
     for (size_t i = 0; i < n; i++) {
         json_array_extend(pollers, json_object_get(in[i], "pollers"));
-        saturated |= json_is_true(json_object_get(json_object_get(in[i], "generator"),
-                                                  "saturated"));
+        saturated |=
+            json_is_true(json_object_get(json_object_get(in[i], "generator"), "saturated"));
         valid &= !json_is_false(json_object_get(in[i], "valid"));
         elapsed = fmax(elapsed, json_number_value(json_object_get(in[i], "elapsed_s")));
-        json_array_append_new(sources, json_pack("{s:O?, s:O?}", "host",
-                                                 json_object_get(in[i], "host"), "config_hash",
-                                                 json_object_get(in[i], "config_hash")));
+        json_array_append_new(sources,
+                              json_pack("{s:O?, s:O?}", "host", json_object_get(in[i], "host"),
+                                        "config_hash", json_object_get(in[i], "config_hash")));
     }
     int rc = merge_level(in, n, NULL, pcts, npcts, merged);
     if (rc == 0)

@@ -17,7 +17,7 @@ enum {
 };
 
 typedef struct zlb_run_opts {
-    bool quiet;               /* -q: no live progress, no summary */
+    bool quiet; /* -q: no live progress, no summary */
 } zlb_run_opts_t;
 
 /** Runs the scenario described by cfg (validated, immutable) to its end: starts the embedded

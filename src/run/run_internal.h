@@ -41,8 +41,8 @@ typedef struct zlb_saturation {
     bool saturated;
     char reasons[4][96];
     int nreasons;
-    int hot_ticks[64];           /* consecutive ticks each poller (up to 64) was >= 95 % loaded */
-    uint64_t backlog_ticks;      /* ticks with attempts due but not handed to a poller */
+    int hot_ticks[64];      /* consecutive ticks each poller (up to 64) was >= 95 % loaded */
+    uint64_t backlog_ticks; /* ticks with attempts due but not handed to a poller */
 } zlb_saturation_t;
 
 /* Everything a rendering needs, borrowed. */

@@ -27,14 +27,17 @@ static int write_address(const char *path, const char *addr)
 
 int zlb_run_serve(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"mode", required_argument, NULL, 'm'},
-        {"threads", required_argument, NULL, 'T'}, {"backlog", required_argument, NULL, 'b'},
-        {"tls", no_argument, NULL, 's'},           {"ca-out", required_argument, NULL, 'C'},
-        {"accept-delay", required_argument, NULL, 'D'},
-        {"max-conns", required_argument, NULL, 'M'},
-        {"address-file", required_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                             {"mode", required_argument, NULL, 'm'},
+                                             {"threads", required_argument, NULL, 'T'},
+                                             {"backlog", required_argument, NULL, 'b'},
+                                             {"tls", no_argument, NULL, 's'},
+                                             {"ca-out", required_argument, NULL, 'C'},
+                                             {"accept-delay", required_argument, NULL, 'D'},
+                                             {"max-conns", required_argument, NULL, 'M'},
+                                             {"address-file", required_argument, NULL, 'A'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     zlb_target_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0", .threads = 1};
     const char *address_file = NULL;
     int c;
@@ -78,8 +81,9 @@ int zlb_run_serve(int argc, char **argv)
             break;
         case 'D':
             if (zlb_parse_duration(optarg, &o.accept_delay_ns) != 0) {
-                fprintf(stderr, "zlbench serve: --accept-delay: expected a duration like 10ms, "
-                                "got '%s'\n",
+                fprintf(stderr,
+                        "zlbench serve: --accept-delay: expected a duration like 10ms, "
+                        "got '%s'\n",
                         optarg);
                 return ZLB_EXIT_USAGE;
             }
