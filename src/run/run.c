@@ -66,6 +66,7 @@ typedef struct run {
     uint64_t last_progress_ns;
     uint64_t last_abort_check_ns;
     bool tty;
+    bool progress_open; /* a live line is on the terminal without its newline */
     int exit_code;
 } run_t;
 
@@ -325,9 +326,10 @@ static void progress(run_t *r, bool final)
                      (unsigned long long)zlb_counters_failed_total(c), p99, loads);
     if (n < 0)
         return;
-    if (r->tty)
+    if (r->tty) {
         fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
-    else
+        r->progress_open = !final;
+    } else
         zlb_log_info("%s", line);
 }
 
@@ -358,6 +360,15 @@ static void begin_measuring(run_t *r)
         zlb_loop_reset_lag_max(zlb_pool_loop(r->pool, (int)i));
 }
 
+/* Ends the live line so that a log line does not land in the middle of it. */
+static void progress_break(run_t *r)
+{
+    if (r->progress_open) {
+        fputc('\n', stderr);
+        r->progress_open = false;
+    }
+}
+
 static void request_stop(run_t *r, const char *reason, bool immediate)
 {
     if (!r->stop_reason)
@@ -369,6 +380,7 @@ static void request_stop(run_t *r, const char *reason, bool immediate)
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
     zlb_engine_close_all(r->engine);
+    progress_break(r);
     zlb_log_info("stopping (%s): draining for at most %.1f s", reason,
                  (double)r->cfg->drain_timeout_ns / 1e9);
 }
@@ -411,6 +423,7 @@ static void check_abort(run_t *r)
     if (failed) {
         size_t i;
         json_t *row;
+        progress_break(r);
         json_array_foreach(json_object_get(live, "thresholds"), i, row)
         {
             if (!json_is_true(json_object_get(row, "passed")))
@@ -429,6 +442,7 @@ static void handle_signals(run_t *r)
     struct signalfd_siginfo si;
     while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         r->signals_seen++;
+        progress_break(r);
         const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
         if (r->signals_seen == 1) {
             request_stop(r, si.ssi_signo == SIGINT ? "signal_sigint" : "signal_sigterm", false);
