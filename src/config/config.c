@@ -991,8 +991,10 @@ static int parse_source_ips(ctx_t *c, const json_t *v, zlb_config_t *cfg)
         return fail(c, "expected an array of addresses or ranges (\"A-B\"), got %s",
                     got(v, g, sizeof(g)));
     size_t n = json_array_size(v);
-    if (n == 0)
+    if (n == 0) {
+        pop(c, mark);
         return 0;
+    }
     cfg->source_ips = zlb_xcalloc(n, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(v, i);
