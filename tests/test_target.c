@@ -1,5 +1,6 @@
-/* test_target.c -- the built-in server over real sockets on 127.0.0.1:0. */
+/* test_target.c -- the built-in server over real sockets on 127.0.0.1:0, plain and TLS. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,8 +11,15 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "test.h"
 #include "target/target.h"
@@ -187,10 +195,31 @@ static void test_bad_options(void)
     ASSERT_EQ(zlb_target_start(&o, &t), -EINVAL);
     o = opts_for((zlb_serve_mode_t)42);
     ASSERT_EQ(zlb_target_start(&o, &t), -EINVAL);
-    o = opts_for(ZLB_SERVE_HTTP);
-    o.tls = true;
-    ASSERT_EQ(zlb_target_start(&o, &t), -ENOTSUP);
-    ASSERT(t == NULL);
+
+    /* TLS options: only the versions that exist, in order, and only with tls on. */
+    static const struct {
+        bool tls;
+        int kind, min, max;
+        bool mtls;
+    } bad_tls[] = {
+        {true, 0, 0x0302, 0, false}, {true, 0, 0, 0x0305, false},  {true, 0, 0x0304, 0x0303, false},
+        {true, 0, 0x0303, 1, false}, {true, 4, 0, 0, false},       {true, -1, 0, 0, false},
+        {false, 1, 0, 0, false},     {false, 0, 0x0303, 0, false}, {false, 0, 0, 0x0304, false},
+        {false, 0, 0, 0, true},
+    };
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(bad_tls); i++) {
+        o = opts_for(ZLB_SERVE_HTTP);
+        o.tls = bad_tls[i].tls;
+        o.tls_cert_kind = (zlb_target_cert_kind_t)bad_tls[i].kind;
+        o.tls_min_version = bad_tls[i].min;
+        o.tls_max_version = bad_tls[i].max;
+        o.tls_require_client_cert = bad_tls[i].mtls;
+        t = (zlb_target_t *)&o;
+        int err = zlb_target_start(&o, &t);
+        if (err != -EINVAL)
+            ZLB_TEST_FAIL("bad TLS options #%zu: %d, expected -EINVAL", i, err);
+        ASSERT(t == NULL);
+    }
     zlb_target_destroy(NULL);
 }
 
@@ -813,6 +842,995 @@ static void test_destroy_with_open_connections(void)
     free(buf);
 }
 
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+/* The clients below are plain OpenSSL, written here rather than taken from the tls module, so
+ * the target is checked against an independent peer with verification on. */
+
+#define TLS_CHUNK (16u << 10)
+#define PATTERN_PERIOD 251 /* fill_pattern's */
+
+static zlb_target_t *start_tls(zlb_serve_mode_t mode, const zlb_target_tuning_t *tune,
+                               void (*edit)(zlb_target_opts_t *o))
+{
+    zlb_target_opts_t o = opts_for(mode);
+    zlb_target_t *t = NULL;
+
+    o.tls = true;
+    if (edit)
+        edit(&o);
+    ASSERT_EQ(zlb_target_start_tuned(&o, tune, &t), 0);
+    ASSERT(zlb_target_ca_pem(t) != NULL);
+    return t;
+}
+
+static const char *ssl_err_text(void)
+{
+    static char buf[256];
+    unsigned long e = ERR_peek_last_error();
+    if (!e)
+        return "no OpenSSL error queued";
+    ERR_error_string_n(e, buf, sizeof(buf));
+    return buf;
+}
+
+static X509 *pem_cert(const char *pem)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    ASSERT(bio != NULL);
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!x)
+        ZLB_TEST_FAIL("cannot parse the PEM: %s", ssl_err_text());
+    return x;
+}
+
+/* A client context trusting only the target's CA, verification on, pinned to one protocol
+ * version when version is not 0. */
+static SSL_CTX *client_ctx(const zlb_target_t *t, int version)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT(ctx != NULL);
+    if (version) {
+        ASSERT_EQ(SSL_CTX_set_min_proto_version(ctx, version), 1);
+        ASSERT_EQ(SSL_CTX_set_max_proto_version(ctx, version), 1);
+    }
+    X509 *ca = pem_cert(zlb_target_ca_pem(t));
+    ASSERT_EQ(X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca), 1);
+    X509_free(ca);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+typedef struct tcli {
+    SSL *ssl;
+    int fd;
+    long verify; /* SSL_get_verify_result once the handshake has ended */
+} tcli_t;
+
+/* Connects (small socket buffers when bufsize is not 0) and runs a blocking handshake that
+ * checks the peer is `host` (a name, an IP address, or NULL for no name check). True when
+ * it completed; either way tcli_close follows. */
+static bool tcli_open(tcli_t *c, SSL_CTX *ctx, const zlb_target_t *t, const char *host,
+                      SSL_SESSION *resume, int bufsize)
+{
+    unsigned char ip[16];
+
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(c->fd >= 0);
+    if (bufsize) {
+        ASSERT_EQ(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize)), 0);
+        ASSERT_EQ(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize)), 0);
+    }
+    set_timeouts(c->fd);
+    connect_fd(c->fd, zlb_target_port(t));
+    c->ssl = SSL_new(ctx);
+    ASSERT(c->ssl != NULL);
+    ASSERT_EQ(SSL_set_fd(c->ssl, c->fd), 1);
+    if (host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1)) {
+        ASSERT_EQ(X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host), 1);
+    } else if (host) {
+        ASSERT_EQ(SSL_set_tlsext_host_name(c->ssl, host), 1);
+        ASSERT_EQ(SSL_set1_host(c->ssl, host), 1);
+    }
+    if (resume)
+        ASSERT_EQ(SSL_set_session(c->ssl, resume), 1);
+    ERR_clear_error();
+    int rc = SSL_connect(c->ssl);
+    c->verify = SSL_get_verify_result(c->ssl);
+    return rc == 1;
+}
+
+/* close_notify (not waiting for the answer), then close. */
+static void tcli_close(tcli_t *c)
+{
+    if (c->ssl) {
+        (void)SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    ERR_clear_error();
+    if (c->fd >= 0)
+        close(c->fd);
+    c->ssl = NULL;
+    c->fd = -1;
+}
+
+/* The events that let a failed non-blocking call make progress; anything else fails. */
+static short want_events(SSL *ssl, int rc, const char *what)
+{
+    int e = SSL_get_error(ssl, rc);
+    if (e == SSL_ERROR_WANT_READ)
+        return POLLIN;
+    if (e == SSL_ERROR_WANT_WRITE)
+        return POLLOUT;
+    ZLB_TEST_FAIL("%s: SSL error %d (%s; errno %s)", what, e, ssl_err_text(), strerror(errno));
+}
+
+/* A byte stream sent through a non-blocking TLS client while what comes back is checked, both
+ * ways at once, so neither side's buffers need to hold the whole of it. Both directions are
+ * periodic (the echo pattern; a request and its response), so any offset is a pointer into a
+ * buffer of one chunk plus one period, and a retried write sees the very same bytes. */
+typedef struct stream {
+    tcli_t *c;
+    char *out, *in;               /* owned: periodic data, TLS_CHUNK + one period */
+    size_t out_period, in_period; /* bytes */
+    size_t send_to;               /* bytes to send in all */
+    size_t sent;                  /* taken by SSL_write */
+    size_t wlen;                  /* length of the write in progress, retried as is; 0: none */
+    size_t expect;                /* bytes to receive in all */
+    size_t got;                   /* received and checked */
+    bool reading;
+} stream_t;
+
+static char *periodic(const char *unit, size_t period)
+{
+    char *buf = malloc(TLS_CHUNK + period);
+    for (size_t i = 0; i < TLS_CHUNK + period; i++)
+        buf[i] = unit[i % period];
+    return buf;
+}
+
+/* Sends `n` copies of `out` (of out_len bytes) and expects `n` copies of `in` back. */
+static stream_t *stream_new(tcli_t *c, const char *out, size_t out_len, const char *in,
+                            size_t in_len, size_t n)
+{
+    stream_t *s = calloc(1, sizeof(*s));
+    s->c = c;
+    s->out = periodic(out, out_len);
+    s->in = periodic(in, in_len);
+    s->out_period = out_len;
+    s->in_period = in_len;
+    s->send_to = out_len * n;
+    s->expect = in_len * n;
+    s->reading = true;
+    ASSERT_EQ(fcntl(c->fd, F_SETFL, O_NONBLOCK), 0);
+    return s;
+}
+
+/* The echo of `len` bytes of fill_pattern. */
+static stream_t *stream_echo(tcli_t *c, size_t len)
+{
+    char pat[PATTERN_PERIOD];
+    fill_pattern(pat, sizeof(pat), 0);
+    stream_t *s = stream_new(c, pat, sizeof(pat), pat, sizeof(pat), 1);
+    s->send_to = s->expect = len;
+    return s;
+}
+
+static void stream_free(stream_t *s)
+{
+    free(s->out);
+    free(s->in);
+    free(s);
+}
+
+/* Moves what the socket allows. False when nothing moved and then nothing happened for ms. */
+static bool stream_step(stream_t *s, int ms)
+{
+    SSL *ssl = s->c->ssl;
+    short ev = 0;
+    bool moved = false;
+    size_t n = 0;
+
+    if (s->sent < s->send_to) {
+        if (!s->wlen)
+            s->wlen = ZLB_MIN(TLS_CHUNK, s->send_to - s->sent);
+        ERR_clear_error();
+        int rc = SSL_write_ex(ssl, s->out + s->sent % s->out_period, s->wlen, &n);
+        if (rc == 1) {
+            s->sent += n;
+            s->wlen = 0;
+            moved = true;
+        } else {
+            ev |= want_events(ssl, rc, "SSL_write");
+        }
+    }
+    if (s->reading) {
+        char buf[TLS_CHUNK];
+        ERR_clear_error();
+        int rc = SSL_read_ex(ssl, buf, sizeof(buf), &n);
+        if (rc == 1) {
+            if (s->got + n > s->expect)
+                ZLB_TEST_FAIL("got %zu bytes back, expected %zu", s->got + n, s->expect);
+            if (memcmp(buf, s->in + s->got % s->in_period, n) != 0)
+                ZLB_TEST_FAIL("bytes received differ in [%zu, %zu)", s->got, s->got + n);
+            s->got += n;
+            moved = true;
+        } else {
+            ev |= want_events(ssl, rc, "SSL_read");
+        }
+    }
+    if (moved)
+        return true;
+    struct pollfd p = {.fd = s->c->fd, .events = ev};
+    int rc = poll(&p, 1, ms);
+    ASSERT(rc >= 0);
+    return rc > 0;
+}
+
+/* Sends without reading until the peer stops taking more (for 300 ms) or all is sent. */
+static void stream_push(stream_t *s)
+{
+    s->reading = false;
+    while (s->sent < s->send_to && stream_step(s, 300))
+        ;
+    s->reading = true;
+}
+
+static void stream_finish(stream_t *s)
+{
+    while (s->got < s->expect)
+        if (!stream_step(s, IO_TIMEOUT_S * 1000))
+            ZLB_TEST_FAIL("stalled: sent %zu of %zu, got %zu of %zu", s->sent, s->send_to, s->got,
+                          s->expect);
+    ASSERT_EQ(fcntl(s->c->fd, F_SETFL, 0), 0);
+}
+
+static void tls_roundtrip(tcli_t *c, size_t len)
+{
+    stream_t *s = stream_echo(c, len);
+    stream_finish(s);
+    stream_free(s);
+}
+
+/* Blocking: the next read ends the stream. True for the server's close_notify, false for a
+ * TCP EOF or reset without it. */
+static bool tls_reads_close_notify(tcli_t *c)
+{
+    char b;
+    size_t n = 0;
+    ERR_clear_error();
+    int rc = SSL_read_ex(c->ssl, &b, 1, &n);
+    if (rc == 1)
+        ZLB_TEST_FAIL("expected the end of the stream, got data");
+    int e = SSL_get_error(c->ssl, rc);
+    ERR_clear_error();
+    return e == SSL_ERROR_ZERO_RETURN;
+}
+
+/* True when no application data arrives for ms milliseconds (TLS 1.3 tickets do arrive after
+ * the handshake: they are read and dropped here). */
+static bool tls_quiet_for(tcli_t *c, int ms)
+{
+    uint64_t deadline = zlb_now_ns() + (uint64_t)ms * ZLB_NS_PER_MS;
+    bool quiet = true;
+    char b;
+    size_t n = 0;
+
+    ASSERT_EQ(fcntl(c->fd, F_SETFL, O_NONBLOCK), 0);
+    for (;;) {
+        ERR_clear_error();
+        int rc = SSL_read_ex(c->ssl, &b, 1, &n);
+        if (rc == 1) {
+            quiet = false;
+            break;
+        }
+        struct pollfd p = {.fd = c->fd, .events = want_events(c->ssl, rc, "SSL_read")};
+        uint64_t now = zlb_now_ns();
+        if (now >= deadline || poll(&p, 1, (int)((deadline - now) / ZLB_NS_PER_MS) + 1) == 0)
+            break;
+    }
+    ASSERT_EQ(fcntl(c->fd, F_SETFL, 0), 0);
+    return quiet;
+}
+
+/* Handshake and a one-byte echo: what a client needs to know it was served. */
+static bool tls_served(SSL_CTX *ctx, const zlb_target_t *t, const char *host, tcli_t *c)
+{
+    char b = 'x', r = 0;
+    size_t n = 0;
+    bool ok = tcli_open(c, ctx, t, host, NULL, 0) && SSL_write_ex(c->ssl, &b, 1, &n) == 1 &&
+              SSL_read_ex(c->ssl, &r, 1, &n) == 1 && r == b;
+    ERR_clear_error();
+    return ok;
+}
+
+/* Reads whatever comes (a TLS alert, say) until the server closes; fails if it does not. */
+static void drain_until_closed(int fd)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            ZLB_TEST_FAIL("read: %s (the server should have closed)", strerror(errno));
+    }
+}
+
+static void test_tls_echo(void)
+{
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+    const size_t len = 256u << 10;
+
+    for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
+        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+        SSL_CTX *ctx = client_ctx(t, versions[v]);
+        tcli_t c;
+
+        if (!tcli_open(&c, ctx, t, "localhost", NULL, 0))
+            ZLB_TEST_FAIL("%s handshake: %s (verify %ld)", zlb_tls_version_name(versions[v]),
+                          ssl_err_text(), c.verify);
+        ASSERT_EQ(SSL_version(c.ssl), versions[v]);
+        ASSERT_EQ(c.verify, X509_V_OK);
+        tls_roundtrip(&c, len);
+        WAIT_FOR(stats(t).bytes_out == len, 5000);
+        ASSERT_UEQ(stats(t).bytes_in, len);
+        tcli_close(&c);
+
+        /* The certificate also names the address. */
+        if (!tcli_open(&c, ctx, t, "127.0.0.1", NULL, 0))
+            ZLB_TEST_FAIL("handshake checking 127.0.0.1: %s (verify %ld)", ssl_err_text(),
+                          c.verify);
+        tls_roundtrip(&c, 1000);
+        tcli_close(&c);
+
+        WAIT_FOR(stats(t).open == 0, 5000);
+        zlb_target_stats_t s = stats(t);
+        ASSERT_UEQ(s.tls_handshakes, 2);
+        ASSERT_UEQ(s.tls_resumed, 0);
+        ASSERT_UEQ(s.tls_failed, 0);
+        ASSERT_UEQ(s.bytes_in, len + 1000);
+        ASSERT_UEQ(s.bytes_out, len + 1000);
+        SSL_CTX_free(ctx);
+        zlb_target_destroy(t);
+    }
+}
+
+static void test_tls_resumption(void)
+{
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+
+    for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
+        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+        SSL_CTX *ctx = client_ctx(t, versions[v]);
+        tcli_t c;
+
+        ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 0));
+        ASSERT_EQ(SSL_session_reused(c.ssl), 0);
+        /* TLS 1.3 tickets come after the handshake: a round trip makes sure one was read. */
+        tls_roundtrip(&c, 100);
+        SSL_SESSION *sess = SSL_get1_session(c.ssl);
+        ASSERT(sess != NULL);
+        ASSERT_EQ(SSL_SESSION_is_resumable(sess), 1);
+        tcli_close(&c);
+
+        if (!tcli_open(&c, ctx, t, "localhost", sess, 0))
+            ZLB_TEST_FAIL("resuming handshake: %s", ssl_err_text());
+        if (SSL_session_reused(c.ssl) != 1)
+            ZLB_TEST_FAIL("%s: the session was not resumed", zlb_tls_version_name(versions[v]));
+        tls_roundtrip(&c, 100);
+        tcli_close(&c);
+        SSL_SESSION_free(sess);
+
+        WAIT_FOR(stats(t).open == 0, 5000);
+        ASSERT_UEQ(stats(t).tls_handshakes, 2);
+        ASSERT_UEQ(stats(t).tls_resumed, 1);
+        ASSERT_UEQ(stats(t).tls_failed, 0);
+        SSL_CTX_free(ctx);
+        zlb_target_destroy(t);
+    }
+}
+
+static void test_tls_not_tls(void)
+{
+    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+    const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    /* A plain-TCP client talking HTTP: refused and closed, nothing echoed as data. */
+    int fd = client(t);
+    write_all(fd, req, sizeof(req) - 1);
+    drain_until_closed(fd);
+    close(fd);
+    WAIT_FOR(stats(t).tls_failed == 1 && stats(t).open == 0, 5000);
+
+    /* A client that leaves before its hello is a failed handshake too. */
+    fd = client(t);
+    WAIT_FOR(stats(t).accepted == 2, 5000);
+    close(fd);
+    WAIT_FOR(stats(t).tls_failed == 2 && stats(t).open == 0, 5000);
+
+    /* ... and the target still serves TLS. */
+    SSL_CTX *ctx = client_ctx(t, 0);
+    tcli_t c;
+    ASSERT(tls_served(ctx, t, "localhost", &c));
+    tcli_close(&c);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    zlb_target_stats_t s = stats(t);
+    ASSERT_UEQ(s.tls_handshakes, 1);
+    ASSERT_UEQ(s.tls_failed, 2);
+    ASSERT_UEQ(s.bytes_in, 1);
+    ASSERT_UEQ(info(t, 0).tls_timeouts, 0);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+static void test_tls_handshake_timeout(void)
+{
+    zlb_target_tuning_t tune = {.handshake_timeout_ns = 200 * ZLB_NS_PER_MS};
+    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, &tune, NULL);
+    SSL_CTX *ctx = client_ctx(t, 0);
+    tcli_t c;
+
+    /* Established first: its timeout, had it not been stopped, would expire before the
+     * others'. */
+    ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 0));
+    tls_roundtrip(&c, 10);
+
+    uint64_t t0 = zlb_now_ns();
+    int silent = client(t);
+    /* Half a record header: started, never finished. */
+    int partial = client(t);
+    write_all(partial, "\x16\x03\x01", 3);
+    /* Closed at once by its failure. Its timer must go with it: nothing else is accepted
+     * after it to reuse the slot, so a timer left armed would fire on a free slot. */
+    int garbage = client(t);
+    write_all(garbage, "GET / HTTP/1.0\r\n\r\n", 18);
+    drain_until_closed(garbage);
+    uint64_t garbage_closed = zlb_now_ns();
+    ASSERT_UEQ(info(t, 0).tls_timeouts, 0);
+
+    drain_until_closed(silent);
+    uint64_t took = zlb_now_ns() - t0;
+    drain_until_closed(partial);
+    ASSERT_CMP_UINT(took, >=, 190 * ZLB_NS_PER_MS);
+    ASSERT_CMP_UINT(took, <, 3000 * ZLB_NS_PER_MS);
+    WAIT_FOR(info(t, 0).tls_timeouts == 2 && stats(t).open == 1, 5000);
+
+    /* Past the garbage client's deadline (an absence can only be waited for), the established
+     * connection still works and nothing else was closed or counted. */
+    uint64_t now = zlb_now_ns(), until = garbage_closed + 300 * ZLB_NS_PER_MS;
+    if (now < until)
+        ASSERT(tls_quiet_for(&c, (int)((until - now) / ZLB_NS_PER_MS) + 1));
+    tls_roundtrip(&c, 10);
+    zlb_target_stats_t st = stats(t);
+    ASSERT_UEQ(st.open, 1);
+    ASSERT_UEQ(st.closed, 3);
+    ASSERT_UEQ(st.tls_failed, 3);
+    ASSERT_UEQ(info(t, 0).tls_timeouts, 2);
+    close(silent);
+    close(partial);
+    close(garbage);
+    tcli_close(&c);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    st = stats(t);
+    ASSERT_UEQ(st.tls_handshakes, 1);
+    ASSERT_UEQ(st.tls_failed, 3);
+    ASSERT_UEQ(st.accepted, 4);
+    ASSERT_UEQ(st.closed, 4);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+/* A fresh private directory for files a test writes. */
+static void temp_dir(char *buf, size_t len)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, len, "%s/zlb-target-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(buf))
+        ZLB_TEST_FAIL("mkdtemp %s: %s", buf, strerror(errno));
+}
+
+static int dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int n = 0;
+    ASSERT(d != NULL);
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        ZLB_TEST_FAIL("open %s: %s", path, strerror(errno));
+    char *buf = calloc(1, 1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    ASSERT(n > 0);
+    fclose(f);
+    return buf;
+}
+
+static const char *ca_out_path;
+static void set_ca_out(zlb_target_opts_t *o)
+{
+    o->ca_out_file = ca_out_path;
+}
+
+static void test_tls_ca_out_file(void)
+{
+    char dir[256], path[320], missing[320];
+    zlb_target_t *t;
+
+    temp_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/ca.pem", dir);
+    ca_out_path = path;
+    t = start_tls(ZLB_SERVE_ECHO, NULL, set_ca_out);
+    char *pem = slurp(path);
+    ASSERT_STREQ(pem, zlb_target_ca_pem(t));
+    ASSERT_EQ(dir_entries(dir), 1); /* the temporary file was renamed, not left behind */
+    X509 *ca = pem_cert(pem);
+    ASSERT_EQ(X509_check_ca(ca), 1);
+    X509_free(ca);
+
+    /* The file is the trust anchor a client needs: verify with it alone. */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT_EQ(SSL_CTX_load_verify_locations(ctx, path, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    tcli_t c;
+    ASSERT(tls_served(ctx, t, "localhost", &c));
+    tcli_close(&c);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+    free(pem);
+
+    /* A file that cannot be written fails the start with the write's error. */
+    snprintf(missing, sizeof(missing), "%s/no/such/dir/ca.pem", dir);
+    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    o.tls = true;
+    o.ca_out_file = missing;
+    t = (zlb_target_t *)&o;
+    ASSERT_EQ(zlb_target_start(&o, &t), -ENOENT);
+    ASSERT(t == NULL);
+
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(rmdir(dir), 0);
+}
+
+static void require_client_cert(zlb_target_opts_t *o)
+{
+    o->tls_require_client_cert = true;
+}
+
+static void test_tls_mtls(void)
+{
+    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, require_client_cert);
+    char dir[256], cert[320], key[320], other_cert[320], other_key[320];
+    tcli_t c;
+
+    temp_dir(dir, sizeof(dir));
+    snprintf(cert, sizeof(cert), "%s/client.pem", dir);
+    snprintf(key, sizeof(key), "%s/client.key", dir);
+    snprintf(other_cert, sizeof(other_cert), "%s/other.pem", dir);
+    snprintf(other_key, sizeof(other_key), "%s/other.key", dir);
+    ASSERT_EQ(zlb_target_issue_client_cert(t, cert, key), 0);
+    ASSERT_EQ(zlb_target_issue_client_cert(t, NULL, key), -EINVAL);
+    struct stat st;
+    ASSERT_EQ(stat(key, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+
+    /* A client certificate from some other issuer: self-signed, right names and usage. */
+    zlb_tls_cert_opts_t co = {.client = true};
+    zlb_tls_cert_t *other = NULL;
+    ASSERT_EQ(zlb_tls_cert_issue(NULL, &co, &other), 0);
+    ASSERT_EQ(zlb_tls_cert_write(other, other_cert, other_key), 0);
+    zlb_tls_cert_destroy(other);
+
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+    uint64_t failed = 0, ok = 0;
+    for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
+        SSL_CTX *ctx = client_ctx(t, versions[v]);
+        /* No certificate: refused (TLS 1.3 fails the client at its first read). */
+        ASSERT(!tls_served(ctx, t, "localhost", &c));
+        tcli_close(&c);
+        failed++;
+        WAIT_FOR(stats(t).tls_failed == failed && stats(t).open == 0, 5000);
+
+        SSL_CTX *octx = client_ctx(t, versions[v]);
+        ASSERT_EQ(SSL_CTX_use_certificate_file(octx, other_cert, SSL_FILETYPE_PEM), 1);
+        ASSERT_EQ(SSL_CTX_use_PrivateKey_file(octx, other_key, SSL_FILETYPE_PEM), 1);
+        ASSERT(!tls_served(octx, t, "localhost", &c));
+        tcli_close(&c);
+        failed++;
+        WAIT_FOR(stats(t).tls_failed == failed && stats(t).open == 0, 5000);
+        SSL_CTX_free(octx);
+
+        ASSERT_EQ(SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM), 1);
+        ASSERT_EQ(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
+        if (!tls_served(ctx, t, "localhost", &c))
+            ZLB_TEST_FAIL("%s with the issued certificate: %s", zlb_tls_version_name(versions[v]),
+                          ssl_err_text());
+        tls_roundtrip(&c, 64u << 10);
+        tcli_close(&c);
+        ok++;
+        WAIT_FOR(stats(t).tls_handshakes == ok && stats(t).open == 0, 5000);
+        SSL_CTX_free(ctx);
+    }
+    ASSERT_UEQ(stats(t).tls_failed, failed);
+    zlb_target_destroy(t);
+
+    /* Without TLS there is no CA to issue from. */
+    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    t = start(&o);
+    ASSERT_EQ(zlb_target_issue_client_cert(t, cert, key), -EINVAL);
+    zlb_target_destroy(t);
+    ASSERT_EQ(unlink(cert), 0);
+    ASSERT_EQ(unlink(key), 0);
+    ASSERT_EQ(unlink(other_cert), 0);
+    ASSERT_EQ(unlink(other_key), 0);
+    ASSERT_EQ(rmdir(dir), 0);
+}
+
+static zlb_target_cert_kind_t cert_kind;
+static void set_cert_kind(zlb_target_opts_t *o)
+{
+    o->tls_cert_kind = cert_kind;
+}
+
+/* Each kind fails a verifying client for its own reason, and serves, to a client that does not
+ * verify, a certificate that is what it claims. */
+static void test_tls_cert_kinds(void)
+{
+    static const struct {
+        zlb_target_cert_kind_t kind;
+        long verify; /* what a client checking "localhost" against the CA gets */
+    } kinds[] = {
+        {ZLB_TARGET_CERT_VALID, X509_V_OK},
+        {ZLB_TARGET_CERT_EXPIRED, X509_V_ERR_CERT_HAS_EXPIRED},
+        {ZLB_TARGET_CERT_WRONG_NAME, X509_V_ERR_HOSTNAME_MISMATCH},
+        {ZLB_TARGET_CERT_SELF_SIGNED, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT},
+    };
+
+    for (size_t k = 0; k < ZLB_ARRAY_LEN(kinds); k++) {
+        cert_kind = kinds[k].kind;
+        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, set_cert_kind);
+        SSL_CTX *ctx = client_ctx(t, 0);
+        tcli_t c;
+        bool ok = tls_served(ctx, t, "localhost", &c);
+        if (ok != (kinds[k].verify == X509_V_OK) || c.verify != kinds[k].verify)
+            ZLB_TEST_FAIL("kind %d: served %d, verify result %ld, expected %ld", (int)cert_kind, ok,
+                          c.verify, kinds[k].verify);
+        tcli_close(&c);
+
+        /* Look at what is served, without verifying. */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        ASSERT(tls_served(ctx, t, NULL, &c));
+        X509 *peer = SSL_get1_peer_certificate(c.ssl);
+        ASSERT(peer != NULL);
+        tcli_close(&c);
+        X509 *ca = pem_cert(zlb_target_ca_pem(t));
+        /* By signature, not X509_check_issued: that one also wants keyCertSign on the issuer,
+         * which a self-signed leaf rightly lacks. */
+        bool by_ca = X509_verify(peer, X509_get0_pubkey(ca)) == 1 &&
+                     X509_NAME_cmp(X509_get_issuer_name(peer), X509_get_subject_name(ca)) == 0;
+        bool by_itself =
+            X509_verify(peer, X509_get0_pubkey(peer)) == 1 &&
+            X509_NAME_cmp(X509_get_issuer_name(peer), X509_get_subject_name(peer)) == 0;
+        bool expired = X509_cmp_current_time(X509_get0_notAfter(peer)) < 0;
+        bool localhost = X509_check_host(peer, "localhost", 0, 0, NULL) == 1 &&
+                         X509_check_ip_asc(peer, "127.0.0.1", 0) == 1 &&
+                         X509_check_ip_asc(peer, "::1", 0) == 1;
+        bool wrong = X509_check_host(peer, "wrong.invalid", 0, 0, NULL) == 1;
+        switch (cert_kind) {
+        case ZLB_TARGET_CERT_VALID:
+            ASSERT(by_ca && !by_itself && !expired && localhost && !wrong);
+            break;
+        case ZLB_TARGET_CERT_EXPIRED:
+            ASSERT(by_ca && expired && localhost);
+            /* Well expired, and it was valid once (not a not-yet-valid certificate). */
+            ASSERT(X509_cmp_time(X509_get0_notAfter(peer), &(time_t){time(NULL) - 3600}) < 0);
+            ASSERT(X509_cmp_current_time(X509_get0_notBefore(peer)) < 0);
+            break;
+        case ZLB_TARGET_CERT_WRONG_NAME:
+            ASSERT(by_ca && !expired && wrong);
+            ASSERT_EQ(X509_check_host(peer, "localhost", 0, 0, NULL), 0);
+            ASSERT_EQ(X509_check_ip_asc(peer, "127.0.0.1", 0), 0);
+            break;
+        case ZLB_TARGET_CERT_SELF_SIGNED:
+            ASSERT(by_itself && !by_ca && !expired && localhost);
+            break;
+        }
+        X509_free(ca);
+        X509_free(peer);
+
+        if (cert_kind == ZLB_TARGET_CERT_WRONG_NAME) {
+            /* The chain itself is fine: only the name is wrong. */
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+            ASSERT(tls_served(ctx, t, "wrong.invalid", &c));
+            tcli_close(&c);
+        }
+        /* Refused by the verifying client (its alert ends the server's handshake). */
+        uint64_t want_failed = kinds[k].verify == X509_V_OK ? 0 : 1;
+        WAIT_FOR(stats(t).open == 0 && stats(t).tls_failed == want_failed, 5000);
+        SSL_CTX_free(ctx);
+        zlb_target_destroy(t);
+    }
+}
+
+static int pin_version;
+static void pin_versions(zlb_target_opts_t *o)
+{
+    o->tls_min_version = o->tls_max_version = pin_version;
+}
+
+static void test_tls_versions(void)
+{
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+
+    for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
+        pin_version = versions[v];
+        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, pin_versions);
+        int other = versions[v] == TLS1_3_VERSION ? TLS1_2_VERSION : TLS1_3_VERSION;
+        tcli_t c;
+
+        SSL_CTX *ctx = client_ctx(t, other);
+        ASSERT(!tls_served(ctx, t, "localhost", &c));
+        tcli_close(&c);
+        SSL_CTX_free(ctx);
+        WAIT_FOR(stats(t).tls_failed == 1 && stats(t).open == 0, 5000);
+
+        ctx = client_ctx(t, 0); /* offers both: gets the pinned one */
+        ASSERT(tls_served(ctx, t, "localhost", &c));
+        ASSERT_EQ(SSL_version(c.ssl), versions[v]);
+        tcli_close(&c);
+        SSL_CTX_free(ctx);
+        WAIT_FOR(stats(t).tls_handshakes == 1 && stats(t).open == 0, 5000);
+        zlb_target_destroy(t);
+    }
+}
+
+static void tls_write_all(tcli_t *c, const void *buf, size_t len)
+{
+    size_t n = 0;
+    if (SSL_write_ex(c->ssl, buf, len, &n) != 1 || n != len)
+        ZLB_TEST_FAIL("SSL_write: %s", ssl_err_text());
+}
+
+static void tls_read_exact(tcli_t *c, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        size_t n = 0;
+        if (SSL_read_ex(c->ssl, p, len, &n) != 1)
+            ZLB_TEST_FAIL("SSL_read with %zu bytes missing: %s", len, ssl_err_text());
+        p += n;
+        len -= n;
+    }
+}
+
+static void test_tls_http(void)
+{
+    zlb_target_t *t = start_tls(ZLB_SERVE_HTTP, NULL, NULL);
+    SSL_CTX *ctx = client_ctx(t, 0);
+    const size_t rlen = tgt_http_response_len;
+    char *buf = malloc(rlen * 3);
+    tcli_t c;
+
+    ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 0));
+    const char two[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+                       "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+    tls_write_all(&c, two, sizeof(two) - 1);
+    tls_read_exact(&c, buf, rlen * 2);
+    ASSERT(memcmp(buf, tgt_http_response, rlen) == 0);
+    ASSERT(memcmp(buf + rlen, tgt_http_response, rlen) == 0);
+
+    /* Connection: close gets its response, then close_notify rather than a bare TCP close. */
+    const char bye[] = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    tls_write_all(&c, bye, sizeof(bye) - 1);
+    tls_read_exact(&c, buf, rlen);
+    ASSERT(memcmp(buf, tgt_http_response, rlen) == 0);
+    ASSERT(tls_reads_close_notify(&c));
+    tcli_close(&c);
+
+    /* Many pipelined requests whose responses back up behind a small receive buffer: the
+     * server stops reading, and its TLS writes hit WANT_WRITE and are retried later. */
+    enum { N = 100000 };
+    const char req[] = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 32 << 10));
+    stream_t *s = stream_new(&c, req, sizeof(req) - 1, tgt_http_response, rlen, N);
+    stream_push(s);
+    WAIT_FOR(info(t, 0).blocked == 1, 5000);
+    stream_finish(s);
+    WAIT_FOR(info(t, 0).blocked == 0, 5000);
+    stream_free(s);
+    tcli_close(&c);
+
+    WAIT_FOR(stats(t).open == 0, 5000);
+    ASSERT_UEQ(stats(t).bytes_out, rlen * (3 + N));
+    ASSERT_UEQ(stats(t).tls_handshakes, 2);
+    free(buf);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+static void test_tls_sink(void)
+{
+    const size_t len = (1u << 20) + 777;
+    zlb_target_t *t = start_tls(ZLB_SERVE_SINK, NULL, NULL);
+    SSL_CTX *ctx = client_ctx(t, 0);
+    char *buf = malloc(len);
+    tcli_t c;
+
+    fill_pattern(buf, len, 3);
+    ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 0));
+    tls_write_all(&c, buf, len);
+    WAIT_FOR(stats(t).bytes_in == len, 5000);
+    ASSERT(tls_quiet_for(&c, 50));
+    ASSERT_UEQ(stats(t).bytes_out, 0);
+    tcli_close(&c);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    free(buf);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+/* As test_echo_backpressure, through TLS: the server's echo writes hit WANT_WRITE, it stops
+ * reading, holds at most one read's worth, and finishes once the client reads. */
+static void test_tls_echo_backpressure(void)
+{
+    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+    SSL_CTX *ctx = client_ctx(t, 0);
+    tcli_t c;
+
+    ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 64 << 10));
+    stream_t *s = stream_echo(&c, 64u << 20);
+    stream_push(s);
+    if (s->sent >= s->send_to)
+        ZLB_TEST_FAIL("sent %zu bytes without the server pushing back", s->sent);
+    WAIT_FOR(info(t, 0).blocked == 1, 5000);
+    zlb_target_stats_t st = stats(t);
+    ASSERT_CMP_UINT(st.bytes_in - st.bytes_out, <=, ZLB_TARGET_READ_BUF);
+    ASSERT_CMP_UINT(st.bytes_in, <, s->sent);
+
+    s->send_to = s->expect = s->sent + s->wlen; /* finish the write in progress, no other */
+    stream_finish(s);
+    /* The last bytes can reach the client before the server has counted them. */
+    WAIT_FOR(stats(t).bytes_out == s->send_to, 5000);
+    WAIT_FOR(info(t, 0).blocked == 0, 5000);
+    tcli_close(&c);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    stream_free(s);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+/* A TLS 1.3 KeyUpdate that asks for one back makes the server write inside its read. The
+ * client sends one before every byte and reads nothing, until the server's socket is full: its
+ * read then needs EPOLLOUT to go on, and must get it once the client reads (edge-triggered:
+ * no readable edge will come, since the client sends nothing more). */
+static void test_tls_read_wants_write(void)
+{
+    /* Small buffers on both sides, so a few hundred key updates fill them. */
+    zlb_target_tuning_t tune = {.sndbuf = 4096};
+    zlb_target_t *t = start_tls(ZLB_SERVE_SINK, &tune, NULL);
+    SSL_CTX *ctx = client_ctx(t, TLS1_3_VERSION);
+    size_t sent = 0, n = 0;
+    bool pending = false, stalled = false;
+    tcli_t c;
+
+    ASSERT(tcli_open(&c, ctx, t, "localhost", NULL, 4096));
+    ASSERT_EQ(fcntl(c.fd, F_SETFL, O_NONBLOCK), 0);
+    while (sent < 1000000) {
+        if (!pending)
+            ASSERT_EQ(SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+        ERR_clear_error();
+        int rc = SSL_write_ex(c.ssl, "k", 1, &n);
+        if (rc == 1) {
+            sent++;
+            pending = false;
+            continue;
+        }
+        pending = true; /* retried as is, without another key update */
+        struct pollfd p = {.fd = c.fd, .events = want_events(c.ssl, rc, "SSL_write")};
+        if (poll(&p, 1, 300) == 0) {
+            stalled = true;
+            break;
+        }
+    }
+    if (!stalled)
+        ZLB_TEST_FAIL("sent %zu key updates without the server pushing back", sent);
+    /* The server stopped reading: its key update could not go out. */
+    ASSERT_CMP_UINT(stats(t).bytes_in, <, sent);
+
+    /* Drain the socket raw and finish the write in progress. Not SSL_read: with a key update
+     * of its own still queued, OpenSSL's read would first want to write it, which cannot go
+     * until the server reads, which it cannot until this client reads. Nothing is read
+     * through the SSL after this; what is skipped holds only the server's key updates. */
+    uint64_t deadline = zlb_now_ns() + 10 * ZLB_NS_PER_SEC;
+    while (pending || stats(t).bytes_in < sent) {
+        short ev = POLLIN;
+        char buf[4096];
+        if (pending) {
+            ERR_clear_error();
+            int rc = SSL_write_ex(c.ssl, "k", 1, &n);
+            if (rc == 1) {
+                sent++;
+                pending = false;
+            } else {
+                ev |= want_events(c.ssl, rc, "SSL_write");
+            }
+        }
+        while (read(c.fd, buf, sizeof(buf)) > 0)
+            ;
+        if (zlb_now_ns() > deadline)
+            ZLB_TEST_FAIL("the server read %" PRIu64 " of %zu bytes", stats(t).bytes_in, sent);
+        struct pollfd p = {.fd = c.fd, .events = ev};
+        poll(&p, 1, 10);
+    }
+    ASSERT_UEQ(stats(t).bytes_in, sent);
+    tcli_close(&c);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    ASSERT_UEQ(stats(t).tls_failed, 0);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+static void test_tls_threads(void)
+{
+    enum { N = 40 };
+    zlb_target_t *t = NULL;
+    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    o.tls = true;
+    o.threads = 2;
+    ASSERT_EQ(zlb_target_start(&o, &t), 0);
+    SSL_CTX *ctx = client_ctx(t, 0);
+    tcli_t c[N];
+
+    for (int i = 0; i < N; i++)
+        ASSERT(tls_served(ctx, t, "localhost", &c[i]));
+    WAIT_FOR(stats(t).tls_handshakes == N, 5000);
+    ASSERT_CMP_UINT(info(t, 0).stats.tls_handshakes, >, 0);
+    ASSERT_CMP_UINT(info(t, 1).stats.tls_handshakes, >, 0);
+    for (int i = 0; i < N; i++)
+        tcli_close(&c[i]);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    ASSERT_UEQ(stats(t).tls_failed, 0);
+    SSL_CTX_free(ctx);
+    zlb_target_destroy(t);
+}
+
+/* Destroy with connections mid-handshake, idle, and backed up: established ones get a
+ * close_notify; the sanitizer builds check that no SSL leaks. */
+static void test_tls_destroy_with_open_connections(void)
+{
+    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+    SSL_CTX *ctx = client_ctx(t, 0);
+    tcli_t idle, busy;
+
+    int silent = client(t);
+    ASSERT(tls_served(ctx, t, "localhost", &idle));
+    ASSERT(tcli_open(&busy, ctx, t, "localhost", NULL, 64 << 10));
+    stream_t *s = stream_echo(&busy, 64u << 20);
+    stream_push(s);
+    WAIT_FOR(info(t, 0).blocked == 1 && stats(t).open == 3, 5000);
+
+    zlb_target_destroy(t);
+    ASSERT(tls_reads_close_notify(&idle));
+    drain_until_closed(silent);
+    close(silent);
+    tcli_close(&idle);
+    tcli_close(&busy);
+    stream_free(s);
+    SSL_CTX_free(ctx);
+}
+
 /* An argument runs only the tests whose name contains it (for debugging one). */
 #define RUN(fn)                                                                                    \
     do {                                                                                           \
@@ -842,6 +1860,20 @@ int main(int argc, char **argv)
     RUN(test_accept_delay);
     RUN(test_max_conns);
     RUN(test_destroy_with_open_connections);
+    RUN(test_tls_echo);
+    RUN(test_tls_resumption);
+    RUN(test_tls_not_tls);
+    RUN(test_tls_handshake_timeout);
+    RUN(test_tls_ca_out_file);
+    RUN(test_tls_mtls);
+    RUN(test_tls_cert_kinds);
+    RUN(test_tls_versions);
+    RUN(test_tls_http);
+    RUN(test_tls_sink);
+    RUN(test_tls_echo_backpressure);
+    RUN(test_tls_read_wants_write);
+    RUN(test_tls_threads);
+    RUN(test_tls_destroy_with_open_connections);
     fprintf(stderr, "all target tests passed\n");
     return 0;
 }

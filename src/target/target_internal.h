@@ -31,6 +31,7 @@ typedef struct zlb_target_tuning {
     uint32_t reads_per_event; /* reads per connection per wake-up before yielding, default 16 */
     uint64_t handshake_timeout_ns; /* TLS: close a connection whose handshake has not completed
                                       this long after accept, default 10 s */
+    uint32_t sndbuf; /* SO_SNDBUF of accepted sockets, default the kernel's autotuning */
 } zlb_target_tuning_t;
 
 /** zlb_target_start with tuning (NULL: defaults). */
@@ -152,6 +153,7 @@ struct zlb_target {
     uint32_t accept_budget;
     uint32_t reads_per_event;
     uint64_t handshake_timeout_ns;
+    int sndbuf; /* 0: autotuned */
     /* TLS (all NULL for plain): created before the threads start and read-only after, so the
      * threads share them without a lock. */
     zlb_tls_server_t *tls_srv; /* owned */
