@@ -257,7 +257,7 @@ static void test_parse_listen(void)
 
     ASSERT_EQ(zlb_control_parse_listen("127.0.0.1:8089", &ss, &len, &lo), 0);
     ASSERT(lo);
-    zlb_control_format_addr((struct sockaddr *)&ss, buf, sizeof(buf));
+    zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf));
     ASSERT_STREQ(buf, "127.0.0.1:8089");
     ASSERT_EQ(zlb_control_parse_listen("127.3.4.5:0", &ss, &len, &lo), 0);
     ASSERT(lo);
@@ -266,7 +266,7 @@ static void test_parse_listen(void)
     ASSERT_EQ(zlb_control_parse_listen("[::1]:0", &ss, &len, &lo), 0);
     ASSERT(lo);
     ASSERT_EQ(ss.ss_family, AF_INET6);
-    zlb_control_format_addr((struct sockaddr *)&ss, buf, sizeof(buf));
+    zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf));
     ASSERT_STREQ(buf, "[::1]:0");
     ASSERT_EQ(zlb_control_parse_listen("[::ffff:127.0.0.1]:1", &ss, &len, &lo), 0);
     ASSERT(lo);

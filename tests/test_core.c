@@ -7,6 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/stat.h>
+
 #include "core/core.h"
 #include "test.h"
 
@@ -601,8 +604,72 @@ static void test_fatal(void)
     ASSERT(strstr(buf, "broken invariant 42\n") != NULL);
 }
 
+static void test_addr(void)
+{
+    char host[64], buf[64];
+    uint16_t port = 0;
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    ASSERT_EQ(zlb_addr_split("example.test:443", host, sizeof(host), &port), 0);
+    ASSERT_STREQ(host, "example.test");
+    ASSERT_EQ(port, 443);
+    ASSERT_EQ(zlb_addr_split("[::1]:0", host, sizeof(host), &port), 0);
+    ASSERT_STREQ(host, "::1");
+    ASSERT_EQ(port, 0);
+    static const char *bad[] = {"",       "host",    "host:",   ":80",   "h:65536", "h:8x",
+                                "::1:80", "[::1]80", "[::1:80", "[]:80", "h:-1",    "h:123456"};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(bad); i++)
+        if (zlb_addr_split(bad[i], host, sizeof(host), &port) != -EINVAL)
+            ZLB_TEST_FAIL("\"%s\" accepted", bad[i]);
+    ASSERT_EQ(zlb_addr_split("a-very-long-host-name:1", host, 8, &port), -EINVAL);
+
+    ASSERT_EQ(zlb_addr_parse("127.0.0.2:8089", &ss, &len), 0);
+    ASSERT_EQ(len, sizeof(struct sockaddr_in));
+    ASSERT_EQ(zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
+    ASSERT_STREQ(buf, "127.0.0.2:8089");
+    ASSERT(zlb_addr_is_loopback((struct sockaddr *)&ss));
+    ASSERT_EQ(zlb_addr_parse("[::1]:9", &ss, &len), 0);
+    ASSERT_EQ(zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
+    ASSERT_STREQ(buf, "[::1]:9");
+    ASSERT(zlb_addr_is_loopback((struct sockaddr *)&ss));
+    zlb_addr_set_port(&ss, 1234);
+    ASSERT_EQ(zlb_addr_port((struct sockaddr *)&ss), 1234);
+    ASSERT_EQ(zlb_addr_parse("localhost:80", &ss, &len), 0);
+    ASSERT(zlb_addr_is_loopback((struct sockaddr *)&ss));
+    ASSERT_EQ(zlb_addr_parse("[::ffff:127.0.0.1]:1", &ss, &len), 0);
+    ASSERT(zlb_addr_is_loopback((struct sockaddr *)&ss));
+    ASSERT_EQ(zlb_addr_parse("10.0.0.1:80", &ss, &len), 0);
+    ASSERT(!zlb_addr_is_loopback((struct sockaddr *)&ss));
+    ASSERT_EQ(zlb_addr_parse("[::]:80", &ss, &len), 0);
+    ASSERT(!zlb_addr_is_loopback((struct sockaddr *)&ss));
+    ASSERT_EQ(zlb_addr_parse("example.test:80", &ss, &len), -EINVAL); /* no resolution */
+    ASSERT_EQ(zlb_addr_parse("[127.0.0.1]:80", &ss, &len), -EINVAL);
+}
+
+static void test_write_file_atomic(void)
+{
+    char dir[] = "/tmp/zlb-core-XXXXXX", path[128];
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/f.txt", dir);
+    ASSERT_EQ(zlb_write_file_atomic(path, "first", 5, 0600), 0);
+    ASSERT_EQ(zlb_write_file_atomic(path, "second\n", 7, 0640), 0);
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0640); /* the mode asked for, whatever the umask */
+    ASSERT_EQ(st.st_size, 7);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "test $(ls %s | wc -l) -eq 1", dir); /* no temp file left */
+    ASSERT_EQ(system(cmd), 0);
+    ASSERT_EQ(zlb_write_file_atomic("/nonexistent-dir/x", "x", 1, 0644), -ENOENT);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
 int main(void)
 {
+    RUN_TEST(test_addr);
+    RUN_TEST(test_write_file_atomic);
     RUN_TEST(test_heap_order_and_ties);
     RUN_TEST(test_heap_random_remove);
     RUN_TEST(test_heap_reserve_and_growth);

@@ -174,9 +174,9 @@ static void test_mode_parse(void)
 static void test_bad_options(void)
 {
     static const char *bad[] = {
-        "localhost:0", "127.0.0.1",   "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:8x",
-        ":80",         "[::1:80",     "[::1]80",    "[]:80",           "[1.2.3.4]:0",
-        "::1:80",      "300.0.0.1:0", "",           "127.0.0.1:-1"};
+        "example.com:0", "127.0.0.1",   "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:8x",
+        ":80",           "[::1:80",     "[::1]80",    "[]:80",           "[1.2.3.4]:0",
+        "::1:80",        "300.0.0.1:0", "",           "127.0.0.1:-1"};
     zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
     zlb_target_t *t = (zlb_target_t *)&o; /* must be overwritten with NULL on failure */
 

@@ -36,54 +36,18 @@ static bool valid_host_chars(const char *s, size_t len)
     return len > 0;
 }
 
-static int parse_port(const char *s, uint16_t *port)
-{
-    unsigned v = 0;
-    size_t n = 0;
-    for (; isdigit((unsigned char)s[n]); n++) {
-        if (n == 5)
-            return -EINVAL;
-        v = v * 10 + (unsigned)(s[n] - '0');
-    }
-    if (n == 0 || s[n] != '\0' || v > 65535)
-        return -EINVAL;
-    *port = (uint16_t)v;
-    return 0;
-}
-
 int zlb_parse_host_port(const char *s, char **host, uint16_t *port)
 {
-    const char *h, *colon;
-    size_t hlen;
+    char h[1024];
     uint16_t p;
 
-    if (!s)
+    if (!s || zlb_addr_split(s, h, sizeof(h), &p) != 0)
         return -EINVAL;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = s + 1;
-        hlen = (size_t)(close - h);
-        if (!valid_ipv6_literal(h, hlen))
-            return -EINVAL;
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        /* Two colons without brackets: an IPv6 literal whose port cannot be told apart. */
-        if (!colon || memchr(s, ':', (size_t)(colon - s)))
-            return -EINVAL;
-        h = s;
-        hlen = (size_t)(colon - s);
-        if (!valid_host_chars(h, hlen))
-            return -EINVAL;
-    }
-    if (parse_port(colon + 1, &p) < 0)
+    size_t hlen = strlen(h);
+    /* Brackets promise an IPv6 literal; without them only plausible host characters. */
+    if (s[0] == '[' ? !valid_ipv6_literal(h, hlen) : !valid_host_chars(h, hlen))
         return -EINVAL;
-    char *copy = zlb_xmalloc(hlen + 1);
-    memcpy(copy, h, hlen);
-    copy[hlen] = '\0';
-    *host = copy;
+    *host = zlb_xstrdup(h);
     *port = p;
     return 0;
 }

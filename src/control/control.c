@@ -424,44 +424,21 @@ fail:
 /* Readers polling for the file see either nothing or the whole address, never a prefix. */
 static int write_address_file(const char *path, const char *address, char *err, size_t errlen)
 {
-    char tmp[4096];
-    int rc = 0;
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        snprintf(err, errlen, "control address file path too long: %s", path);
-        return -ENAMETOOLONG;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(-rc));
-        return rc;
-    }
     char line[ZLB_CONTROL_ADDR_MAX + 2];
-    size_t len = (size_t)snprintf(line, sizeof(line), "%s\n", address);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, line + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (close(fd) < 0 && rc == 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
-    }
-    if (rc == 0 && rename(tmp, path) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(-rc));
-    }
+    int n = snprintf(line, sizeof(line), "%s\n", address);
+    int rc = zlb_write_file_atomic(path, line, (size_t)n, 0644);
     if (rc < 0)
-        unlink(tmp);
+        snprintf(err, errlen, "cannot write the control address file %s: %s", path, strerror(-rc));
     return rc;
+}
+
+int zlb_control_parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
+                             bool *loopback)
+{
+    if (!listen || zlb_addr_parse(listen, ss, len) != 0)
+        return -EINVAL;
+    *loopback = zlb_addr_is_loopback((const struct sockaddr *)ss);
+    return 0;
 }
 
 /* The MHD thread inherits the creator's signal mask and CPU affinity. With every signal
@@ -546,7 +523,7 @@ int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char 
         snprintf(err, errlen, "control port %s: getsockname: %s", opts->listen, strerror(-rc));
         goto fail;
     }
-    zlb_control_format_addr((struct sockaddr *)&bound, c->address, sizeof(c->address));
+    zlb_addr_format((struct sockaddr *)&bound, c->address, sizeof(c->address));
 
     c->daemon = start_daemon(c);
     if (!c->daemon) {

@@ -19,8 +19,6 @@
  * 0 or -EINVAL. */
 int zlb_control_parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
                              bool *loopback);
-/** Formats an AF_INET/AF_INET6 address as "1.2.3.4:80" or "[::1]:80". 0 or -EAFNOSUPPORT. */
-int zlb_control_format_addr(const struct sockaddr *sa, char *buf, size_t len);
 /** Token syntax: 1..ZLB_CONTROL_TOKEN_MAX visible ASCII characters (no spaces or controls), so
  * that it survives an HTTP header unchanged. */
 bool zlb_control_token_valid(const char *token, size_t len);

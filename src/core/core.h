@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -210,6 +211,24 @@ int zlb_log_level_parse(const char *name, zlb_log_level_t *out);
 void zlb_thread_set_name(const char *name);
 /** The calling thread's name as set above ("main" by default). */
 const char *zlb_thread_name(void);
+
+/* ---- addresses and files ------------------------------------------------------------------ */
+
+/** Splits "host:port" or "[v6-host]:port" into host (brackets removed) and port (0..65535).
+ * An unbracketed host with a colon is refused. 0 or -EINVAL. */
+int zlb_addr_split(const char *s, char *host, size_t hostlen, uint16_t *port);
+/** Parses a numeric "1.2.3.4:80" / "[::1]:80" (or "localhost:80", taken as 127.0.0.1) into a
+ * socket address. No name resolution. 0 or -EINVAL. */
+int zlb_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/** Writes "1.2.3.4:80" or "[::1]:80". 0 or -EAFNOSUPPORT. */
+int zlb_addr_format(const struct sockaddr *sa, char *buf, size_t len);
+/** True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+bool zlb_addr_is_loopback(const struct sockaddr *sa);
+uint16_t zlb_addr_port(const struct sockaddr *sa);
+void zlb_addr_set_port(struct sockaddr_storage *ss, uint16_t port);
+/** Writes a whole file atomically: a temp file beside it (created with `mode`), fsync, rename,
+ * fsync of the folder. 0 or -errno. */
+int zlb_write_file_atomic(const char *path, const void *data, size_t len, int mode);
 
 /* ---- version -------------------------------------------------------------------------------- */
 

@@ -379,7 +379,7 @@ int zlb_run_compare(int argc, char **argv)
                                 regressions, "metrics", rows, "exit_code", code);
         char *text = json_dumps(doc, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
         json_decref(doc);
-        int rc = zlb_write_file_atomic(json_out, text, strlen(text));
+        int rc = zlb_write_file_atomic(json_out, text, strlen(text), 0644);
         free(text);
         if (rc != 0) {
             fprintf(stderr, "zlbench compare: cannot write %s: %s\n", json_out, strerror(-rc));
@@ -439,7 +439,7 @@ int zlb_run_spread(char *const *paths, size_t n, const char *out_json)
                                 (json_int_t)n, "reports", files, "metrics", rows);
         char *text = json_dumps(doc, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
         json_decref(doc);
-        rc = zlb_write_file_atomic(out_json, text, strlen(text));
+        rc = zlb_write_file_atomic(out_json, text, strlen(text), 0644);
         free(text);
     }
     json_decref(rows);
@@ -628,7 +628,7 @@ int zlb_run_merge(int argc, char **argv)
     json_object_set_new(merged, "config", json_incref(json_object_get(in[0], "config")));
     char *text = json_dumps(merged, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
     json_decref(merged);
-    rc = zlb_write_file_atomic(out_path, text, strlen(text));
+    rc = zlb_write_file_atomic(out_path, text, strlen(text), 0644);
     free(text);
     if (rc != 0) {
         fprintf(stderr, "zlbench merge: cannot write %s: %s\n", out_path, strerror(-rc));

@@ -73,10 +73,6 @@ json_t *zlb_json_real(double x);
  * returns its numeric value (true/false as 1/0). 0 or -ENOENT. */
 int zlb_report_lookup(const json_t *report, const char *path, double *out);
 
-/** Writes text to path atomically: a temp file beside it, fsync, rename, fsync of the folder.
- * 0 or -errno. */
-int zlb_write_file_atomic(const char *path, const char *data, size_t len);
-
 /** Evaluates cfg's thresholds against the report's steady figures; adds "thresholds" to the
  * report. Returns the number that failed. */
 int zlb_thresholds_evaluate(const zlb_config_t *cfg, json_t *report);

@@ -22,7 +22,7 @@ static int write_address(const char *path, const char *addr)
 {
     char line[128];
     int n = snprintf(line, sizeof(line), "%s\n", addr);
-    return zlb_write_file_atomic(path, line, (size_t)n);
+    return zlb_write_file_atomic(path, line, (size_t)n, 0644);
 }
 
 int zlb_run_serve(int argc, char **argv)

@@ -33,73 +33,6 @@ typedef enum { ACCEPT_DRAINED, ACCEPT_MORE, ACCEPT_BACKOFF } accept_result_t;
 
 /* "1.2.3.4:80" or "[::1]:80"; numeric only, because name resolution does not belong in a
  * function that must answer at once and the target only ever serves a known interface. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[INET6_ADDRSTRLEN];
-    const char *port_s;
-    size_t hlen;
-
-    if (!s || !*s)
-        return -EINVAL;
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            return -EINVAL;
-        hlen = (size_t)(end - s - 1);
-        if (hlen == 0 || hlen >= sizeof(host))
-            return -EINVAL;
-        memcpy(host, s + 1, hlen);
-        port_s = end + 2;
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (!colon)
-            return -EINVAL;
-        hlen = (size_t)(colon - s);
-        if (hlen == 0 || hlen >= sizeof(host))
-            return -EINVAL;
-        memcpy(host, s, hlen);
-        port_s = colon + 1;
-    }
-    host[hlen] = '\0';
-
-    if (!*port_s || strlen(port_s) > 5)
-        return -EINVAL;
-    unsigned long port = 0;
-    for (const char *p = port_s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        port = port * 10 + (unsigned long)(*p - '0');
-    }
-    if (port > 65535)
-        return -EINVAL;
-
-    memset(ss, 0, sizeof(*ss));
-    if (s[0] == '[') {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
-            return -EINVAL;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*a6);
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-        if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
-            return -EINVAL;
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*a4);
-    }
-    return 0;
-}
-
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-    if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-    else
-        ((struct sockaddr_in *)ss)->sin_port = htons(port);
-}
-
 static int open_listener(const zlb_target_t *t, const struct sockaddr_storage *ss, socklen_t len,
                          int *out)
 {
@@ -129,19 +62,8 @@ static int open_listener(const zlb_target_t *t, const struct sockaddr_storage *s
 
 static void format_address(zlb_target_t *t, const struct sockaddr_storage *ss)
 {
-    char host[INET6_ADDRSTRLEN] = "?";
-
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
-        t->port = ntohs(a6->sin6_port);
-        snprintf(t->address, sizeof(t->address), "[%s]:%u", host, (unsigned)t->port);
-    } else {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
-        t->port = ntohs(a4->sin_port);
-        snprintf(t->address, sizeof(t->address), "%s:%u", host, (unsigned)t->port);
-    }
+    zlb_addr_format((const struct sockaddr *)ss, t->address, sizeof(t->address));
+    t->port = zlb_addr_port((const struct sockaddr *)ss);
 }
 
 /* ---- accepting (server thread) ----------------------------------------------------------------
@@ -494,7 +416,7 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
     err = check_tls_opts(opts);
     if (err < 0)
         return err;
-    err = parse_listen(opts->listen, &ss, &len);
+    err = zlb_addr_parse(opts->listen, &ss, &len);
     if (err < 0)
         return err;
     nthreads = opts->threads ? opts->threads : 1;
@@ -541,7 +463,7 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
                 goto fail;
             }
             format_address(t, &ss);
-            set_port(&ss, t->port);
+            zlb_addr_set_port(&ss, t->port);
         }
     }
     /* Written once the port is certain to be ours (a failed bind leaves no file behind) and

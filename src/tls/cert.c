@@ -246,54 +246,16 @@ char *zlb_tls_cert_pem(const zlb_tls_cert_t *c, bool with_key)
     return to_pem(c, true, with_key);
 }
 
-/* Temporary file next to path, then rename: readers see the old file or the whole new one. */
-static int write_atomic(const char *path, const char *data, size_t len, mode_t mode)
-{
-    size_t plen = strlen(path);
-    char *tmp = zlb_xmalloc(plen + 8);
-    int fd, err = 0;
-
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".XXXXXX", 8);
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        err = -errno;
-        free(tmp);
-        return err;
-    }
-    if (fchmod(fd, mode) != 0)
-        err = -errno;
-    for (size_t off = 0; !err && off < len;) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            err = -errno;
-        else
-            off += (size_t)w;
-    }
-    if (!err && fsync(fd) != 0)
-        err = -errno;
-    if (close(fd) != 0 && !err)
-        err = -errno;
-    if (!err && rename(tmp, path) != 0)
-        err = -errno;
-    if (err)
-        unlink(tmp);
-    free(tmp);
-    return err;
-}
-
 int zlb_tls_cert_write(const zlb_tls_cert_t *c, const char *cert_path, const char *key_path)
 {
     char *pem = to_pem(c, true, false);
-    int err = write_atomic(cert_path, pem, strlen(pem), 0644);
+    int err = zlb_write_file_atomic(cert_path, pem, strlen(pem), 0644);
 
     free(pem);
     if (err || !key_path)
         return err;
     pem = to_pem(c, false, true);
-    err = write_atomic(key_path, pem, strlen(pem), 0600);
+    err = zlb_write_file_atomic(key_path, pem, strlen(pem), 0600);
     OPENSSL_cleanse(pem, strlen(pem));
     free(pem);
     return err;
