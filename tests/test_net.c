@@ -1,4 +1,4 @@
-/* test_net.c -- errno taxonomy, addresses, sockets, resolver and the connection state machine. */
+/* test_net.c -- errno taxonomy, addresses, sockets, resolver, connection state machine, TLS. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +92,7 @@ static void on_loop(lthread_t *lt, void (*fn)(void *), void *arg)
 typedef struct tconn {
     zlb_conn_t c;
     zlb_sendq_t sq;
+    zlb_tls_conn_t tls;
     _Atomic int established;
     _Atomic int closed;
     _Atomic int why;
@@ -100,6 +102,7 @@ typedef struct tconn {
     _Atomic uint64_t bytes_in, bytes_out;
     char echo[64];
     _Atomic size_t echo_len;
+    _Atomic uint64_t rx_hash; /* FNV-1a of every byte received, in order */
     int start_rc;
     int state_after_start;
 } tconn_t;
@@ -117,6 +120,10 @@ static void cb_data(zlb_conn_t *c, const uint8_t *buf, size_t n)
     size_t take = ZLB_MIN(n, sizeof(t->echo) - have);
     memcpy(t->echo + have, buf, take);
     atomic_store(&t->echo_len, have + take);
+    uint64_t h = atomic_load(&t->rx_hash);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ buf[i]) * 0x100000001b3ull;
+    atomic_store(&t->rx_hash, h);
     atomic_fetch_add(&t->bytes_in, n);
 }
 
@@ -177,6 +184,7 @@ static void do_start(void *arg)
 {
     start_arg_t *a = arg;
     zlb_conn_init(&a->t->c, a->env->ctx, a->with_sq ? &a->t->sq : NULL);
+    zlb_conn_set_tls(&a->t->c, &a->t->tls);
     a->t->start_rc = zlb_conn_start(&a->t->c, a->dest);
     a->t->state_after_start = zlb_conn_state(&a->t->c);
 }
@@ -686,7 +694,7 @@ static void test_connect_timeout(void)
 }
 
 /* A server thread that accepts one connection and then does `action`. */
-typedef enum { SRV_FIN, SRV_RST, SRV_FLOOD, SRV_STALL } srv_action_t;
+typedef enum { SRV_FIN, SRV_RST, SRV_FLOOD, SRV_STALL, SRV_HTTP400 } srv_action_t;
 typedef struct {
     int lfd;
     srv_action_t action;
@@ -718,6 +726,17 @@ static void *srv_main(void *arg)
         /* Never read: the client's queue must stall. */
         while (!atomic_load(&s->quit))
             sleep_ms(5);
+    } else if (s->action == SRV_HTTP400) {
+        /* What a plain HTTP server does with a ClientHello: reads it, answers 400 and closes,
+         * reading to the end first so its close is a FIN, not a RST over unread bytes. */
+        static const char resp[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                                   "Connection: close\r\n\r\n";
+        char buf[4096];
+        ASSERT(read(fd, buf, sizeof(buf)) > 0);
+        ASSERT_EQ(write(fd, resp, sizeof(resp) - 1), (ssize_t)(sizeof(resp) - 1));
+        shutdown(fd, SHUT_WR);
+        while (read(fd, buf, sizeof(buf)) > 0)
+            ;
     }
     close(fd);
     return NULL;
@@ -922,6 +941,231 @@ static void test_dns_failure(void)
     ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
+/* ---- TLS ------------------------------------------------------------------------------------ */
+
+/* A TLS target whose CA is written to a file, and a client context trusting that file, as a
+ * user's config would set it up. */
+typedef struct {
+    zlb_target_t *tgt;
+    char dir[64];
+    char ca[96];
+    zlb_tls_client_t *cli;
+} tlsenv_t;
+
+static void tls_target(tlsenv_t *te, zlb_serve_mode_t mode)
+{
+    memset(te, 0, sizeof(*te));
+    snprintf(te->dir, sizeof(te->dir), "/tmp/zlb-tnet.XXXXXX");
+    ASSERT(mkdtemp(te->dir) != NULL);
+    snprintf(te->ca, sizeof(te->ca), "%s/ca.pem", te->dir);
+    zlb_target_opts_t o = {
+        .mode = mode, .listen = "127.0.0.1:0", .tls = true, .ca_out_file = te->ca};
+    ASSERT_EQ(zlb_target_start(&o, &te->tgt), 0);
+}
+
+/* verify on against te's CA; sni may be NULL. */
+static zlb_tls_client_t *tls_client(tlsenv_t *te, const char *sni, uint64_t hs_timeout)
+{
+    zlb_tls_config_t cfg = {.enabled = true,
+                            .verify = true,
+                            .ca_file = te->ca,
+                            .sni = (char *)sni,
+                            .handshake_timeout_ns = hs_timeout};
+    char err[256];
+    zlb_tls_client_t *cli = NULL;
+    ASSERT_EQ(zlb_tls_client_create(&cfg, "127.0.0.1", &cli, err, sizeof(err)), 0);
+    return cli;
+}
+
+static void tls_env_done(tlsenv_t *te)
+{
+    zlb_target_destroy(te->tgt);
+    zlb_tls_client_destroy(te->cli);
+    unlink(te->ca);
+    rmdir(te->dir);
+}
+
+typedef struct {
+    tconn_t *t;
+    bool tls;
+    bool resumed;
+    int state;
+} tls_query_t;
+
+static void do_tls_query(void *arg)
+{
+    tls_query_t *q = arg;
+    zlb_tls_conn_t *tc = zlb_conn_tls(&q->t->c);
+    q->tls = tc != NULL;
+    q->resumed = tc && zlb_tls_conn_resumed(tc);
+    q->state = zlb_conn_state(&q->t->c);
+}
+
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+typedef struct {
+    tconn_t *t;
+    const void *seg[4];
+    size_t len[4];
+    int rc[4];
+} send_many_t;
+
+/* Queues the segments in one go: nothing is flushed by an event in between. */
+static void do_send_many(void *arg)
+{
+    send_many_t *a = arg;
+    for (int i = 0; i < 4; i++)
+        a->rc[i] = zlb_conn_send(&a->t->c, a->seg[i], a->len[i]);
+}
+
+/* A full handshake with verification, then bytes both ways through SSL_read/SSL_write: small
+ * ones, then megabytes queued at once, more than small socket buffers and the echo server can
+ * hold, so writes block mid-record (WANT_WRITE, retried with the same bytes) and segments
+ * queued behind are coalesced with the end of the one before (its size is no multiple of a
+ * record); the echo must come back whole and in order. */
+static void test_tls_echo(void)
+{
+    const size_t big = (12u << 20) + 5000;
+    tlsenv_t te;
+    netenv_t env;
+    static tconn_t t;
+    tconn_t *all[] = {&t};
+    uint8_t *payload = zlb_xcalloc(1, 2 * big);
+    static const char tail1[] = "tail-one", tail2[] = "tail-two!";
+    tls_query_t q = {.t = &t};
+
+    for (size_t i = 0; i < 2 * big; i++)
+        payload[i] = (uint8_t)(i * 31 + 7 + (i >> 13));
+    tls_target(&te, ZLB_SERVE_ECHO);
+    te.cli = tls_client(&te, NULL, 0);
+    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_target_port(te.tgt), .tls = te.cli};
+    zlb_net_sockopts_t so = {.nodelay = true, .sndbuf = 64 * 1024, .rcvbuf = 64 * 1024};
+    zlb_net_ctx_opts_t o = {.dests = &d, .ndests = 1, .sock = &so};
+    memset(&t, 0, sizeof(t));
+    atomic_store(&t.rx_hash, 0xcbf29ce484222325ull);
+    env_start(&env, &o, false, 0);
+    start_conn(&env, &t, 0, true, 4 * big);
+    ASSERT_EQ(t.start_rc, 0);
+    ASSERT_EQ(t.state_after_start, ZLB_CONN_CONNECTING);
+    ASSERT(WAIT_UNTIL(atomic_load(&t.established) == 1, 10000));
+    ASSERT_EQ(atomic_load(&t.closed), 0);
+    on_loop(&env.lt, do_tls_query, &q);
+    ASSERT(q.tls);
+    ASSERT(!q.resumed);
+    ASSERT_EQ(q.state, ZLB_CONN_ESTABLISHED);
+    /* TCP connect and the handshake are recorded apart. */
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_CONNECT), 1);
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_TLS_FULL), 1);
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_TLS_RESUMED), 0);
+
+    ASSERT_EQ(send_on_loop(&env, &t, "hello", 5), 0);
+    ASSERT(WAIT_UNTIL(atomic_load(&t.echo_len) == 5, 5000));
+    ASSERT(memcmp(t.echo, "hello", 5) == 0);
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_FIRST_BYTE), 1);
+
+    send_many_t m = {.t = &t,
+                     .seg = {payload, payload + big, tail1, tail2},
+                     .len = {big, big, sizeof(tail1), sizeof(tail2)}};
+    on_loop(&env.lt, do_send_many, &m);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(m.rc[i], 0);
+    size_t total = 5 + 2 * big + sizeof(tail1) + sizeof(tail2);
+    uint64_t h = fnv(0xcbf29ce484222325ull, (const uint8_t *)"hello", 5);
+    h = fnv(h, payload, 2 * big);
+    h = fnv(h, (const uint8_t *)tail1, sizeof(tail1));
+    h = fnv(h, (const uint8_t *)tail2, sizeof(tail2));
+    ASSERT(WAIT_UNTIL(atomic_load(&t.bytes_in) == total, 30000));
+    ASSERT_UEQ(atomic_load(&t.bytes_out), total);
+    ASSERT_UEQ(atomic_load(&t.rx_hash), h);
+    ASSERT_EQ(atomic_load(&t.closed), 0);
+
+    env_stop(&env, all, 1);
+    tls_env_done(&te);
+    free(payload);
+}
+
+/* A peer that accepts and never answers: the handshake fails as a timeout at its own deadline,
+ * not the connect timeout's. */
+static void test_tls_handshake_timeout(void)
+{
+    tlsenv_t te;
+    srv_t srv;
+    netenv_t env;
+    static tconn_t t;
+    tconn_t *all[] = {&t};
+
+    tls_target(&te, ZLB_SERVE_ECHO); /* only for its CA */
+    te.cli = tls_client(&te, NULL, 400 * ZLB_NS_PER_MS);
+    zlb_net_dest_spec_t d = {.host = "127.0.0.1",
+                             .port = srv_start(&srv, SRV_STALL, 0),
+                             .tls = te.cli,
+                             .tls_handshake_timeout_ns = 400 * ZLB_NS_PER_MS};
+    zlb_net_ctx_opts_t o = {.dests = &d, .ndests = 1, .connect_timeout_ns = 5 * ZLB_NS_PER_SEC};
+    memset(&t, 0, sizeof(t));
+    env_start(&env, &o, false, 0);
+    start_conn(&env, &t, 0, false, 0);
+    ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 5000));
+    ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_TIMEOUT);
+    ASSERT_EQ(atomic_load(&t.err), ETIMEDOUT);
+    ASSERT(!atomic_load(&t.was_established));
+    ASSERT_EQ(atomic_load(&t.established), 0);
+    double ms = (double)atomic_load(&t.closed_after_ns) / 1e6;
+    fprintf(stderr, "   handshake timeout after %.1f ms (configured 400)\n", ms);
+    ASSERT_NEAR(ms, 400, 40);
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_CONNECT), 1);
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_TLS_FULL), 0);
+    env_stop(&env, all, 1);
+    srv_stop(&srv);
+    tls_env_done(&te);
+}
+
+/* Failures during the handshake reach ops->closed with their detail: a plain HTTP server
+ * (wrong_version_number) and a certificate for another name (verify result 62). */
+static void test_tls_handshake_failures(void)
+{
+    tlsenv_t te;
+    srv_t srv;
+    netenv_t env;
+    static tconn_t t;
+    tconn_t *all[] = {&t};
+
+    tls_target(&te, ZLB_SERVE_ECHO);
+    te.cli = tls_client(&te, NULL, 0);
+    zlb_net_dest_spec_t d = {
+        .host = "127.0.0.1", .port = srv_start(&srv, SRV_HTTP400, 0), .tls = te.cli};
+    zlb_net_ctx_opts_t o = {.dests = &d, .ndests = 1};
+    memset(&t, 0, sizeof(t));
+    env_start(&env, &o, false, 0);
+    start_conn(&env, &t, 0, false, 0);
+    ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 5000));
+    ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_TLS_HANDSHAKE);
+    ASSERT_EQ(atomic_load(&t.err), ZLB_TLS_R_WRONG_VERSION_NUMBER);
+    ASSERT(!atomic_load(&t.was_established));
+    ASSERT_EQ(t.tls.err.kind, ZLB_TLS_ERR_PROTOCOL);
+    env_stop(&env, all, 1);
+    srv_stop(&srv);
+    zlb_tls_client_destroy(te.cli);
+
+    /* The target's certificate names 127.0.0.1 and localhost; we ask for another name. */
+    te.cli = tls_client(&te, "wrong.example", 0);
+    d = (zlb_net_dest_spec_t){.host = "127.0.0.1", .port = zlb_target_port(te.tgt), .tls = te.cli};
+    memset(&t, 0, sizeof(t));
+    env_start(&env, &o, false, 0);
+    start_conn(&env, &t, 0, false, 0);
+    ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 5000));
+    ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_TLS_VERIFY);
+    ASSERT_EQ(atomic_load(&t.err), 62); /* X509_V_ERR_HOSTNAME_MISMATCH */
+    ASSERT(!atomic_load(&t.was_established));
+    ASSERT_UEQ(hist_count(&env, ZLB_LAT_TLS_FULL), 0);
+    env_stop(&env, all, 1);
+    tls_env_done(&te);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -940,6 +1184,9 @@ int main(void)
     RUN_TEST(test_read_budget);
     RUN_TEST(test_send_queue);
     RUN_TEST(test_send_timeout);
+    RUN_TEST(test_tls_echo);
+    RUN_TEST(test_tls_handshake_timeout);
+    RUN_TEST(test_tls_handshake_failures);
     fprintf(stderr, "test_net: all passed\n");
     return 0;
 }

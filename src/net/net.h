@@ -12,6 +12,7 @@
 
 #include "loop/loop.h"
 #include "stats/stats.h"
+#include "tls/tls.h"
 
 /* ---- errno taxonomy ------------------------------------------------------------------------ */
 
@@ -131,21 +132,33 @@ void zlb_resolver_destroy(zlb_resolver_t *r);
 /* ---- connections ----------------------------------------------------------------------------- */
 
 /* The per-connection state machine. One zlb_net_ctx per poller holds what its connections share:
- * the destinations (with their resolved addresses), the read buffer, the list of connections
- * whose read budget ran out, the source addresses and the socket options. A connection belongs
- * to one ctx and is only touched on that ctx's loop thread.
+ * the destinations (with their resolved addresses and, for TLS ones, the poller's session
+ * cache), the read buffer, the list of connections whose read budget ran out, the source
+ * addresses and the socket options. A connection belongs to one ctx and is only touched on that
+ * ctx's loop thread.
  *
  *   IDLE --start--> RESOLVING --answer--> CONNECTING --writable, SO_ERROR 0--> ESTABLISHED
- *                   (skipped for IP literals and fresh cache entries)      (TLS_HANDSHAKE slots in
- *                                                                           between, later)
+ *                   (skipped for IP literals and      |                          ^
+ *                    fresh cache entries)             +--> TLS_HANDSHAKE --done--+
+ *                                                          (TLS destinations)
  * Any failure, a timeout or EOF closes the socket, returns the connection to IDLE and calls
  * ops->closed. zlb_conn_close (by the owner) returns it to IDLE without a callback. CLOSING is
- * the short window inside a close while callbacks may still see the connection. */
+ * the short window inside a close while callbacks may still see the connection.
+ *
+ * TLS. The handshake starts as soon as TCP is established and is driven by epoll like the
+ * rest: whichever interest OpenSSL asks for (WANT_READ/WANT_WRITE, from any operation) is the
+ * one armed, with one epoll_ctl per change. Its deadline (the destination's handshake timeout)
+ * runs from TCP establishment, apart from the connect timeout. Latencies: ZLB_LAT_CONNECT at
+ * TCP establishment, then ZLB_LAT_TLS_FULL or ZLB_LAT_TLS_RESUMED at the handshake's end, and
+ * only then is the connection ESTABLISHED (ops->established). Once established, the socket is
+ * read whenever it is readable, whatever the workload: that is what processes TLS 1.3 session
+ * tickets (feeding the session cache), key updates and alerts, and drains data the peer pushes.
+ * Closing sends close_notify (when the handshake completed and nothing failed), then closes. */
 typedef enum {
     ZLB_CONN_IDLE,
     ZLB_CONN_RESOLVING,
     ZLB_CONN_CONNECTING,
-    ZLB_CONN_TLS_HANDSHAKE, /* not used yet: the TLS layer drives it */
+    ZLB_CONN_TLS_HANDSHAKE, /* TCP established, TLS handshake in progress */
     ZLB_CONN_ESTABLISHED,
     ZLB_CONN_CLOSING,
 } zlb_conn_state_t;
@@ -156,14 +169,21 @@ typedef struct zlb_net_ctx zlb_net_ctx_t;
 /* The owner's callbacks, on the loop thread. Inside any of them the owner may close the
  * connection and even start it again; the state machine notices (generation counter). */
 typedef struct zlb_conn_ops {
-    /** The connection is established (after TCP, later after TLS). */
+    /** The connection is established: TCP connected, and for TLS the handshake done. */
     void (*established)(zlb_conn_t *c);
     /** n bytes arrived (buf is the ctx's shared read buffer, valid during the call only). */
     void (*data)(zlb_conn_t *c, const uint8_t *buf, size_t n);
     /** n bytes were handed to the kernel. */
     void (*sent)(zlb_conn_t *c, size_t n);
-    /** The state machine closed the connection: why and errno (0 for EOF, the EAI_* code for
-     * DNS). was_established tells failed-before from failed-after. c is IDLE again. */
+    /** The state machine closed the connection: why and a detail: errno (0 for EOF, the
+     * EAI_* code for DNS), for tls_verify the X509 verify result (X509_V_ERR_*), for
+     * tls_handshake the tls module's zlb_tls_reason_t (c->tls->err keeps the whole error until
+     * the next attempt). A handshake that outlives its deadline is a timeout (ETIMEDOUT);
+     * every other failure during the handshake, a socket error included, is tls_handshake or
+     * tls_verify. After establishment a TLS failure (an alert, e.g. a TLS 1.3 server refusing
+     * our client certificate) is tls_handshake, a socket error is classified by its errno and
+     * a close by the peer (close_notify or not) is eof. was_established tells failed-before
+     * from failed-after. c is IDLE again. */
     void (*closed)(zlb_conn_t *c, zlb_fail_t why, int err, bool was_established);
 } zlb_conn_ops_t;
 
@@ -181,25 +201,28 @@ typedef struct zlb_sendq {
 /** Prepares an empty queue holding at most cap bytes. */
 void zlb_sendq_init(zlb_sendq_t *q, size_t cap);
 
-/* Embedded in the owner's per-connection slot: about 120 bytes, no buffers. Fields are the
- * state machine's; the owner reads state and t_* only. */
+/* Embedded in the owner's per-connection slot: about 130 bytes, no buffers. Fields are the
+ * state machine's; the owner reads state, tls and t_* only. */
 struct zlb_conn {
-    zlb_watcher_t w;    /* w.fd is -1 when there is no socket */
-    zlb_timer_t timer;  /* connect timeout, then send timeout */
-    zlb_list_t node;    /* on the destination's waiters or the ctx's ready list */
-    zlb_net_ctx_t *ctx; /* borrowed */
-    zlb_sendq_t *sq;    /* borrowed; NULL when the connection never writes */
-    uint64_t t_start;   /* resolve start, then the connect() call (monotonic ns) */
-    uint64_t t_established;
-    uint32_t gen;  /* bumped at every close, so callbacks can tell reuse */
-    uint16_t dest; /* index of the destination */
-    uint8_t state; /* zlb_conn_state_t */
-    uint8_t flags; /* private */
+    zlb_watcher_t w;        /* w.fd is -1 when there is no socket */
+    zlb_timer_t timer;      /* connect timeout, then handshake timeout, then send timeout */
+    zlb_list_t node;        /* on the destination's waiters or the ctx's ready list */
+    zlb_net_ctx_t *ctx;     /* borrowed */
+    zlb_sendq_t *sq;        /* borrowed; NULL when the connection never writes */
+    zlb_tls_conn_t *tls;    /* borrowed (zlb_conn_set_tls); NULL when it never speaks TLS */
+    uint64_t t_start;       /* resolve start, then the connect() call (monotonic ns) */
+    uint64_t t_established; /* TCP established; for TLS then the handshake's end */
+    uint32_t gen;           /* bumped at every close, so callbacks can tell reuse */
+    uint16_t dest;          /* index of the destination */
+    uint8_t state;          /* zlb_conn_state_t */
+    uint8_t flags;          /* private */
 };
 
 typedef struct zlb_net_dest_spec {
     const char *host; /* name or IP literal, borrowed for the ctx's life */
     uint16_t port;
+    const zlb_tls_client_t *tls;       /* NULL: plain TCP; else borrowed for the ctx's life */
+    uint64_t tls_handshake_timeout_ns; /* 0: 5 s */
 } zlb_net_dest_spec_t;
 
 typedef struct zlb_net_ctx_opts {
@@ -222,18 +245,29 @@ typedef struct zlb_net_ctx_opts {
 } zlb_net_ctx_opts_t;
 
 /** Creates a ctx. IP literal destinations are parsed here (a literal of the wrong family is
- * -EINVAL with a log line); names need a resolver. 0, -EINVAL or -ENOMEM. Any thread. */
+ * -EINVAL with a log line); names need a resolver. Each TLS destination whose client resumes
+ * sessions gets a session cache of this ctx's own (one poller's, so no lock). 0, -EINVAL or
+ * -ENOMEM. Any thread. */
 int zlb_net_ctx_create(const zlb_net_ctx_opts_t *o, zlb_net_ctx_t **out);
 /** Frees the ctx. Its loop must not be running and every connection must be closed or
  * disposed. Memory that a posted resolver answer still points at lives until that answer is
  * run or discarded. Accepts NULL. */
 void zlb_net_ctx_destroy(zlb_net_ctx_t *ctx);
 zlb_loop_t *zlb_net_ctx_loop(const zlb_net_ctx_t *ctx);
+/** A count that moves whenever the ctx's loop handles one of its connections (an event, a
+ * timer, a start), even in the middle of a long loop iteration. Any thread. */
+uint64_t zlb_net_ctx_activity(const zlb_net_ctx_t *ctx);
 /** The destination's current address (empty before the first answer). Loop thread. */
 const zlb_net_addr_t *zlb_net_ctx_dest_addr(const zlb_net_ctx_t *ctx, uint16_t dest);
 
 /** Binds c to ctx, IDLE, no socket. sq may be NULL. Once per slot. */
 void zlb_conn_init(zlb_conn_t *c, zlb_net_ctx_t *ctx, zlb_sendq_t *sq);
+/** Gives c the memory of its TLS state (borrowed, must not move while c lives), needed before
+ * starting an attempt to a TLS destination. IDLE only. */
+void zlb_conn_set_tls(zlb_conn_t *c, zlb_tls_conn_t *tls);
+/** The TLS connection of the current attempt (from the handshake's start to the close), else
+ * NULL (plain TCP, or IDLE). */
+zlb_tls_conn_t *zlb_conn_tls(const zlb_conn_t *c);
 /** Starts an attempt to destination `dest` from IDLE: resolves it (cache or resolver thread)
  * unless it is a literal, then connects. Returns 0 when the attempt is under way (its end comes
  * through ops), or -errno when it failed at once (c is IDLE, no callback; classify with
@@ -245,10 +279,11 @@ int zlb_conn_start(zlb_conn_t *c, uint16_t dest);
  * connection is left as it is and the caller closes it (no callback from here, so a caller
  * inside a callback never sees itself re-entered). Loop thread. */
 int zlb_conn_send(zlb_conn_t *c, const void *buf, size_t len);
-/** Closes c by the owner's decision (FIN, or RST when the socket options say so), in any
- * state; no callback. Loop thread. */
+/** Closes c by the owner's decision (FIN, or RST when the socket options say so; TLS sends
+ * close_notify first when established), in any state; no callback. Loop thread. */
 void zlb_conn_close(zlb_conn_t *c);
-/** Closes c's socket without touching the loop (for teardown after the loop has stopped). */
+/** Frees c's TLS state and closes its socket without touching the loop (for teardown after the
+ * loop has stopped). */
 void zlb_conn_dispose(zlb_conn_t *c);
 
 static inline zlb_conn_state_t zlb_conn_state(const zlb_conn_t *c)

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "run/run_internal.h"
+#include "tls/tls.h"
 
 json_t *zlb_json_real(double x)
 {
@@ -53,11 +54,35 @@ static json_t *rates_json(const zlb_rates_t *r)
                      zlb_json_real(r->messages_per_s));
 }
 
+/* Failure details, non-zero entries only: {"handshake": {"<reason>": n}, "verify": {"<code>
+ * <name>": n}}. The code leads the verify keys because the names group several codes. */
+static json_t *tls_failures_json(const zlb_counters_t *c)
+{
+    json_t *hs = json_object(), *vf = json_object();
+    char key[64];
+
+    for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
+        if (c->tls_fail_reason[i])
+            json_object_set_new(hs, zlb_tls_reason_name((zlb_tls_reason_t)i),
+                                json_integer((json_int_t)c->tls_fail_reason[i]));
+    for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++) {
+        if (!c->tls_verify_code[i])
+            continue;
+        if (i == ZLB_TLS_VERIFY_CODES_MAX - 1)
+            snprintf(key, sizeof(key), "%d+ other", i); /* the slot of every larger code */
+        else
+            snprintf(key, sizeof(key), "%d %s", i, zlb_tls_verify_name(i));
+        json_object_set_new(vf, key, json_integer((json_int_t)c->tls_verify_code[i]));
+    }
+    return json_pack("{s:o, s:o}", "handshake", hs, "verify", vf);
+}
+
 static json_t *tls_json(const zlb_counters_t *c)
 {
     double ratio = c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0;
-    return json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)c->tls_handshakes, "resumed",
-                     (json_int_t)c->tls_resumed, "resumed_ratio", zlb_json_real(ratio));
+    return json_pack("{s:I, s:I, s:o, s:o, s:s}", "handshakes", (json_int_t)c->tls_handshakes,
+                     "resumed", (json_int_t)c->tls_resumed, "resumed_ratio", zlb_json_real(ratio),
+                     "failures", tls_failures_json(c), "openssl", zlb_tls_library_version());
 }
 
 static json_t *generator_json(const zlb_view_t *v)
@@ -103,9 +128,13 @@ static json_t *targets_json(const zlb_view_t *v)
     json_t *arr = json_array();
     for (size_t i = 0; i < v->ntargets && i < v->snap->ntargets; i++) {
         json_t *row = zlb_counters_to_json(&v->snap->target[i], 0);
+        const zlb_tls_config_t *tls = v->targets[i].tls;
+        bool on = tls && tls->enabled;
         json_object_set_new(row, "name", json_string(v->targets[i].name));
-        json_object_set_new(row, "tls",
-                            json_boolean(v->targets[i].tls && v->targets[i].tls->enabled));
+        json_object_set_new(row, "tls", json_boolean(on));
+        /* Verification off must show in every report that relied on it. */
+        if (on)
+            json_object_set_new(row, "tls_verify", json_boolean(tls->verify));
         json_array_append_new(arr, row);
     }
     return arr;
@@ -259,54 +288,5 @@ int zlb_report_lookup(const json_t *report, const char *path, double *out)
         *out = json_is_true(cur) ? 1.0 : 0.0;
     else
         return -ENOENT;
-    return 0;
-}
-
-/* ---- files -------------------------------------------------------------------------------- */
-
-int zlb_write_file_atomic(const char *path, const char *data, size_t len)
-{
-    char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    size_t off = 0;
-    int err = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            err = -errno;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (!err && fsync(fd) != 0)
-        err = -errno;
-    if (close(fd) != 0 && !err)
-        err = -errno;
-    if (!err && rename(tmp, path) != 0)
-        err = -errno;
-    if (err) {
-        unlink(tmp);
-        return err;
-    }
-    /* The rename is only durable once the folder is synced. */
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-        strcpy(dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
     return 0;
 }

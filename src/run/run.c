@@ -35,8 +35,10 @@ typedef struct run {
     char config_hash[17];
     char *config_text; /* owned: the effective config, served at /config and put in the report */
 
-    zlb_target_t *target; /* owned, the embedded target or NULL */
-    char **target_names;  /* owned strings */
+    zlb_target_t *target;          /* owned, the embedded target or NULL */
+    zlb_tls_config_t embedded_tls; /* how the engine speaks to a TLS embedded target */
+    char *embedded_ca_tmp;         /* owned: our temporary file of its CA, unlinked at teardown */
+    char **target_names;           /* owned strings */
     zlb_engine_target_t *targets;
     size_t ntargets;
     zlb_pool_t *pool;
@@ -622,7 +624,7 @@ static int finish(run_t *r)
 
     if (r->cfg->report.file) {
         char *text = json_dumps(report, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
-        int rc = text ? zlb_write_file_atomic(r->cfg->report.file, text, strlen(text)) : -ENOMEM;
+        int rc = text ? zlb_write_file_atomic(r->cfg->report.file, text, strlen(text), 0644) : -ENOMEM;
         free(text);
         if (rc != 0) {
             zlb_log_error("cannot write the report to %s: %s", r->cfg->report.file,
@@ -641,9 +643,34 @@ static int finish(run_t *r)
 
 /* ---- set-up and tear-down ------------------------------------------------------------------ */
 
+/* A TLS embedded target writes its generated CA to a file, which the engine's client context
+ * then trusts like any ca_file: verification stays on. Without a ca_out_file from the user, a
+ * private temporary file (0600, removed at teardown). */
+static const char *embedded_ca_file(run_t *r)
+{
+    const zlb_embedded_target_config_t *et = &r->cfg->embedded_target;
+    char tmpl[] = "/tmp/zlbench-ca.XXXXXX";
+    int fd;
+
+    if (!et->tls || et->ca_out_file || r->embedded_ca_tmp)
+        return et->ca_out_file ? et->ca_out_file : r->embedded_ca_tmp;
+    fd = mkstemp(tmpl);
+    if (fd < 0) {
+        zlb_log_error("cannot create a temporary file for the built-in target's CA: %s",
+                      strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    r->embedded_ca_tmp = zlb_xstrdup(tmpl);
+    return r->embedded_ca_tmp;
+}
+
 static int start_embedded_target(run_t *r)
 {
     const zlb_embedded_target_config_t *et = &r->cfg->embedded_target;
+    const char *ca_file = embedded_ca_file(r);
+    if (et->tls && !ca_file)
+        return -EIO;
     zlb_target_opts_t o = {
         .mode = et->mode == ZLB_TARGET_MODE_SINK   ? ZLB_SERVE_SINK
                 : et->mode == ZLB_TARGET_MODE_HTTP ? ZLB_SERVE_HTTP
@@ -652,7 +679,7 @@ static int start_embedded_target(run_t *r)
         .backlog = et->backlog,
         .threads = et->threads,
         .tls = et->tls,
-        .ca_out_file = et->ca_out_file,
+        .ca_out_file = ca_file,
         .accept_delay_ns = et->accept_delay_ns,
     };
     int rc = zlb_target_start(&o, &r->target);
@@ -668,7 +695,6 @@ static int start_embedded_target(run_t *r)
 static int build_targets(run_t *r)
 {
     const zlb_config_t *cfg = r->cfg;
-    static zlb_tls_config_t embedded_tls; /* zeroed: plain TCP unless the target speaks TLS */
     if (cfg->ntargets == 0) {
         r->ntargets = 1;
         r->targets = zlb_xcalloc(1, sizeof(*r->targets));
@@ -683,7 +709,16 @@ static int build_targets(run_t *r)
         r->targets[0].port = port;
         r->targets[0].weight = 1;
         r->targets[0].name = r->target_names[0];
-        r->targets[0].tls = cfg->embedded_target.tls ? &embedded_tls : NULL;
+        if (cfg->embedded_target.tls) {
+            /* Host 127.0.0.1 and no SNI: the certificate's IP SAN is what is checked. */
+            r->embedded_tls = (zlb_tls_config_t){
+                .enabled = true,
+                .verify = true,
+                .ca_file = (char *)embedded_ca_file(r),
+                .handshake_timeout_ns = 5 * ZLB_NS_PER_SEC, /* the config's default */
+            };
+            r->targets[0].tls = &r->embedded_tls;
+        }
         return 0;
     }
     r->ntargets = cfg->ntargets;
@@ -780,6 +815,10 @@ static void teardown(run_t *r)
     zlb_engine_destroy(r->engine);
     zlb_pool_destroy(r->pool);
     zlb_target_destroy(r->target);
+    if (r->embedded_ca_tmp) {
+        unlink(r->embedded_ca_tmp);
+        free(r->embedded_ca_tmp);
+    }
     for (size_t i = 0; i < RATE_RING; i++)
         free(r->ring[i].poller_established);
     free(r->poller_cps);

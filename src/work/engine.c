@@ -4,6 +4,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "work/work_internal.h"
 
 #define FD_MARGIN 64
@@ -43,6 +46,61 @@ static void fill_sockopts(const zlb_config_t *cfg, zlb_net_sockopts_t *o)
     o->keepalive_count = cfg->socket.keepalive_count;
 }
 
+/* OpenSSL 3.0 caches a certificate's extensions on its first use, and two pollers verifying
+ * peers against the same freshly loaded CA at once race on that cache (ThreadSanitizer: one
+ * writes the CA's key identifier while the other compares it, at the first handshakes of a
+ * run). Touching every trusted certificate here, on one thread, before any poller shares the
+ * context fills the caches first. Certificates found later through a ca_dir or the system's
+ * hashed directory are not covered. This belongs in zlb_tls_client_create; done here through a
+ * connection that never touches a socket, until it moves there. */
+static void prime_trust_store(const zlb_tls_client_t *cli)
+{
+    zlb_tls_conn_t tmp;
+    STACK_OF(X509_OBJECT) * objs;
+
+    if (zlb_tls_conn_init_client(&tmp, cli, NULL, NULL, -1) < 0)
+        return;
+    objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(SSL_get_SSL_CTX(tmp.ssl)));
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (x)
+            (void)X509_check_purpose(x, -1, 0);
+    }
+    zlb_tls_conn_dispose(&tmp);
+}
+
+/* One client context per TLS target, built here, off the pollers: loading a CA store is file
+ * I/O and parsing, and a config OpenSSL refuses is a start-up error, not a failure per
+ * connection. */
+static int make_tls_clients(zlb_engine_t *e)
+{
+    char err[256];
+    int r;
+
+    e->tls = zlb_xcalloc(e->ntargets, sizeof(*e->tls));
+    for (size_t i = 0; i < e->ntargets; i++) {
+        const zlb_engine_target_t *t = &e->targets[i];
+        const char *name = t->name ? t->name : t->host;
+
+        if (!t->tls || !t->tls->enabled)
+            continue;
+        r = zlb_tls_client_create(t->tls, t->host, &e->tls[i], err, sizeof(err));
+        if (r < 0) {
+            zlb_log_error("target %s: TLS: %s", name, err[0] ? err : strerror(-r));
+            return r == -ENOMEM ? r : -EINVAL;
+        }
+        prime_trust_store(e->tls[i]);
+        if (!t->tls->verify)
+            zlb_log_warn("target %s: TLS certificate verification is off: the peer is not "
+                         "authenticated",
+                         name);
+        e->dests[i].tls = e->tls[i];
+        e->dests[i].tls_handshake_timeout_ns = t->tls->handshake_timeout_ns;
+        e->any_tls = true;
+    }
+    return 0;
+}
+
 static void raise_fd_limit(const zlb_config_t *cfg)
 {
     long lim = zlb_net_raise_nofile();
@@ -68,11 +126,6 @@ int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *target
     for (size_t i = 0; i < ntargets; i++) {
         if (!targets[i].host || !targets[i].weight)
             return -EINVAL;
-        if (targets[i].tls && targets[i].tls->enabled) {
-            zlb_log_error("target %s: TLS is not supported by this engine yet",
-                          targets[i].name ? targets[i].name : targets[i].host);
-            return -ENOTSUP;
-        }
         if (!zlb_net_is_ip_literal(targets[i].host))
             need_resolver = true;
     }
@@ -103,6 +156,9 @@ int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *target
         e->dests[i].port = targets[i].port;
         e->swrr_total += targets[i].weight;
     }
+    r = make_tls_clients(e);
+    if (r < 0)
+        goto fail;
     if (cfg->nsource) {
         e->sources = zlb_xcalloc(cfg->nsource, sizeof(*e->sources));
         for (size_t i = 0; i < cfg->nsource; i++) {
@@ -265,10 +321,10 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
             zlb_loop_post(w->loop, &w->snap_task);
         }
     }
-    /* Wait in slices. A poller that answers nothing for a whole slice and has not finished a
-     * single loop iteration meanwhile is not running (the pool was stopped without
-     * zlb_engine_mark_stopped): nothing else touches its state, so it is read directly. A
-     * poller that is merely slow keeps iterating and is waited for, up to a limit. */
+    /* Wait in slices. A poller that answers nothing for a whole slice and has neither finished
+     * a loop iteration nor handled a connection meanwhile is not running (the pool was stopped
+     * without zlb_engine_mark_stopped): nothing else touches its state, so it is read directly.
+     * A poller that is merely slow keeps going and is waited for, up to a limit. */
     for (uint64_t waited = 0; e->snap_count < (size_t)e->npollers; waited += SNAPSHOT_WAIT_NS) {
         if (waited >= SNAPSHOT_GIVE_UP_NS) {
             zlb_log_warn("a poller did not answer the snapshot in %llu s",
@@ -276,8 +332,10 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
             rc = -ETIMEDOUT;
             break;
         }
-        for (int i = 0; i < e->npollers; i++)
+        for (int i = 0; i < e->npollers; i++) {
             e->workers[i]->snap_iter = loop_iterations(e->workers[i]->loop);
+            e->workers[i]->snap_activity = zlb_net_ctx_activity(e->workers[i]->net);
+        }
         dl = zlb_now_ns() + SNAPSHOT_WAIT_NS;
         deadline.tv_sec = (time_t)(dl / ZLB_NS_PER_SEC);
         deadline.tv_nsec = (long)(dl % ZLB_NS_PER_SEC);
@@ -287,7 +345,11 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
         }
         for (int i = 0; i < e->npollers; i++) {
             zlb_worker_t *w = e->workers[i];
-            if (w->snap_done == e->snap_gen || loop_iterations(w->loop) != w->snap_iter)
+            /* One iteration can outlast a slice (a thousand TLS handshake steps in one batch,
+             * more so under a sanitizer): a poller still handling its connections is running
+             * even if its iteration count stands still. */
+            if (w->snap_done == e->snap_gen || loop_iterations(w->loop) != w->snap_iter ||
+                zlb_net_ctx_activity(w->net) != w->snap_activity)
                 continue;
             zlb_log_debug("poller %d is not running: snapshot read directly", i);
             zlb_worker_copy_stats(w, s);
@@ -326,6 +388,10 @@ void zlb_engine_destroy(zlb_engine_t *e)
         zlb_worker_destroy(e->workers[i]);
     }
     free(e->workers);
+    /* After the workers: every SSL and session cache made from these is gone. */
+    for (size_t i = 0; e->tls && i < e->ntargets; i++)
+        zlb_tls_client_destroy(e->tls[i]);
+    free(e->tls);
     free(e->sources);
     free(e->dests);
     free(e->payload);

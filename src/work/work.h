@@ -1,4 +1,4 @@
-/* work.h -- the connection engine: open-loop scheduler, per-poller workers, workloads, snapshots. */
+/* work.h -- connection engine: open-loop scheduler, per-poller workers, workloads, snapshots. */
 #ifndef ZLB_WORK_H
 #define ZLB_WORK_H
 
@@ -13,22 +13,47 @@
 /* One destination as the engine sees it. The run module builds these from the config's targets
  * (or from the embedded target's bound address). All borrowed for the engine's life. */
 typedef struct zlb_engine_target {
-    const char *host;              /* name or IP literal (no brackets) */
+    const char *host; /* name or IP literal (no brackets) */
     uint16_t port;
-    uint32_t weight;               /* >= 1 */
-    const zlb_tls_config_t *tls;   /* NULL or !enabled: plain TCP */
-    const char *name;              /* for reports: "127.0.0.1:9000" */
+    uint32_t weight;             /* >= 1 */
+    const zlb_tls_config_t *tls; /* NULL or !enabled: plain TCP (see TLS below) */
+    const char *name;            /* for reports: "127.0.0.1:9000" */
 } zlb_engine_target_t;
 
 typedef struct zlb_engine zlb_engine_t;
 
+/*
+ * TLS targets. The engine builds one TLS client context per TLS target, shared by every poller
+ * (immutable once built; see tls.h for why one, not one per poller), and each poller keeps its
+ * own session cache per target. Every attempt decides on its own whether to offer a cached
+ * session, so tls->resumption is the share of handshakes that try to resume.
+ *
+ * Accounting. A TLS connection counts as `established` only once its handshake is done, and
+ * only then do its workload and lifetime start; TCP connect latency is still recorded when TCP
+ * is established (latency connect), the handshake's apart (tls_handshake_full or
+ * tls_handshake_resumed: from TCP established to handshake done; counters tls_handshakes and
+ * tls_resumed). An attempt that fails in its handshake is failed_before: tls_verify when we
+ * rejected the certificate (the X509 verify result counted in tls_verify_code), tls_handshake
+ * for any other TLS failure, the peer's alerts and a socket error or EOF in mid-handshake
+ * included (the reason counted in tls_fail_reason), and timeout when the handshake outlives
+ * tls->handshake_timeout_ns (the same reason as a TCP connect that outlives its timeout; the
+ * TLS breakdowns do not count it). After establishment, a TLS failure (e.g. a TLS 1.3 server
+ * refusing our client certificate, which shows only at the first read) is
+ * failed_after[tls_handshake]; a socket error is classified by its errno and a close by the
+ * peer, with close_notify or without, is closed_by_peer, as with plain TCP. Established TLS
+ * connections are read whenever readable, whatever the workload, which is what feeds the
+ * session cache with TLS 1.3 tickets. We close with close_notify, then FIN or RST as set.
+ */
+
 /** Creates the engine on an already running pool: one worker per poller (connection slab,
- * read buffer, stats), the resolver threads and the scheduler thread (not started yet). cfg,
- * targets and pool are borrowed and must outlive the engine. Also raises RLIMIT_NOFILE to the
- * hard limit and logs a warning when cfg->connections cannot fit. Returns 0, -EINVAL, -ENOMEM
- * (with a log line saying what could not be allocated) or -errno. Not on a poller thread. */
-int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *targets,
-                      size_t ntargets, zlb_pool_t *pool, zlb_engine_t **out);
+ * read buffer, stats), the resolver threads, the TLS client contexts and the scheduler thread
+ * (not started yet). cfg, targets and pool are borrowed and must outlive the engine. Also
+ * raises RLIMIT_NOFILE to the hard limit and logs a warning when cfg->connections cannot fit.
+ * Returns 0, -EINVAL (a TLS config OpenSSL refuses, e.g. an unreadable ca_file, is logged with
+ * the reason), -ENOMEM (with a log line saying what could not be allocated) or -errno. Not on a
+ * poller thread. */
+int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *targets, size_t ntargets,
+                      zlb_pool_t *pool, zlb_engine_t **out);
 
 /** Starts the open-loop scheduler: attempts are issued at cfg->connect_rate (after the ramp)
  * until cfg->connections are open (hold/echo) or kept cycling (churn). Not on a poller thread. */
@@ -47,16 +72,16 @@ bool zlb_engine_idle(zlb_engine_t *e);
 
 /* A consistent copy of every poller's statistics, taken by a task posted to each poller. */
 typedef struct zlb_engine_snapshot {
-    uint64_t taken_ns;             /* monotonic */
+    uint64_t taken_ns; /* monotonic */
     size_t npollers;
-    zlb_stats_t total;             /* merge of every poller */
-    zlb_stats_t *poller;           /* npollers entries (histograms included) */
-    zlb_poller_info_t *info;       /* npollers entries: pinning, priority, loop stats */
+    zlb_stats_t total;       /* merge of every poller */
+    zlb_stats_t *poller;     /* npollers entries (histograms included) */
+    zlb_poller_info_t *info; /* npollers entries: pinning, priority, loop stats */
     size_t ntargets;
-    zlb_counters_t *target;        /* ntargets entries: counters per target, all pollers */
-    uint64_t first_attempt_ns;     /* monotonic, 0 before the first attempt */
-    uint64_t target_reached_ns;    /* when cfg->connections were first open at once, else 0 */
-    uint64_t scheduler_backlog;    /* attempts due but not yet handed to a poller */
+    zlb_counters_t *target;     /* ntargets entries: counters per target, all pollers */
+    uint64_t first_attempt_ns;  /* monotonic, 0 before the first attempt */
+    uint64_t target_reached_ns; /* when cfg->connections were first open at once, else 0 */
+    uint64_t scheduler_backlog; /* attempts due but not yet handed to a poller */
 } zlb_engine_snapshot_t;
 
 /** Allocates the snapshot's arrays and histograms for this engine. Fatal on OOM. */

@@ -73,6 +73,7 @@ typedef struct zlb_worker {
 
     zlb_work_slot_t **chunks; /* owned array of owned chunks */
     zlb_work_echo_t **echo_chunks;
+    zlb_tls_conn_t **tls_chunks; /* per chunk, only when a target speaks TLS */
     size_t nchunks, chunks_cap;
     zlb_list_t free_slots;
 
@@ -91,9 +92,10 @@ typedef struct zlb_worker {
 
     zlb_task_t close_task;
     zlb_task_t snap_task;
-    uint64_t snap_gen;  /* the request the next snap_task run answers (under e->snap_mu) */
-    uint64_t snap_done; /* the last request answered */
-    uint64_t snap_iter; /* the loop's iterations when the requester started a wait slice */
+    uint64_t snap_gen;      /* the request the next snap_task run answers (under e->snap_mu) */
+    uint64_t snap_done;     /* the last request answered */
+    uint64_t snap_iter;     /* the loop's iterations when the requester started a wait slice */
+    uint64_t snap_activity; /* zlb_net_ctx_activity then */
 
     /* Cross-thread, each on its own line so the poller's writes do not bounce the rest. */
     _Alignas(64) _Atomic uint64_t busy;     /* open + in_flight, for zlb_engine_idle */
@@ -130,6 +132,8 @@ struct zlb_engine {
     zlb_net_addr_t *sources;
     size_t nsources;
     zlb_net_dest_spec_t *dests;
+    zlb_tls_client_t **tls; /* ntargets entries, owned; NULL for plain targets */
+    bool any_tls;
     uint8_t *payload; /* echo message, immutable once created */
     size_t payload_len;
     int64_t swrr_total;

@@ -10,6 +10,9 @@
 #define PAUSE_MAX_NS ZLB_NS_PER_SEC
 #define BACKOFF_EXP_MAX 32
 
+/* The counters index their TLS breakdowns by the tls module's reasons. */
+_Static_assert(ZLB_TLS_R_COUNT <= ZLB_TLS_REASONS_MAX, "zlb_counters_t.tls_fail_reason is short");
+
 static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t);
 static void worker_drain(zlb_worker_t *w);
 static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s);
@@ -71,6 +74,47 @@ static void count_failed_before(zlb_worker_t *w, uint16_t t, zlb_fail_t why)
     publish_busy(w);
 }
 
+static void count_tls_done(zlb_worker_t *w, uint16_t t, bool resumed)
+{
+    w->stats.c.tls_handshakes++;
+    w->tc[t].tls_handshakes++;
+    if (resumed) {
+        w->stats.c.tls_resumed++;
+        w->tc[t].tls_resumed++;
+    }
+}
+
+/* The detail of a tls_handshake or tls_verify failure (see zlb_conn_ops_t.closed for what err
+ * holds), before or after establishment. The first of each reason or verify result per poller
+ * and target is logged in full; later ones only counted, so a run failing every handshake
+ * writes a handful of lines, not one per attempt. */
+static void count_tls_failure(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why, int err)
+{
+    zlb_counters_t *tc = &w->tc[s->target];
+    const zlb_engine_target_t *t = &w->e->targets[s->target];
+    char text[256];
+    bool first;
+
+    if (why == ZLB_FAIL_TLS_HANDSHAKE) {
+        int k = err >= 0 && err < ZLB_TLS_R_COUNT ? err : ZLB_TLS_R_OTHER;
+        first = tc->tls_fail_reason[k] == 0;
+        tc->tls_fail_reason[k]++;
+        w->stats.c.tls_fail_reason[k]++;
+    } else if (why == ZLB_FAIL_TLS_VERIFY) {
+        int k = err >= 0 && err < ZLB_TLS_VERIFY_CODES_MAX ? err : ZLB_TLS_VERIFY_CODES_MAX - 1;
+        first = tc->tls_verify_code[k] == 0;
+        tc->tls_verify_code[k]++;
+        w->stats.c.tls_verify_code[k]++;
+    } else {
+        return;
+    }
+    if (first && s->conn.tls && zlb_log_level <= ZLB_LOG_WARN) {
+        zlb_tls_error_format(&s->conn.tls->err, text, sizeof(text));
+        zlb_log_warn("target %s: TLS failed (poller %d; later ones only counted): %s",
+                     t->name ? t->name : t->host, w->id, text);
+    }
+}
+
 typedef enum { END_BY_US, END_BY_PEER, END_FAILED } end_kind_t;
 
 static void count_ended(zlb_worker_t *w, uint16_t t, end_kind_t k, zlb_fail_t why)
@@ -127,14 +171,18 @@ static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
         bool echo = e->cfg->workload.type == ZLB_WORK_ECHO;
         zlb_work_slot_t *chunk = zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*chunk));
         zlb_work_echo_t *ec = echo ? zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*ec)) : NULL;
+        /* TLS state lives apart from the slots so plain runs do not pay for it. */
+        zlb_tls_conn_t *tc = e->any_tls ? zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*tc)) : NULL;
 
         if (w->nchunks == w->chunks_cap) {
             w->chunks_cap = w->chunks_cap ? 2 * w->chunks_cap : 8;
             w->chunks = zlb_xrealloc(w->chunks, w->chunks_cap * sizeof(*w->chunks));
             w->echo_chunks = zlb_xrealloc(w->echo_chunks, w->chunks_cap * sizeof(*w->echo_chunks));
+            w->tls_chunks = zlb_xrealloc(w->tls_chunks, w->chunks_cap * sizeof(*w->tls_chunks));
         }
         w->chunks[w->nchunks] = chunk;
         w->echo_chunks[w->nchunks] = ec;
+        w->tls_chunks[w->nchunks] = tc;
         w->nchunks++;
         for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
             zlb_work_slot_t *s = &chunk[i];
@@ -143,6 +191,8 @@ static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
                 zlb_sendq_init(&ec[i].sq, e->payload_len * ZLB_SENDQ_SEGS);
             }
             zlb_conn_init(&s->conn, w->net, ec ? &ec[i].sq : NULL);
+            if (tc)
+                zlb_conn_set_tls(&s->conn, &tc[i]);
             zlb_timer_init(&s->timer, slot_on_timer);
             zlb_list_init(&s->qnode);
             s->phase = ZLB_SLOT_FREE;
@@ -352,8 +402,16 @@ static void echo_send(zlb_worker_t *w, zlb_work_slot_t *s)
     ec->received = 0;
     r = zlb_conn_send(&s->conn, w->e->payload, w->e->payload_len);
     if (r < 0) {
+        zlb_tls_conn_t *tls = zlb_conn_tls(&s->conn);
         zlb_fail_t why = r == -ENOBUFS ? ZLB_FAIL_NO_BUFFERS : zlb_net_classify(-r);
-        w->last_errno[why] = -r;
+        int err = -r;
+        if (r == -EPROTO && tls) {
+            /* The TLS layer failed the write (its error, not the socket's). */
+            why = ZLB_FAIL_TLS_HANDSHAKE;
+            err = (int)tls->err.reason;
+            count_tls_failure(w, s, why, err);
+        }
+        w->last_errno[why] = err;
         close_established(w, s, END_FAILED, why);
         slot_end(w, s);
     }
@@ -437,6 +495,8 @@ static void on_established(zlb_conn_t *c)
     const zlb_workload_config_t *wl = &w->e->cfg->workload;
 
     count_established(w, s->target);
+    if (zlb_conn_tls(c))
+        count_tls_done(w, s->target, zlb_tls_conn_resumed(zlb_conn_tls(c)));
     w->pause_ns = 0;
     s->backoff_exp = 0;
     ramp_add(w, +1);
@@ -474,6 +534,7 @@ static void on_closed(zlb_conn_t *c, zlb_fail_t why, int err, bool was_establish
     zlb_worker_t *w = conn_worker(c);
     zlb_work_slot_t *s = conn_slot(c);
 
+    count_tls_failure(w, s, why, err);
     if (!was_established) {
         attempt_failed(w, s, why, err);
         return;
@@ -657,15 +718,18 @@ void zlb_worker_destroy(zlb_worker_t *w)
             zlb_conn_dispose(&w->chunks[k][i].conn);
         free(w->chunks[k]);
         free(w->echo_chunks[k]);
+        free(w->tls_chunks[k]);
     }
     free(w->chunks);
     free(w->echo_chunks);
+    free(w->tls_chunks);
     zlb_net_ctx_destroy(w->net);
     zlb_stats_dispose(&w->stats);
     free(w->tc);
     free(w->swrr);
     w->chunks = NULL;
     w->echo_chunks = NULL;
+    w->tls_chunks = NULL;
     w->nchunks = 0;
     w->net = NULL;
     w->tc = NULL;
