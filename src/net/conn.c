@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <openssl/ssl.h> /* SSL_SESSION_dup only: see tls_start */
 
 #include "net/net.h"
 
@@ -618,22 +617,13 @@ static void tls_start(zlb_conn_t *c)
 {
     zlb_net_ctx_t *ctx = c->ctx;
     dest_t *d = &ctx->dests[c->dest];
-    SSL_SESSION *resume, *copy;
     int r;
 
     if (!c->tls)
         zlb_fatal("TLS destination %u and no TLS state for the connection", c->dest);
-    /* The resumption decision is made per attempt, from this poller's cache. The cache hands
-     * its newest session to every resuming handshake, but an OpenSSL TLS 1.3 client marks the
-     * session it resumed not resumable when its handshake ends (single-use ticket advice,
-     * applied to the very object given to SSL_set_session): the next handshake offered it would
-     * silently be a full one, and with concurrent churn a fifth of them were (0.9 configured,
-     * 0.75 to 0.8 measured). Each handshake therefore gets its own copy and the cached session
-     * stays usable. Belongs in zlb_tls_conn_init_client; harmless if that copies too. */
-    resume = d->sessions ? zlb_tls_sessions_pick(d->sessions) : NULL;
-    copy = resume ? SSL_SESSION_dup(resume) : NULL;
-    r = zlb_tls_conn_init_client(c->tls, d->tls, d->sessions, copy ? copy : resume, c->w.fd);
-    SSL_SESSION_free(copy); /* the connection holds its own reference */
+    /* The resumption decision is made per attempt, from this poller's cache. */
+    struct ssl_session_st *resume = d->sessions ? zlb_tls_sessions_pick(d->sessions) : NULL;
+    r = zlb_tls_conn_init_client(c->tls, d->tls, d->sessions, resume, c->w.fd);
     if (r < 0) {
         conn_fail(c, zlb_net_classify(-r), -r);
         return;

@@ -200,6 +200,7 @@ int zlb_tls_client_create(const zlb_tls_config_t *cfg, const char *host, zlb_tls
     } else {
         SSL_CTX_set_session_cache_mode(cli->ctx, SSL_SESS_CACHE_OFF);
     }
+    zlb_tls_ctx_prime_store(cli->ctx);
     *out = cli;
     return 0;
 

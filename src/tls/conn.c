@@ -199,10 +199,15 @@ int zlb_tls_conn_init_client(zlb_tls_conn_t *c, const zlb_tls_client_t *cli,
         zlb_tls_conn_dispose(c);
         return -ENOMEM;
     }
-    /* A session OpenSSL refuses (a version this context no longer allows) only costs the
-     * resumption: the handshake goes on as a full one. */
-    if (resume && !SSL_set_session(c->ssl, resume))
+    /* A TLS 1.3 client marks the session it resumed not resumable when its handshake ends
+     * (single-use ticket advice, applied to the very object given to SSL_set_session): a cached
+     * session handed to several handshakes would make all but the first silently full ones.
+     * Each handshake gets its own copy, and the cached one stays usable. A session OpenSSL
+     * refuses (a version this context no longer allows) only costs the resumption. */
+    SSL_SESSION *copy = resume ? SSL_SESSION_dup(resume) : NULL;
+    if (copy && !SSL_set_session(c->ssl, copy))
         ERR_clear_error();
+    SSL_SESSION_free(copy); /* the SSL holds its own reference */
     c->sessions = sessions;
     SSL_set_connect_state(c->ssl);
     return 0;

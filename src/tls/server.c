@@ -97,6 +97,7 @@ int zlb_tls_server_create(const zlb_tls_server_opts_t *opts, zlb_tls_server_t **
         }
         SSL_CTX_set_alpn_select_cb(srv->ctx, alpn_select_cb, srv);
     }
+    zlb_tls_ctx_prime_store(srv->ctx); /* server threads verify client certificates too */
     *out = srv;
     return 0;
 

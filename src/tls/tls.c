@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
 
 #include "core/core.h"
@@ -250,4 +251,19 @@ int zlb_tls_alpn_wire(const char *const *names, size_t n, unsigned char **out, s
     *out = w;
     *out_len = total;
     return 0;
+}
+
+/* OpenSSL 3.0 caches a certificate's extensions on its first use, and two threads verifying
+ * peers against the same freshly loaded CA race on that cache (ThreadSanitizer: one writes the
+ * CA's key identifier while the other compares it, at the first handshakes of a run). Touching
+ * every trusted certificate once, before the context is shared, fills the caches first.
+ * Certificates found later through a hashed directory (ca_dir, the system's) are not covered. */
+void zlb_tls_ctx_prime_store(SSL_CTX *ctx)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (x)
+            (void)X509_check_purpose(x, -1, 0);
+    }
 }

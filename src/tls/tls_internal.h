@@ -40,6 +40,10 @@ struct zlb_tls_cert {
 /** The socket BIO method of this module: send(MSG_NOSIGNAL)/recv, otherwise the socket BIO. */
 const BIO_METHOD *zlb_tls_bio_method(void);
 
+/** Fills OpenSSL's per-certificate caches of every certificate in ctx's trust store, on the
+ * calling thread, before the context is shared (see tls.c). */
+void zlb_tls_ctx_prime_store(SSL_CTX *ctx);
+
 /** Called by the client's new-session callback: stores sess (the reference is taken). */
 void zlb_tls_sessions_add(zlb_tls_sessions_t *s, SSL_SESSION *sess);
 

@@ -4,9 +4,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
 #include "work/work_internal.h"
 
 #define FD_MARGIN 64
@@ -46,29 +43,6 @@ static void fill_sockopts(const zlb_config_t *cfg, zlb_net_sockopts_t *o)
     o->keepalive_count = cfg->socket.keepalive_count;
 }
 
-/* OpenSSL 3.0 caches a certificate's extensions on its first use, and two pollers verifying
- * peers against the same freshly loaded CA at once race on that cache (ThreadSanitizer: one
- * writes the CA's key identifier while the other compares it, at the first handshakes of a
- * run). Touching every trusted certificate here, on one thread, before any poller shares the
- * context fills the caches first. Certificates found later through a ca_dir or the system's
- * hashed directory are not covered. This belongs in zlb_tls_client_create; done here through a
- * connection that never touches a socket, until it moves there. */
-static void prime_trust_store(const zlb_tls_client_t *cli)
-{
-    zlb_tls_conn_t tmp;
-    STACK_OF(X509_OBJECT) * objs;
-
-    if (zlb_tls_conn_init_client(&tmp, cli, NULL, NULL, -1) < 0)
-        return;
-    objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(SSL_get_SSL_CTX(tmp.ssl)));
-    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
-        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
-        if (x)
-            (void)X509_check_purpose(x, -1, 0);
-    }
-    zlb_tls_conn_dispose(&tmp);
-}
-
 /* One client context per TLS target, built here, off the pollers: loading a CA store is file
  * I/O and parsing, and a config OpenSSL refuses is a start-up error, not a failure per
  * connection. */
@@ -89,7 +63,6 @@ static int make_tls_clients(zlb_engine_t *e)
             zlb_log_error("target %s: TLS: %s", name, err[0] ? err : strerror(-r));
             return r == -ENOMEM ? r : -EINVAL;
         }
-        prime_trust_store(e->tls[i]);
         if (!t->tls->verify)
             zlb_log_warn("target %s: TLS certificate verification is off: the peer is not "
                          "authenticated",
