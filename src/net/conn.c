@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-
 #include "net/net.h"
 
 #define F_WANT_WRITE 0x01 /* the send queue is not empty: EPOLLOUT armed (EPOLLIN if TLS wants) */

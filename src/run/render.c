@@ -45,13 +45,12 @@ static json_t *ramp_json(const zlb_view_t *v)
 
 static json_t *rates_json(const zlb_rates_t *r)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s",
-                     zlb_json_real(r->connects_per_s), "closes_per_s",
-                     zlb_json_real(r->closes_per_s), "failures_per_s",
-                     zlb_json_real(r->failures_per_s), "bytes_in_per_s",
-                     zlb_json_real(r->bytes_in_per_s), "bytes_out_per_s",
-                     zlb_json_real(r->bytes_out_per_s), "messages_per_s",
-                     zlb_json_real(r->messages_per_s));
+    return json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s", zlb_json_real(r->connects_per_s),
+        "closes_per_s", zlb_json_real(r->closes_per_s), "failures_per_s",
+        zlb_json_real(r->failures_per_s), "bytes_in_per_s", zlb_json_real(r->bytes_in_per_s),
+        "bytes_out_per_s", zlb_json_real(r->bytes_out_per_s), "messages_per_s",
+        zlb_json_real(r->messages_per_s));
 }
 
 /* Failure details, non-zero entries only: {"handshake": {"<reason>": n}, "verify": {"<code>
@@ -102,9 +101,8 @@ json_t *zlb_render_pollers(const zlb_view_t *v)
     for (size_t i = 0; i < s->npollers; i++) {
         const zlb_poller_info_t *in = &s->info[i];
         const zlb_counters_t *c = &s->poller[i].c;
-        double cps = v->rates && v->rates->poller_connects_per_s
-                         ? v->rates->poller_connects_per_s[i]
-                         : 0.0;
+        double cps =
+            v->rates && v->rates->poller_connects_per_s ? v->rates->poller_connects_per_s[i] : 0.0;
         json_t *row = json_pack(
             "{s:i, s:i, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:I, s:I, s:I}",
             "id", in->id, "cpu", in->cpu, "policy", in->policy, "priority", in->priority,
@@ -114,8 +112,8 @@ json_t *zlb_render_pollers(const zlb_view_t *v)
             zlb_json_real((double)in->stats.lag_last_ns / 1e3), "loop_lag_max_us",
             zlb_json_real((double)in->stats.lag_max_ns / 1e3), "open", (json_int_t)c->open,
             "connects", (json_int_t)c->established, "attempted", (json_int_t)c->attempted,
-            "connects_per_s", zlb_json_real(cps), "events", (json_int_t)in->stats.events,
-            "tasks", (json_int_t)in->stats.tasks, "timers", (json_int_t)in->stats.timers);
+            "connects_per_s", zlb_json_real(cps), "events", (json_int_t)in->stats.events, "tasks",
+            (json_int_t)in->stats.tasks, "timers", (json_int_t)in->stats.timers);
         if (in->warning[0])
             json_object_set_new(row, "warning", json_string(in->warning));
         json_array_append_new(arr, row);
@@ -194,7 +192,8 @@ void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)
     zlb_buf_printf(b, "# HELP zlbench_connections_failed_total Failed connections by reason and "
                       "phase.\n# TYPE zlbench_connections_failed_total counter\n");
     for (int f = 0; f < ZLB_FAIL__COUNT; f++) {
-        zlb_buf_printf(b, "zlbench_connections_failed_total{reason=\"%s\",phase=\"connect\"} %llu\n",
+        zlb_buf_printf(b,
+                       "zlbench_connections_failed_total{reason=\"%s\",phase=\"connect\"} %llu\n",
                        zlb_fail_name((zlb_fail_t)f), (unsigned long long)c->failed_before[f]);
         zlb_buf_printf(b,
                        "zlbench_connections_failed_total{reason=\"%s\",phase=\"established\"} "
@@ -209,8 +208,7 @@ void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)
     prom_counter(b, "zlbench_bytes_received_total", "Bytes read from targets.", c->bytes_in);
     prom_counter(b, "zlbench_bytes_sent_total", "Bytes written to targets.", c->bytes_out);
     prom_counter(b, "zlbench_messages_total", "Workload round trips completed.", c->messages);
-    prom_counter(b, "zlbench_tls_handshakes_total", "TLS handshakes completed.",
-                 c->tls_handshakes);
+    prom_counter(b, "zlbench_tls_handshakes_total", "TLS handshakes completed.", c->tls_handshakes);
     prom_counter(b, "zlbench_tls_resumed_total", "TLS handshakes that resumed a session.",
                  c->tls_resumed);
     prom_gauge(b, "zlbench_elapsed_seconds", "Seconds since the run started.", v->elapsed_s);
@@ -245,11 +243,11 @@ json_t *zlb_render_host(void)
         memset(&u, 0, sizeof(u));
     gethostname(host, sizeof(host) - 1);
     return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:{s:s, s:s, s:s, s:s, s:s}}", "hostname",
-                     host, "kernel", u.release, "machine", u.machine, "os", u.sysname, "cpus_online",
-                     (int)sysconf(_SC_NPROCESSORS_ONLN), "cpus_allowed", zlb_cpus_allowed(),
-                     "versions", "zlbench", zlb_version(), "commit", zlb_git_commit(), "openssl",
-                     OpenSSL_version(OPENSSL_VERSION), "jansson", JANSSON_VERSION,
-                     "libmicrohttpd", MHD_get_version());
+                     host, "kernel", u.release, "machine", u.machine, "os", u.sysname,
+                     "cpus_online", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpus_allowed",
+                     zlb_cpus_allowed(), "versions", "zlbench", zlb_version(), "commit",
+                     zlb_git_commit(), "openssl", OpenSSL_version(OPENSSL_VERSION), "jansson",
+                     JANSSON_VERSION, "libmicrohttpd", MHD_get_version());
 }
 
 /* ---- report paths ------------------------------------------------------------------------- */

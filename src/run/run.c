@@ -22,7 +22,7 @@
 #define TICK_NS (100 * ZLB_NS_PER_MS)
 #define RATE_RING 128
 #define HOT_LOAD_PCT 95.0
-#define HOT_TICKS_SATURATED 30       /* 3 s in a row */
+#define HOT_TICKS_SATURATED 30 /* 3 s in a row */
 /* A generator that keeps its schedule starts nearly every attempt on time; a few starts delayed
  * by the OS scheduler on a busy machine are noise, but when a tenth of them are this late the
  * generator is behind its own schedule. */
@@ -52,7 +52,7 @@ typedef struct run {
 
     zlb_state_t state;
     uint64_t t_start, t_measure_start, t_stop_requested, t_end;
-    bool measuring;       /* the warm-up is over: the base snapshot was taken */
+    bool measuring; /* the warm-up is over: the base snapshot was taken */
     bool ramp_done;
     int signals_seen;
     bool immediate;
@@ -84,12 +84,11 @@ static bool in_list(const char *s, size_t n, const char *const *list, size_t cou
 
 bool zlb_run_metric_path_valid(const char *path)
 {
-    static const char *const conn_keys[] = {"target",       "attempted",      "established",
-                                            "open",         "in_flight",      "closed",
+    static const char *const conn_keys[] = {"target",       "attempted",     "established",
+                                            "open",         "in_flight",     "closed",
                                             "closed_by_us", "closed_by_peer"};
-    static const char *const rate_keys[] = {"connects_per_s",  "closes_per_s",
-                                            "failures_per_s",  "bytes_in_per_s",
-                                            "bytes_out_per_s", "messages_per_s"};
+    static const char *const rate_keys[] = {"connects_per_s", "closes_per_s",    "failures_per_s",
+                                            "bytes_in_per_s", "bytes_out_per_s", "messages_per_s"};
     static const char *const lat_stats[] = {"count", "min", "mean", "max"};
     static const char *const tls_keys[] = {"handshakes", "resumed", "resumed_ratio"};
     const char *dot = strchr(path, '.');
@@ -98,7 +97,8 @@ bool zlb_run_metric_path_valid(const char *path)
     size_t head = (size_t)(dot - path);
     const char *rest = dot + 1;
     if (head == 11 && strncmp(path, "connections", 11) == 0) {
-        if (strncmp(rest, "failed", 6) == 0 || strncmp(rest, "failed_before_established", 25) == 0 ||
+        if (strncmp(rest, "failed", 6) == 0 ||
+            strncmp(rest, "failed_before_established", 25) == 0 ||
             strncmp(rest, "failed_after_established", 24) == 0) {
             const char *r = strchr(rest, '.');
             if (!r)
@@ -193,8 +193,7 @@ static void compute_rates(run_t *r)
     r->rates.bytes_out_per_s = (double)(b->bytes_out - a->bytes_out) / dt;
     r->rates.messages_per_s = (double)(b->messages - a->messages) / dt;
     for (size_t i = 0; i < r->snap.npollers; i++)
-        r->poller_cps[i] =
-            (double)(now->poller_established[i] - then->poller_established[i]) / dt;
+        r->poller_cps[i] = (double)(now->poller_established[i] - then->poller_established[i]) / dt;
 }
 
 /* ---- saturation ----------------------------------------------------------------------------- */
@@ -324,8 +323,8 @@ static void progress(run_t *r, bool final)
                      "%.0fus  load %s",
                      (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
                      (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
-                     r->rates.connects_per_s,
-                     (unsigned long long)zlb_counters_failed_total(c), p99, loads);
+                     r->rates.connects_per_s, (unsigned long long)zlb_counters_failed_total(c), p99,
+                     loads);
     if (n < 0)
         return;
     if (r->tty) {
@@ -414,9 +413,8 @@ static void check_abort(run_t *r)
 {
     const zlb_config_t *cfg = r->cfg;
     uint64_t now = zlb_now_ns();
-    if (!cfg->abort_on_fail || !cfg->nthresholds || !r->measuring ||
-        r->state != ZLB_STATE_STEADY || now - r->t_start < cfg->abort_grace_ns ||
-        now - r->last_abort_check_ns < ZLB_NS_PER_SEC)
+    if (!cfg->abort_on_fail || !cfg->nthresholds || !r->measuring || r->state != ZLB_STATE_STEADY ||
+        now - r->t_start < cfg->abort_grace_ns || now - r->last_abort_check_ns < ZLB_NS_PER_SEC)
         return;
     r->last_abort_check_ns = now;
     zlb_view_t v = make_view(r);
@@ -491,20 +489,18 @@ static json_t *steady_json(run_t *r, zlb_stats_t *steady)
     json_object_set_new(j, "seconds", zlb_json_real(secs));
     json_t *conns = zlb_counters_to_json(c, cfg->connections);
     json_object_set_new(j, "connections", conns);
+    json_object_set_new(j, "rates",
+                        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s",
+                                  zlb_json_real(avg.connects_per_s), "closes_per_s",
+                                  zlb_json_real(avg.closes_per_s), "failures_per_s",
+                                  zlb_json_real(avg.failures_per_s), "bytes_in_per_s",
+                                  zlb_json_real(avg.bytes_in_per_s), "bytes_out_per_s",
+                                  zlb_json_real(avg.bytes_out_per_s), "messages_per_s",
+                                  zlb_json_real(avg.messages_per_s)));
     json_object_set_new(
-        j, "rates",
-        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s",
-                  zlb_json_real(avg.connects_per_s), "closes_per_s",
-                  zlb_json_real(avg.closes_per_s), "failures_per_s",
-                  zlb_json_real(avg.failures_per_s), "bytes_in_per_s",
-                  zlb_json_real(avg.bytes_in_per_s), "bytes_out_per_s",
-                  zlb_json_real(avg.bytes_out_per_s), "messages_per_s",
-                  zlb_json_real(avg.messages_per_s)));
-    json_object_set_new(j, "latency_us",
-                        zlb_stats_latency_json(steady, cfg->report.percentiles,
-                                               cfg->report.npercentiles));
-    double ratio =
-        c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0.0;
+        j, "latency_us",
+        zlb_stats_latency_json(steady, cfg->report.percentiles, cfg->report.npercentiles));
+    double ratio = c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0.0;
     json_object_set_new(j, "tls",
                         json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)c->tls_handshakes,
                                   "resumed", (json_int_t)c->tls_resumed, "resumed_ratio",
@@ -542,9 +538,8 @@ static void print_summary(run_t *r, json_t *report, int failed_thresholds)
     if (zlb_report_lookup(report, "steady.seconds", &v) == 0)
         printf(" over %.1f s\n", v);
     printf("  latency (us)        count        p50        p90        p99      p99.9        max\n");
-    static const zlb_lat_t shown[] = {ZLB_LAT_CONNECT,     ZLB_LAT_DNS,
-                                      ZLB_LAT_TLS_FULL,    ZLB_LAT_TLS_RESUMED,
-                                      ZLB_LAT_FIRST_BYTE,  ZLB_LAT_ECHO_RTT,
+    static const zlb_lat_t shown[] = {ZLB_LAT_CONNECT,     ZLB_LAT_DNS,        ZLB_LAT_TLS_FULL,
+                                      ZLB_LAT_TLS_RESUMED, ZLB_LAT_FIRST_BYTE, ZLB_LAT_ECHO_RTT,
                                       ZLB_LAT_SCHEDULE_LAG};
     for (size_t i = 0; i < ZLB_ARRAY_LEN(shown); i++) {
         const zlb_hist_t *h = r->snap.total.lat[shown[i]];
@@ -557,13 +552,14 @@ static void print_summary(run_t *r, json_t *report, int failed_thresholds)
     }
     for (size_t i = 0; i < r->snap.npollers; i++) {
         const zlb_poller_info_t *in = &r->snap.info[i];
-        printf("  poller %-3d   cpu %-3d %s/%d  load %5.1f%%  cpu time %.2f s  lag max %.0f us%s%s\n",
-               in->id, in->cpu, in->policy, in->priority, in->stats.load_pct,
-               (double)in->stats.cpu_time_ns / 1e9, (double)in->stats.lag_max_ns / 1e3,
-               in->warning[0] ? "  warning: " : "", in->warning);
+        printf(
+            "  poller %-3d   cpu %-3d %s/%d  load %5.1f%%  cpu time %.2f s  lag max %.0f us%s%s\n",
+            in->id, in->cpu, in->policy, in->priority, in->stats.load_pct,
+            (double)in->stats.cpu_time_ns / 1e9, (double)in->stats.lag_max_ns / 1e3,
+            in->warning[0] ? "  warning: " : "", in->warning);
     }
-    printf("  generator    %s\n", r->sat.saturated ? "SATURATED (figures describe zlbench)"
-                                                   : "not saturated");
+    printf("  generator    %s\n",
+           r->sat.saturated ? "SATURATED (figures describe zlbench)" : "not saturated");
     for (int i = 0; i < r->sat.nreasons; i++)
         printf("    %s\n", r->sat.reasons[i]);
     json_t *th = json_object_get(report, "thresholds");
@@ -609,8 +605,7 @@ static int finish(run_t *r)
     zlb_stats_dispose(&steady);
 
     int failed = zlb_thresholds_evaluate(r->cfg, report);
-    bool reached_steady = r->ramp_done && r->measuring &&
-                          r->t_stop_requested > r->t_measure_start;
+    bool reached_steady = r->ramp_done && r->measuring && r->t_stop_requested > r->t_measure_start;
     int code = ZLB_EXIT_OK;
     if (r->exit_code)
         code = r->exit_code;
@@ -624,11 +619,11 @@ static int finish(run_t *r)
 
     if (r->cfg->report.file) {
         char *text = json_dumps(report, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
-        int rc = text ? zlb_write_file_atomic(r->cfg->report.file, text, strlen(text), 0644) : -ENOMEM;
+        int rc =
+            text ? zlb_write_file_atomic(r->cfg->report.file, text, strlen(text), 0644) : -ENOMEM;
         free(text);
         if (rc != 0) {
-            zlb_log_error("cannot write the report to %s: %s", r->cfg->report.file,
-                          strerror(-rc));
+            zlb_log_error("cannot write the report to %s: %s", r->cfg->report.file, strerror(-rc));
             code = ZLB_EXIT_INTERNAL;
         }
     }

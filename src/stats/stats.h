@@ -85,13 +85,13 @@ const char *zlb_fail_name(zlb_fail_t f);
 
 /* The phases whose latency is recorded, each its own histogram. */
 typedef enum {
-    ZLB_LAT_CONNECT,       /* connect() call to ESTABLISHED */
-    ZLB_LAT_DNS,           /* resolver request to answer */
-    ZLB_LAT_SCHEDULE_LAG,  /* actual connect() time minus intended time */
-    ZLB_LAT_TLS_FULL,      /* full TLS handshake */
-    ZLB_LAT_TLS_RESUMED,   /* resumed TLS handshake */
-    ZLB_LAT_FIRST_BYTE,    /* established to first byte read */
-    ZLB_LAT_ECHO_RTT,      /* echo workload: message sent to its echo fully read */
+    ZLB_LAT_CONNECT,      /* connect() call to ESTABLISHED */
+    ZLB_LAT_DNS,          /* resolver request to answer */
+    ZLB_LAT_SCHEDULE_LAG, /* actual connect() time minus intended time */
+    ZLB_LAT_TLS_FULL,     /* full TLS handshake */
+    ZLB_LAT_TLS_RESUMED,  /* resumed TLS handshake */
+    ZLB_LAT_FIRST_BYTE,   /* established to first byte read */
+    ZLB_LAT_ECHO_RTT,     /* echo workload: message sent to its echo fully read */
     ZLB_LAT__COUNT
 } zlb_lat_t;
 
@@ -106,10 +106,10 @@ const char *zlb_lat_name(zlb_lat_t l);
 /* Counters of one poller (or a merge of several). Plain integers: each poller owns its copy
  * and only its thread writes it; readers get copies through snapshots. */
 typedef struct zlb_counters {
-    uint64_t attempted;    /* connect() calls made (incl. ones that failed synchronously) */
+    uint64_t attempted; /* connect() calls made (incl. ones that failed synchronously) */
     uint64_t established;
-    uint64_t in_flight;    /* attempted, not yet established nor failed */
-    uint64_t open;         /* established and not yet closed */
+    uint64_t in_flight; /* attempted, not yet established nor failed */
+    uint64_t open;      /* established and not yet closed */
     uint64_t closed_by_us;
     uint64_t closed_by_peer;
     uint64_t failed_before[ZLB_FAIL__COUNT]; /* failed before being established */
@@ -118,7 +118,7 @@ typedef struct zlb_counters {
     uint64_t messages;       /* workload round trips / requests completed */
     uint64_t tls_handshakes; /* completed */
     uint64_t tls_resumed;
-    uint64_t scheduled;      /* attempts handed to this poller by the scheduler */
+    uint64_t scheduled; /* attempts handed to this poller by the scheduler */
     /* Why TLS failed, before or after establishment: sum(tls_fail_reason) ==
      * failed_before[tls_handshake] + failed_after[tls_handshake] and sum(tls_verify_code) ==
      * failed_before[tls_verify] + failed_after[tls_verify]. */
