@@ -708,8 +708,8 @@ static int parse_targets(ctx_t *c, const json_t *v, zlb_config_t *cfg)
 
 static int parse_embedded(ctx_t *c, const json_t *o, zlb_config_t *cfg)
 {
-    static const char *const keys[] = {"mode", "listen",      "backlog",     "threads",
-                                       "tls",  "ca_out_file", "accept_delay"};
+    static const char *const keys[] = {"mode",        "listen",       "backlog",   "threads", "tls",
+                                       "ca_out_file", "accept_delay", "resumption"};
     zlb_embedded_target_config_t *e = &cfg->embedded_target;
     int64_t x;
     int m;
@@ -740,6 +740,7 @@ static int parse_embedded(ctx_t *c, const json_t *o, zlb_config_t *cfg)
     TRY(get_bool(c, o, "tls", &e->tls));
     TRY(get_string(c, o, "ca_out_file", true, &e->ca_out_file));
     TRY(get_duration(c, o, "accept_delay", 0, &e->accept_delay_ns));
+    TRY(get_number(c, o, "resumption", 0, 1, "0..1", &e->resumption));
     return 0;
 }
 

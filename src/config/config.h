@@ -51,6 +51,7 @@ typedef struct zlb_embedded_target_config {
     bool tls;
     char *ca_out_file;        /* where to write the generated CA certificate (PEM), or NULL */
     uint64_t accept_delay_ns; /* artificial delay before each accept (to simulate a slow target) */
+    double resumption;        /* with tls: share of zlbench's handshakes that resume (0..1) */
 } zlb_embedded_target_config_t;
 
 typedef enum { ZLB_CFG_PRIO_NORMAL, ZLB_CFG_PRIO_HIGH, ZLB_CFG_PRIO_REALTIME } zlb_cfg_priority_t;

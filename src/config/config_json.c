@@ -108,6 +108,7 @@ static json_t *embedded_json(const zlb_embedded_target_config_t *e)
     json_object_set_new(o, "tls", json_boolean(e->tls));
     json_object_set_new(o, "ca_out_file", string_or_null(e->ca_out_file));
     json_object_set_new(o, "accept_delay", duration(e->accept_delay_ns));
+    json_object_set_new(o, "resumption", number(e->resumption));
     return o;
 }
 

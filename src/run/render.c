@@ -76,7 +76,7 @@ static json_t *tls_failures_json(const zlb_counters_t *c)
     return json_pack("{s:o, s:o}", "handshake", hs, "verify", vf);
 }
 
-static json_t *tls_json(const zlb_counters_t *c)
+json_t *zlb_render_tls(const zlb_counters_t *c)
 {
     double ratio = c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0;
     return json_pack("{s:I, s:I, s:o, s:o, s:s}", "handshakes", (json_int_t)c->tls_handshakes,
@@ -157,7 +157,7 @@ json_t *zlb_render_stats(const zlb_view_t *v)
     json_object_set_new(root, "bytes",
                         json_pack("{s:I, s:I}", "in", (json_int_t)t->c.bytes_in, "out",
                                   (json_int_t)t->c.bytes_out));
-    json_object_set_new(root, "tls", tls_json(&t->c));
+    json_object_set_new(root, "tls", zlb_render_tls(&t->c));
     json_object_set_new(root, "pollers", zlb_render_pollers(v));
     json_object_set_new(root, "targets", targets_json(v));
     json_object_set_new(root, "generator", generator_json(v));
@@ -211,6 +211,20 @@ void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)
     prom_counter(b, "zlbench_tls_handshakes_total", "TLS handshakes completed.", c->tls_handshakes);
     prom_counter(b, "zlbench_tls_resumed_total", "TLS handshakes that resumed a session.",
                  c->tls_resumed);
+    zlb_buf_printf(b, "# HELP zlbench_tls_failures_total TLS handshake failures by OpenSSL reason "
+                      "and certificate verification failures by X509 verify code.\n"
+                      "# TYPE zlbench_tls_failures_total counter\n");
+    for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
+        if (c->tls_fail_reason[i])
+            zlb_buf_printf(b, "zlbench_tls_failures_total{kind=\"handshake\",reason=\"%s\"} %llu\n",
+                           zlb_tls_reason_name((zlb_tls_reason_t)i),
+                           (unsigned long long)c->tls_fail_reason[i]);
+    for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
+        if (c->tls_verify_code[i])
+            zlb_buf_printf(b,
+                           "zlbench_tls_failures_total{kind=\"verify\",code=\"%d\",reason=\"%s\"} "
+                           "%llu\n",
+                           i, zlb_tls_verify_name(i), (unsigned long long)c->tls_verify_code[i]);
     prom_gauge(b, "zlbench_elapsed_seconds", "Seconds since the run started.", v->elapsed_s);
     prom_gauge(b, "zlbench_generator_saturated",
                "1 when the generator itself is the bottleneck (its figures are suspect).",

@@ -500,11 +500,7 @@ static json_t *steady_json(run_t *r, zlb_stats_t *steady)
     json_object_set_new(
         j, "latency_us",
         zlb_stats_latency_json(steady, cfg->report.percentiles, cfg->report.npercentiles));
-    double ratio = c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0.0;
-    json_object_set_new(j, "tls",
-                        json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)c->tls_handshakes,
-                                  "resumed", (json_int_t)c->tls_resumed, "resumed_ratio",
-                                  zlb_json_real(ratio)));
+    json_object_set_new(j, "tls", zlb_render_tls(c));
     json_object_set_new(j, "histograms", zlb_stats_histograms_json(steady));
     return j;
 }
@@ -526,6 +522,23 @@ static void print_summary(run_t *r, json_t *report, int failed_thresholds)
         uint64_t n = c->failed_before[f] + c->failed_after[f];
         if (n)
             printf("    failed %-16s %llu\n", zlb_fail_name((zlb_fail_t)f), (unsigned long long)n);
+    }
+    if (c->tls_handshakes || c->failed_before[ZLB_FAIL_TLS_HANDSHAKE] ||
+        c->failed_before[ZLB_FAIL_TLS_VERIFY]) {
+        printf("  tls          %llu handshakes, %llu resumed (%.1f%%)\n",
+               (unsigned long long)c->tls_handshakes, (unsigned long long)c->tls_resumed,
+               c->tls_handshakes ? 100.0 * (double)c->tls_resumed / (double)c->tls_handshakes
+                                 : 0.0);
+        json_t *fails = json_object_get(json_object_get(report, "tls"), "failures");
+        const char *kind, *why;
+        json_t *group, *n;
+        json_object_foreach(fails, kind, group)
+        {
+            json_object_foreach(group, why, n)
+            {
+                printf("    tls %-9s %-24s %lld\n", kind, why, (long long)json_integer_value(n));
+            }
+        }
     }
     if (zlb_report_lookup(report, "ramp.seconds", &v) == 0 && r->snap.target_reached_ns)
         printf("  ramp         %llu open after %.3f s\n", (unsigned long long)r->cfg->connections,
@@ -711,6 +724,7 @@ static int build_targets(run_t *r)
                 .verify = true,
                 .ca_file = (char *)embedded_ca_file(r),
                 .handshake_timeout_ns = 5 * ZLB_NS_PER_SEC, /* the config's default */
+                .resumption = cfg->embedded_target.resumption,
             };
             r->targets[0].tls = &r->embedded_tls;
         }

@@ -64,6 +64,9 @@ json_t *zlb_render_stats(const zlb_view_t *v);
 json_t *zlb_render_pollers(const zlb_view_t *v);
 /** Prometheus text for /metrics. Caller disposes b. */
 void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b);
+/** {handshakes, resumed, resumed_ratio, failures: {handshake: {reason: n}, verify: {"62
+ * hostname_mismatch": n}}, openssl}. New reference. */
+json_t *zlb_render_tls(const zlb_counters_t *c);
 /** Host facts: kernel, CPUs, versions. New reference. */
 json_t *zlb_render_host(void);
 /** A JSON real that is never NaN or Inf (jansson refuses those: it would return NULL). */
