@@ -67,7 +67,7 @@ static int run(const char *addr, uint64_t n, int pollers)
     uint64_t deadline = zlb_now_ns() + 120 * ZLB_NS_PER_SEC;
     int r;
 
-    if (zlb_net_split_host_port(addr, host, sizeof(host), &port) < 0) {
+    if (zlb_addr_split(addr, host, sizeof(host), &port) < 0) {
         fprintf(stderr, "bench_connect: bad address %s\n", addr);
         return 2;
     }

@@ -49,7 +49,7 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
     zlb_engine_target_t t;
     int r;
 
-    if (zlb_net_split_host_port(addr, host, sizeof(host), &port) < 0) {
+    if (zlb_addr_split(addr, host, sizeof(host), &port) < 0) {
         fprintf(stderr, "bench_tls_handshake: bad address %s\n", addr);
         return 2;
     }

@@ -310,8 +310,7 @@ static void test_classify(void)
 static void test_addresses(void)
 {
     zlb_net_addr_t a, b;
-    char buf[ZLB_NET_ADDRSTRLEN], host[64];
-    uint16_t port = 0;
+    char buf[ZLB_NET_ADDRSTRLEN];
 
     ASSERT(zlb_net_is_ip_literal("127.0.0.1"));
     ASSERT(zlb_net_is_ip_literal("::1"));
@@ -343,20 +342,6 @@ static void test_addresses(void)
     ASSERT(!zlb_net_addr_equal(&a, &b));
     ASSERT_EQ(zlb_net_addr_parse("localhost:80", &a), -EINVAL);
     ASSERT_EQ(zlb_net_addr_parse("::1:80", &a), -EINVAL);
-
-    ASSERT_EQ(zlb_net_split_host_port("localhost:80", host, sizeof(host), &port), 0);
-    ASSERT_STREQ(host, "localhost");
-    ASSERT_EQ(port, 80);
-    ASSERT_EQ(zlb_net_split_host_port("[::1]:65535", host, sizeof(host), &port), 0);
-    ASSERT_STREQ(host, "::1");
-    ASSERT_EQ(port, 65535);
-    ASSERT_EQ(zlb_net_split_host_port("host:65536", host, sizeof(host), &port), -EINVAL);
-    ASSERT_EQ(zlb_net_split_host_port("host:", host, sizeof(host), &port), -EINVAL);
-    ASSERT_EQ(zlb_net_split_host_port(":80", host, sizeof(host), &port), -EINVAL);
-    ASSERT_EQ(zlb_net_split_host_port("host", host, sizeof(host), &port), -EINVAL);
-    ASSERT_EQ(zlb_net_split_host_port("host:8x", host, sizeof(host), &port), -EINVAL);
-    ASSERT_EQ(zlb_net_split_host_port("[::1]80", host, sizeof(host), &port), -EINVAL);
-    ASSERT_EQ(zlb_net_split_host_port("a.very.long.name:1", host, 8, &port), -ENAMETOOLONG);
 }
 
 static int get_int(int fd, int level, int name)

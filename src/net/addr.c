@@ -108,61 +108,11 @@ const char *zlb_net_addr_format(const zlb_net_addr_t *a, char *buf, size_t len)
     return buf;
 }
 
-static int parse_port(const char *s, uint16_t *port)
-{
-    unsigned long v = 0;
-
-    if (!*s)
-        return -EINVAL;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -EINVAL;
-        v = v * 10 + (unsigned long)(*s - '0');
-        if (v > 65535)
-            return -EINVAL;
-    }
-    *port = (uint16_t)v;
-    return 0;
-}
-
-int zlb_net_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *h, *colon;
-    size_t n;
-
-    if (!s || !*s || !hostlen)
-        return -EINVAL;
-    if (*s == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = s + 1;
-        n = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        /* A second colon means an unbracketed IPv6 literal: the port would be ambiguous. */
-        if (!colon || memchr(s, ':', (size_t)(colon - s)))
-            return -EINVAL;
-        h = s;
-        n = (size_t)(colon - s);
-    }
-    if (n == 0)
-        return -EINVAL;
-    if (n >= hostlen)
-        return -ENAMETOOLONG;
-    if (parse_port(colon + 1, port) < 0)
-        return -EINVAL;
-    memcpy(host, h, n);
-    host[n] = '\0';
-    return 0;
-}
-
 int zlb_net_addr_parse(const char *s, zlb_net_addr_t *out)
 {
     char host[INET6_ADDRSTRLEN];
     uint16_t port;
-    int r = zlb_net_split_host_port(s, host, sizeof(host), &port);
+    int r = zlb_addr_split(s, host, sizeof(host), &port);
 
     if (r < 0)
         return -EINVAL;

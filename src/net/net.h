@@ -53,10 +53,6 @@ void zlb_net_addr_set_port(zlb_net_addr_t *a, uint16_t port);
 bool zlb_net_addr_equal(const zlb_net_addr_t *a, const zlb_net_addr_t *b);
 /** Writes "127.0.0.1:80" or "[::1]:80" into buf (ZLB_NET_ADDRSTRLEN is enough); returns buf. */
 const char *zlb_net_addr_format(const zlb_net_addr_t *a, char *buf, size_t len);
-/** Splits "host:port" or "[v6]:port" into host (brackets removed, NUL-terminated) and port.
- * Also accepts a bare IPv6 literal followed by ":port" only in brackets. 0, -EINVAL or
- * -ENAMETOOLONG. */
-int zlb_net_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port);
 /** "127.0.0.1:80" / "[::1]:80" (IP literal only) into an address. 0 or -EINVAL. */
 int zlb_net_addr_parse(const char *s, zlb_net_addr_t *out);
 
