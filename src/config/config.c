@@ -708,8 +708,8 @@ static int parse_targets(ctx_t *c, const json_t *v, zlb_config_t *cfg)
 
 static int parse_embedded(ctx_t *c, const json_t *o, zlb_config_t *cfg)
 {
-    static const char *const keys[] = {"mode",        "listen",       "backlog",   "threads", "tls",
-                                       "ca_out_file", "accept_delay", "resumption"};
+    static const char *const keys[] = {"mode", "listen",      "backlog",      "threads",
+                                       "tls",  "ca_out_file", "accept_delay", "resumption"};
     zlb_embedded_target_config_t *e = &cfg->embedded_target;
     int64_t x;
     int m;
