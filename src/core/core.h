@@ -230,6 +230,10 @@ void zlb_addr_set_port(struct sockaddr_storage *ss, uint16_t port);
  * fsync of the folder. 0 or -errno. */
 int zlb_write_file_atomic(const char *path, const void *data, size_t len, int mode);
 
+/** Raises RLIMIT_NOFILE to its hard limit and grows the process's fd table to hold nfds (or the
+ * limit) at once. Call before threads exist. 0 or -errno. */
+int zlb_fd_table_reserve(unsigned nfds);
+
 /* ---- version -------------------------------------------------------------------------------- */
 
 /** "0.1.0" */

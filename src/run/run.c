@@ -855,6 +855,12 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->sigfd = r->stopfd = -1;
     r->state = ZLB_STATE_STARTING;
     r->tty = isatty(STDERR_FILENO);
+    /* Client sockets, the embedded target's sockets, and room for the rest. */
+    uint64_t fds = cfg->connections * (cfg->embedded_target.enabled ? 2 : 1) + 256;
+    int rc = zlb_fd_table_reserve((unsigned)ZLB_MIN(fds, (uint64_t)UINT32_MAX));
+    if (rc != 0)
+        zlb_log_warn("cannot reserve %llu file descriptors: %s", (unsigned long long)fds,
+                     strerror(-rc));
     zlb_config_hash(cfg, r->config_hash);
     json_t *cj = zlb_config_to_json(cfg);
     r->config_text = json_dumps(cj, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -867,7 +873,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         goto out;
     if (build_targets(r) != 0 || make_pool(r) != 0)
         goto out;
-    int rc = zlb_engine_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
+    rc = zlb_engine_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
     if (rc != 0) {
         zlb_log_error("cannot create the connection engine: %s", strerror(-rc));
         goto out;
