@@ -123,19 +123,26 @@ static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
         stem -= 5;
     char **files = zlb_xcalloc((size_t)n, sizeof(char *));
     char *original = cfg->report.file;
-    int code = ZLB_EXIT_OK;
-    for (int i = 0; i < n; i++) {
+    int code = ZLB_EXIT_OK, done = 0;
+    bool interrupted = false;
+    zlb_run_opts_t o = *opts;
+    o.interrupted = &interrupted;
+    for (int i = 0; i < n && !interrupted; i++) {
         char path[4096];
         snprintf(path, sizeof(path), "%.*s-%d.json", (int)stem, base, i + 1);
         files[i] = zlb_xstrdup(path);
         cfg->report.file = files[i];
         zlb_log_info("repeat %d/%d: report %s", i + 1, n, path);
-        code = worse_exit(code, zlb_run(cfg, opts));
+        code = worse_exit(code, zlb_run(cfg, &o));
+        done++;
     }
     cfg->report.file = original;
     char summary[4096];
     snprintf(summary, sizeof(summary), "%.*s-repeat.json", (int)stem, base);
-    if (n > 1 && zlb_run_spread(files, (size_t)n, summary) != 0)
+    /* An interrupted series has no spread worth trusting: the last run was cut short. */
+    if (interrupted)
+        zlb_log_warn("repeat interrupted after %d of %d runs: no spread computed", done, n);
+    else if (n > 1 && zlb_run_spread(files, (size_t)n, summary) != 0)
         code = worse_exit(code, ZLB_EXIT_INTERNAL);
     for (int i = 0; i < n; i++)
         free(files[i]);

@@ -42,6 +42,7 @@ struct zlb_loop {
     int batch_n;                /* events of the batch being handled */
     int batch_next;             /* first of them not yet dispatched */
     bool woken;                 /* the eventfd fired in this iteration */
+    uint64_t event_time;        /* when this iteration's epoll_wait returned */
     zlb_watcher_t wake;
     zlb_heap_t timers;
     uint64_t now;
@@ -377,7 +378,10 @@ static void run_timers(zlb_loop_t *loop)
             top->key = next;
             zlb_heap_push(&loop->timers, top);
         }
-        uint64_t lag = now - deadline;
+        /* Measured when this callback starts, not when the pass began: after slow callbacks
+         * earlier in the pass, later timers really are that much later. */
+        uint64_t started = zlb_now_ns();
+        uint64_t lag = started > deadline ? started - deadline : 0;
         loop->lag_last = lag;
         if (lag > loop->lag_max)
             loop->lag_max = lag;
@@ -484,6 +488,7 @@ static void iterate(zlb_loop_t *loop, uint64_t max_wait)
     int n = wait_events(loop, compute_timeout(loop, before, max_wait));
     uint64_t after = zlb_now_ns();
     loop->now = after;
+    loop->event_time = after;
     loop->sleep_total += after - before;
     if (after >= loop->next_boundary)
         load_boundary(loop, after);
@@ -707,4 +712,14 @@ void zlb_loop_reset_lag_max(zlb_loop_t *loop)
 {
     store_relaxed(&loop->pub.lag_max, 0);
     atomic_fetch_add_explicit(&loop->pub.lag_reset_gen, 1, memory_order_relaxed);
+}
+
+bool zlb_loop_running(const zlb_loop_t *loop)
+{
+    return atomic_load_explicit(&((zlb_loop_t *)loop)->running, memory_order_acquire);
+}
+
+uint64_t zlb_loop_event_time(const zlb_loop_t *loop)
+{
+    return loop->event_time;
 }

@@ -118,6 +118,12 @@ void zlb_loop_destroy(zlb_loop_t *loop);
 uint64_t zlb_loop_now(const zlb_loop_t *loop);
 /** Refreshes and returns the cached time (for latency stamps that must be exact). */
 uint64_t zlb_loop_update_time(zlb_loop_t *loop);
+/** True while a thread is inside zlb_loop_run. Once it reads false (acquire), everything the
+ * loop's thread wrote before returning is visible to the caller. Any thread. */
+bool zlb_loop_running(const zlb_loop_t *loop);
+/** The time the current batch's epoll_wait returned: when the kernel's events were seen, before
+ * this iteration's callbacks added their own time. Loop thread only. */
+uint64_t zlb_loop_event_time(const zlb_loop_t *loop);
 /** True on the loop's own thread. */
 bool zlb_loop_on_thread(const zlb_loop_t *loop);
 /** The loop running on the calling thread, or NULL. */
@@ -192,7 +198,7 @@ zlb_loop_t *zlb_pool_loop(const zlb_pool_t *pool, int i);
 zlb_loop_t *zlb_pool_select(zlb_pool_t *pool);
 /** Fills info[0..size) with what each poller got and its current stats. Any thread. */
 void zlb_pool_info(const zlb_pool_t *pool, zlb_poller_info_t *info);
-/** Stops every loop and joins the threads. Idempotent. */
+/** Stops every loop and joins the threads. Idempotent; accepts NULL. */
 void zlb_pool_stop(zlb_pool_t *pool);
 /** Stops if needed, destroys the loops (discarding queued tasks), frees. Accepts NULL. */
 void zlb_pool_destroy(zlb_pool_t *pool);

@@ -374,6 +374,8 @@ void zlb_pool_info(const zlb_pool_t *pool, zlb_poller_info_t *info)
 
 void zlb_pool_stop(zlb_pool_t *pool)
 {
+    if (!pool)
+        return;
     zlb_loop_t *cur = zlb_loop_current();
     if (cur && zlb_loop_owner(cur) == pool)
         zlb_fatal("zlb_pool_stop called from poller %d, which cannot join itself",

@@ -65,10 +65,7 @@ struct zlb_net_ctx {
     size_t nsources, src_next;
     uint8_t *tls_wbuf; /* owned, TLS_WRITE_MAX; NULL when no destination is TLS */
     size_t ndests;
-    /* Bumped as the loop handles this ctx's connections, read by any thread (zlb_net_ctx_activity)
-     * to tell a loop that runs one long iteration from one that stopped. Single writer; read
-     * only on a snapshot's slow path, so sharing its cache line costs nothing. */
-    _Atomic uint64_t activity;
+    bool busy_traffic;
     dest_t dests[];
 };
 
@@ -76,11 +73,14 @@ static void conn_on_event(zlb_loop_t *loop, zlb_watcher_t *w, uint32_t events);
 static void conn_on_timer(zlb_loop_t *loop, zlb_timer_t *t);
 static void conn_on_readable(zlb_conn_t *c, uint32_t events);
 
-/* A plain store, no read-modify-write: only the loop thread writes it. */
-static inline void ctx_beat(zlb_net_ctx_t *ctx)
+/* Completions are stamped with the time epoll_wait returned, not when their callback got round
+ * to them: a slow callback earlier in the batch must not count as the target's latency. The
+ * clock is read afresh only for what did not come from this batch's events (a step run inline
+ * right after `since`). */
+static uint64_t event_stamp(const zlb_net_ctx_t *ctx, uint64_t since)
 {
-    uint64_t v = atomic_load_explicit(&ctx->activity, memory_order_relaxed);
-    atomic_store_explicit(&ctx->activity, v + 1, memory_order_relaxed);
+    uint64_t t = zlb_loop_event_time(ctx->loop);
+    return t >= since ? t : zlb_now_ns();
 }
 
 static void ctx_unref(zlb_net_ctx_t *ctx)
@@ -355,12 +355,14 @@ int zlb_conn_start(zlb_conn_t *c, uint16_t dest)
     d = &ctx->dests[dest];
     c->dest = dest;
     c->flags = 0;
-    ctx_beat(ctx);
     if (d->expires_ns > zlb_loop_now(ctx->loop))
         return conn_connect(c, d);
 
     c->state = ZLB_CONN_RESOLVING;
     c->t_start = zlb_now_ns();
+    /* A resolver that never answers must not hold the attempt in flight forever: the lookup
+     * gets the connect timeout of its own. */
+    zlb_timer_start_at(ctx->loop, &c->timer, c->t_start + ctx->connect_timeout_ns, 0);
     zlb_list_push_back(&d->waiters, &c->node);
     if (!d->req_busy) {
         d->req_busy = true;
@@ -393,7 +395,6 @@ static void ready_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_list_splice_back(&batch, &ctx->ready);
     while ((n = zlb_list_pop_front(&batch))) {
         zlb_conn_t *c = ZLB_CONTAINER_OF(n, zlb_conn_t, node);
-        ctx_beat(ctx);
         if (c->state == ZLB_CONN_ESTABLISHED)
             conn_on_readable(c, EPOLLIN);
     }
@@ -436,7 +437,8 @@ static void conn_on_readable(zlb_conn_t *c, uint32_t events)
             total += (size_t)n;
             if (!(c->flags & F_FIRST_BYTE)) {
                 c->flags |= F_FIRST_BYTE;
-                zlb_stats_record(ctx->stats, ZLB_LAT_FIRST_BYTE, zlb_now_ns() - c->t_established);
+                zlb_stats_record(ctx->stats, ZLB_LAT_FIRST_BYTE,
+                                 event_stamp(ctx, c->t_established) - c->t_established);
             }
             ctx->ops->data(c, ctx->rbuf, (size_t)n);
             if (c->gen != gen || c->state != ZLB_CONN_ESTABLISHED)
@@ -557,13 +559,15 @@ static void conn_established(zlb_conn_t *c, uint32_t events)
     uint32_t gen = c->gen;
     int r;
 
-    c->state = ZLB_CONN_ESTABLISHED;
-    /* The one epoll_ctl of this state change: from connect interest to read interest. */
+    /* The one epoll_ctl of this state change: from connect interest to read interest. It comes
+     * before the state does, so that its failure is an attempt that failed, never an established
+     * connection that was not counted as one. */
     r = zlb_loop_rewatch(ctx->loop, &c->w, READ_INTEREST);
     if (r < 0) {
         conn_fail(c, zlb_net_classify(-r), -r);
         return;
     }
+    c->state = ZLB_CONN_ESTABLISHED;
     ctx->ops->established(c);
     if (c->gen != gen || c->state != ZLB_CONN_ESTABLISHED)
         return;
@@ -576,7 +580,7 @@ static void conn_established(zlb_conn_t *c, uint32_t events)
 static void tls_established(zlb_conn_t *c)
 {
     zlb_net_ctx_t *ctx = c->ctx;
-    uint64_t now = zlb_now_ns();
+    uint64_t now = event_stamp(ctx, c->t_established);
 
     zlb_timer_stop(ctx->loop, &c->timer);
     zlb_stats_record(ctx->stats,
@@ -627,6 +631,8 @@ static void tls_start(zlb_conn_t *c)
         conn_fail(c, zlb_net_classify(-r), -r);
         return;
     }
+    if (ctx->busy_traffic)
+        zlb_tls_conn_keep_buffers(c->tls);
     c->flags |= F_TLS;
     c->state = ZLB_CONN_TLS_HANDSHAKE;
     zlb_timer_start_at(ctx->loop, &c->timer, c->t_established + d->handshake_timeout_ns, 0);
@@ -651,7 +657,7 @@ static void on_connect_event(zlb_conn_t *c, uint32_t events)
         conn_fail(c, zlb_net_classify(err), err);
         return;
     }
-    now = zlb_now_ns();
+    now = event_stamp(ctx, c->t_start);
     zlb_timer_stop(ctx->loop, &c->timer);
     c->t_established = now;
     zlb_stats_record(ctx->stats, ZLB_LAT_CONNECT, now - c->t_start);
@@ -667,7 +673,6 @@ static void conn_on_event(zlb_loop_t *loop, zlb_watcher_t *w, uint32_t events)
     uint32_t gen = c->gen;
 
     (void)loop;
-    ctx_beat(c->ctx);
     if (c->state == ZLB_CONN_CONNECTING) {
         on_connect_event(c, events);
         return;
@@ -708,11 +713,12 @@ static void conn_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
     zlb_conn_t *c = ZLB_CONTAINER_OF(t, zlb_conn_t, timer);
 
     (void)loop;
-    ctx_beat(c->ctx);
-    /* Connect timeout, handshake timeout, or a send queue that made no progress for the send
-     * timeout. */
-    if (c->state == ZLB_CONN_CONNECTING || c->state == ZLB_CONN_TLS_HANDSHAKE ||
-        (c->state == ZLB_CONN_ESTABLISHED && (c->flags & F_WANT_WRITE)))
+    /* Lookup timeout, connect timeout, handshake timeout, or a send queue that made no progress
+     * for the send timeout. */
+    if (c->state == ZLB_CONN_RESOLVING)
+        conn_fail(c, ZLB_FAIL_DNS, ETIMEDOUT);
+    else if (c->state == ZLB_CONN_CONNECTING || c->state == ZLB_CONN_TLS_HANDSHAKE ||
+             (c->state == ZLB_CONN_ESTABLISHED && (c->flags & F_WANT_WRITE)))
         conn_fail(c, ZLB_FAIL_TIMEOUT, ETIMEDOUT);
 }
 
@@ -794,6 +800,7 @@ int zlb_net_ctx_create(const zlb_net_ctx_opts_t *o, zlb_net_ctx_t **out)
     ctx->rbuf = malloc(ctx->rbuf_size);
     if (!ctx->rbuf)
         goto nomem;
+    ctx->busy_traffic = o->busy_traffic;
     if (o->nsources) {
         ctx->sources = calloc(o->nsources, sizeof(*ctx->sources));
         if (!ctx->sources)
@@ -863,11 +870,6 @@ void zlb_net_ctx_destroy(zlb_net_ctx_t *ctx)
 zlb_loop_t *zlb_net_ctx_loop(const zlb_net_ctx_t *ctx)
 {
     return ctx->loop;
-}
-
-uint64_t zlb_net_ctx_activity(const zlb_net_ctx_t *ctx)
-{
-    return atomic_load_explicit(&ctx->activity, memory_order_relaxed);
 }
 
 const zlb_net_addr_t *zlb_net_ctx_dest_addr(const zlb_net_ctx_t *ctx, uint16_t dest)

@@ -238,6 +238,7 @@ typedef struct zlb_net_ctx_opts {
     const zlb_net_addr_t *sources; /* source addresses, used round-robin; borrowed */
     size_t nsources;
     size_t source_offset; /* where the round-robin starts (e.g. the poller id) */
+    bool busy_traffic;    /* connections carry messages all the time: TLS keeps its buffers */
 } zlb_net_ctx_opts_t;
 
 /** Creates a ctx. IP literal destinations are parsed here (a literal of the wrong family is
@@ -250,9 +251,6 @@ int zlb_net_ctx_create(const zlb_net_ctx_opts_t *o, zlb_net_ctx_t **out);
  * run or discarded. Accepts NULL. */
 void zlb_net_ctx_destroy(zlb_net_ctx_t *ctx);
 zlb_loop_t *zlb_net_ctx_loop(const zlb_net_ctx_t *ctx);
-/** A count that moves whenever the ctx's loop handles one of its connections (an event, a
- * timer, a start), even in the middle of a long loop iteration. Any thread. */
-uint64_t zlb_net_ctx_activity(const zlb_net_ctx_t *ctx);
 /** The destination's current address (empty before the first answer). Loop thread. */
 const zlb_net_addr_t *zlb_net_ctx_dest_addr(const zlb_net_ctx_t *ctx, uint16_t dest);
 

@@ -60,6 +60,8 @@ typedef struct run {
 
     zlb_engine_snapshot_t snap;
     zlb_engine_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
+    zlb_stats_t at_stop;        /* when the stop was asked for, before the drain */
+    bool have_at_stop;
     zlb_rate_sample_t ring[RATE_RING];
     size_t ring_next, ring_count;
     zlb_rates_t rates;
@@ -69,7 +71,6 @@ typedef struct run {
     uint64_t last_abort_check_ns;
     bool tty;
     bool progress_open; /* a live line is on the terminal without its newline */
-    int exit_code;
 } run_t;
 
 /* ---- metric paths (for thresholds and compare) ------------------------------------------- */
@@ -378,6 +379,11 @@ static void request_stop(run_t *r, const char *reason, bool immediate)
         r->immediate = true;
     if (r->state == ZLB_STATE_DRAINING || r->state == ZLB_STATE_DONE)
         return;
+    /* The measured window ends here: what the drain closes or cancels is not steady state. */
+    if (r->measuring && take_snapshot(r) == 0) {
+        zlb_stats_copy(&r->at_stop, &r->snap.total);
+        r->have_at_stop = true;
+    }
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
     zlb_engine_close_all(r->engine);
@@ -407,8 +413,18 @@ static void update_phase(run_t *r)
         request_stop(r, "duration", false);
 }
 
+static json_t *steady_json(run_t *r, zlb_stats_t *steady);
+
+/* The measured window's figures: from the end of warm-up to the stop request (or to now). */
+static void steady_stats(run_t *r, zlb_stats_t *out)
+{
+    zlb_stats_copy(out, r->have_at_stop ? &r->at_stop : &r->snap.total);
+    zlb_stats_sub(out, &r->base.total);
+}
+
 /* abort_on_fail: once a second after the grace period, the thresholds are checked against the
- * live figures, and the first failure stops the run (its final report says which failed). */
+ * same steady figures the final report uses, so a run is never aborted for a threshold that its
+ * report then says held. */
 static void check_abort(run_t *r)
 {
     const zlb_config_t *cfg = r->cfg;
@@ -419,6 +435,11 @@ static void check_abort(run_t *r)
     r->last_abort_check_ns = now;
     zlb_view_t v = make_view(r);
     json_t *live = zlb_render_stats(&v);
+    zlb_stats_t steady;
+    zlb_stats_init(&steady);
+    steady_stats(r, &steady);
+    json_object_set_new(live, "steady", steady_json(r, &steady));
+    zlb_stats_dispose(&steady);
     int failed = zlb_thresholds_evaluate(cfg, live);
     if (failed) {
         size_t i;
@@ -601,8 +622,7 @@ static int finish(run_t *r)
         begin_measuring(r); /* a run stopped inside its warm-up: measure nothing, honestly */
     zlb_stats_t steady;
     zlb_stats_init(&steady);
-    zlb_stats_copy(&steady, &r->snap.total);
-    zlb_stats_sub(&steady, &r->base.total);
+    steady_stats(r, &steady);
     check_final_saturation(r, &steady);
 
     zlb_view_t v = make_view(r);
@@ -620,14 +640,12 @@ static int finish(run_t *r)
     int failed = zlb_thresholds_evaluate(r->cfg, report);
     bool reached_steady = r->ramp_done && r->measuring && r->t_stop_requested > r->t_measure_start;
     int code = ZLB_EXIT_OK;
-    if (r->exit_code)
-        code = r->exit_code;
-    else if (r->sat.saturated || !reached_steady)
+    bool aborted = r->stop_reason && strcmp(r->stop_reason, "threshold_failed") == 0;
+    if (r->sat.saturated || !reached_steady)
         code = ZLB_EXIT_INVALID_RUN;
-    else if (failed)
+    else if (failed || aborted)
         code = ZLB_EXIT_THRESHOLDS;
-    json_object_set_new(report, "valid",
-                        json_boolean(!r->sat.saturated && reached_steady && !r->exit_code));
+    json_object_set_new(report, "valid", json_boolean(!r->sat.saturated && reached_steady));
     json_object_set_new(report, "exit_code", json_integer(code));
 
     if (r->cfg->report.file) {
@@ -764,7 +782,7 @@ static int start_control(run_t *r)
     zlb_control_opts_t o = {
         .listen = cc->listen,
         .token = r->token,
-        .address_file = cc->address_file,
+        .address_file = NULL, /* written once /stats has something to serve: see zlb_run */
         .on_stop = on_control_stop,
         .arg = r,
     };
@@ -821,6 +839,7 @@ static void teardown(run_t *r)
     zlb_pool_stop(r->pool);
     zlb_engine_snapshot_dispose(&r->snap);
     zlb_engine_snapshot_dispose(&r->base);
+    zlb_stats_dispose(&r->at_stop);
     zlb_engine_destroy(r->engine);
     zlb_pool_destroy(r->pool);
     zlb_target_destroy(r->target);
@@ -876,6 +895,8 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     rc = zlb_engine_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
     if (rc != 0) {
         zlb_log_error("cannot create the connection engine: %s", strerror(-rc));
+        if (rc == -EINVAL)
+            code = ZLB_EXIT_USAGE; /* a target or TLS setting the libraries refused */
         goto out;
     }
     zlb_engine_snapshot_init(r->engine, &r->snap);
@@ -885,6 +906,17 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         r->ring[i].poller_established = zlb_xcalloc(r->snap.npollers, sizeof(uint64_t));
     take_snapshot(r);
     publish(r);
+    /* Whoever polls for the address file finds /stats answering once it exists. */
+    if (r->control && cfg->control.address_file) {
+        char line[128];
+        int n = snprintf(line, sizeof(line), "%s\n", zlb_control_address(r->control));
+        rc = zlb_write_file_atomic(cfg->control.address_file, line, (size_t)n, 0644);
+        if (rc != 0) {
+            zlb_log_error("cannot write the control address file %s: %s", cfg->control.address_file,
+                          strerror(-rc));
+            goto out;
+        }
+    }
 
     r->t_start = zlb_now_ns();
     if (cfg->warmup_ns == 0)
@@ -938,6 +970,9 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     zlb_engine_mark_stopped(r->engine);
     take_snapshot(r);
     code = finish(r);
+    if (opts->interrupted && r->stop_reason && strcmp(r->stop_reason, "duration") != 0 &&
+        strcmp(r->stop_reason, "threshold_failed") != 0)
+        *opts->interrupted = true; /* a signal or POST /stop: a person wants it to end */
 out:
     teardown(r);
     free(r);

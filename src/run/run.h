@@ -17,7 +17,8 @@ enum {
 };
 
 typedef struct zlb_run_opts {
-    bool quiet; /* -q: no live progress, no summary */
+    bool quiet;        /* -q: no live progress, no summary */
+    bool *interrupted; /* if not NULL, set when a signal or POST /stop ended the run */
 } zlb_run_opts_t;
 
 /** Runs the scenario described by cfg (validated, immutable) to its end: starts the embedded

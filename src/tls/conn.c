@@ -229,7 +229,14 @@ int zlb_tls_conn_init_server(zlb_tls_conn_t *c, const zlb_tls_server_t *srv, int
  * SSL_free_buffers frees both buffers unless they still hold data. */
 static void release_buffers(zlb_tls_conn_t *c)
 {
-    (void)SSL_free_buffers(c->ssl);
+    if (!c->keep_buffers)
+        (void)SSL_free_buffers(c->ssl);
+}
+
+void zlb_tls_conn_keep_buffers(zlb_tls_conn_t *c)
+{
+    c->keep_buffers = true;
+    SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
 }
 
 /* Every SSL call below starts with an empty error queue, so what it leaves there is its own,

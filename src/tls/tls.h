@@ -181,9 +181,16 @@ typedef struct zlb_tls_conn {
     zlb_tls_sessions_t *sessions; /* borrowed: where new sessions go, or NULL */
     zlb_tls_error_t err;          /* why the last step returned ZLB_TLS_FAILED */
     bool handshake_done;
-    bool failed;      /* a fatal error happened: no close_notify may be sent */
-    bool unclean_eof; /* EOF came without close_notify */
+    bool failed;       /* a fatal error happened: no close_notify may be sent */
+    bool unclean_eof;  /* EOF came without close_notify */
+    bool keep_buffers; /* see zlb_tls_conn_keep_buffers */
 } zlb_tls_conn_t;
+
+/** For connections that carry traffic all the time (an echo workload): keeps OpenSSL's record
+ * buffers allocated instead of freeing them whenever the connection goes quiet, so that messages
+ * cost no allocation. Idle (held) connections leave this off: their buffers are freed, which is
+ * what keeps them near 20 KiB. Call after init. */
+void zlb_tls_conn_keep_buffers(zlb_tls_conn_t *c);
 
 /**
  * Starts a client connection on fd (connected, non-blocking; not owned: the caller closes it

@@ -7,7 +7,7 @@
 #include "work/work_internal.h"
 
 #define FD_MARGIN 64
-#define SNAPSHOT_WAIT_NS ZLB_NS_PER_SEC
+#define SNAPSHOT_WAIT_NS (100 * ZLB_NS_PER_MS)
 #define SNAPSHOT_GIVE_UP_NS (30 * ZLB_NS_PER_SEC)
 
 static int clamp_int(uint64_t v)
@@ -22,13 +22,6 @@ static int ns_to_s(uint64_t ns)
 }
 
 static void snap_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded);
-
-static uint64_t loop_iterations(const zlb_loop_t *loop)
-{
-    zlb_loop_stats_t st;
-    zlb_loop_read_stats(loop, &st);
-    return st.iterations;
-}
 
 static void fill_sockopts(const zlb_config_t *cfg, zlb_net_sockopts_t *o)
 {
@@ -294,20 +287,16 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
             zlb_loop_post(w->loop, &w->snap_task);
         }
     }
-    /* Wait in slices. A poller that answers nothing for a whole slice and has neither finished
-     * a loop iteration nor handled a connection meanwhile is not running (the pool was stopped
-     * without zlb_engine_mark_stopped): nothing else touches its state, so it is read directly.
-     * A poller that is merely slow keeps going and is waited for, up to a limit. */
+    /* Wait in slices. A poller whose loop has returned (the pool was stopped without
+     * zlb_engine_mark_stopped) runs nothing any more: its state is read directly. A poller that is
+     * merely slow (one long close_all, thousands of handshake steps in one batch) is waited for,
+     * up to a limit. */
     for (uint64_t waited = 0; e->snap_count < (size_t)e->npollers; waited += SNAPSHOT_WAIT_NS) {
         if (waited >= SNAPSHOT_GIVE_UP_NS) {
             zlb_log_warn("a poller did not answer the snapshot in %llu s",
                          (unsigned long long)(SNAPSHOT_GIVE_UP_NS / ZLB_NS_PER_SEC));
             rc = -ETIMEDOUT;
             break;
-        }
-        for (int i = 0; i < e->npollers; i++) {
-            e->workers[i]->snap_iter = loop_iterations(e->workers[i]->loop);
-            e->workers[i]->snap_activity = zlb_net_ctx_activity(e->workers[i]->net);
         }
         dl = zlb_now_ns() + SNAPSHOT_WAIT_NS;
         deadline.tv_sec = (time_t)(dl / ZLB_NS_PER_SEC);
@@ -318,11 +307,7 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
         }
         for (int i = 0; i < e->npollers; i++) {
             zlb_worker_t *w = e->workers[i];
-            /* One iteration can outlast a slice (a thousand TLS handshake steps in one batch,
-             * more so under a sanitizer): a poller still handling its connections is running
-             * even if its iteration count stands still. */
-            if (w->snap_done == e->snap_gen || loop_iterations(w->loop) != w->snap_iter ||
-                zlb_net_ctx_activity(w->net) != w->snap_activity)
+            if (w->snap_done == e->snap_gen || zlb_loop_running(w->loop))
                 continue;
             zlb_log_debug("poller %d is not running: snapshot read directly", i);
             zlb_worker_copy_stats(w, s);

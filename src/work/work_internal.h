@@ -92,10 +92,8 @@ typedef struct zlb_worker {
 
     zlb_task_t close_task;
     zlb_task_t snap_task;
-    uint64_t snap_gen;      /* the request the next snap_task run answers (under e->snap_mu) */
-    uint64_t snap_done;     /* the last request answered */
-    uint64_t snap_iter;     /* the loop's iterations when the requester started a wait slice */
-    uint64_t snap_activity; /* zlb_net_ctx_activity then */
+    uint64_t snap_gen;  /* the request the next snap_task run answers (under e->snap_mu) */
+    uint64_t snap_done; /* the last request answered */
 
     /* Cross-thread, each on its own line so the poller's writes do not bounce the rest. */
     _Alignas(64) _Atomic uint64_t busy;     /* open + in_flight, for zlb_engine_idle */

@@ -441,7 +441,10 @@ static void echo_data(zlb_worker_t *w, zlb_work_slot_t *s, size_t n)
     }
     if (ec->received < w->e->payload_len)
         return;
-    now = zlb_now_ns();
+    /* Stamped when epoll saw the reply, not after the callbacks before this one in the batch. */
+    now = zlb_loop_event_time(w->loop);
+    if (now < ec->intended_ns)
+        now = zlb_now_ns();
     ec->outstanding = false;
     /* From the intended send time, not the actual one: a generator that falls behind its
      * schedule reports the wait as latency instead of hiding it (coordinated omission). */
@@ -477,7 +480,9 @@ static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
             break;
         }
         s->phase = ZLB_SLOT_QUEUED;
-        s->intended_ns = zlb_loop_now(loop);
+        /* Due when the lifetime ended, not when this callback ran: a poller running late shows
+         * it as schedule lag. */
+        s->intended_ns = t->node.key;
         zlb_list_push_back(&w->q_start, &s->qnode);
         worker_drain(w);
         break;
@@ -700,6 +705,7 @@ int zlb_worker_create(zlb_engine_t *e, int id, zlb_worker_t **out)
     no.sources = e->sources;
     no.nsources = e->nsources;
     no.source_offset = (size_t)id;
+    no.busy_traffic = cfg->workload.type == ZLB_WORK_ECHO;
     r = zlb_net_ctx_create(&no, &w->net);
     if (r < 0) {
         zlb_worker_destroy(w);
