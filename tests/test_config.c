@@ -227,7 +227,7 @@ static const bad_case_t bad_cases[] = {
      "\"max_version\": \"1.2\"}}]}",
      "targets[0].tls.min_version: min_version is above max_version", true},
     {"key without certificate",
-     "{\"targets\": [{\"host\": \"a\", \"port\": 1, \"tls\": {\"key_file\": \"k.pem\"}}]}",
+     "{\"targets\": [{\"host\": \"a\", \"port\": 1, \"tls\": {\"key_file\": \"/dev/null\"}}]}",
      "targets[0].tls.key_file: key_file needs cert_file", true},
 
     /* thresholds */
@@ -243,6 +243,21 @@ static const bad_case_t bad_cases[] = {
      "thresholds[\"connections.failed.total\"]: expected a condition string like \"< 5000\" or "
      "\"== false\", got 0",
      true},
+    {"missing CA file",
+     "{\"targets\": [{\"host\": \"a\", \"port\": 1, \"tls\": {\"ca_file\": "
+     "\"/nonexistent/ca.pem\"}}]}",
+     "config.json:1:58: targets[0].tls.ca_file: cannot read /nonexistent/ca.pem: No such file or "
+     "directory",
+     true},
+    {"ca_dir that is a file",
+     "{\"targets\": [{\"host\": \"a\", \"port\": 1, \"tls\": {\"ca_dir\": \"/dev/null\"}}]}",
+     "targets[0].tls.ca_dir: /dev/null is not a directory", true},
+    {"percentile named like a fixed one", "{\"report\": {\"percentiles\": [9.99]}}",
+     "report.percentiles[0]: percentile 9.99 would be reported as p999, the name of 99.9", true},
+    {"percentiles named alike", "{\"report\": {\"percentiles\": [12.5, 1.25]}}",
+     "report.percentiles[1]: percentile 1.25 would be reported as p125, the name of 12.5", true},
+    {"connect_rate too small", "{\"connect_rate\": 1e-300}",
+     "connect_rate: expected 0 (unlimited) or a number 0.001..1e9", true},
     {"key path after an empty source_ips", "{\"source_ips\": [], \"connections\": \"x\"}",
      "config.json:1:35: connections: expected an integer", true},
     {"unknown metric path", "{\"thresholds\": {\n  \"latency_us.conect.p99\": \"< 5\"}}",
@@ -451,11 +466,11 @@ static const char full_config[] =
     "\"prefer_current\": false, \"load_window\": \"500ms\"},\n"
     "  \"targets\": [{\"host\": \"127.0.0.1\", \"port\": 9000, \"weight\": 3,\n"
     "               \"tls\": {\"enabled\": true, \"sni\": \"example.test\", \"verify\": false, "
-    "\"ca_file\": \"ca.pem\", \"ca_dir\": \"/etc/ssl/certs\",\n"
+    "\"ca_file\": \"/dev/null\", \"ca_dir\": \"/etc\",\n"
     "                       \"alpn\": [\"h2\", \"http/1.1\"], \"min_version\": \"1.2\", "
     "\"max_version\": \"1.3\", \"ciphers\": \"HIGH\",\n"
     "                       \"ciphersuites\": \"TLS_AES_128_GCM_SHA256\", \"groups\": "
-    "\"X25519\", \"cert_file\": \"c.pem\", \"key_file\": \"k.pem\",\n"
+    "\"X25519\", \"cert_file\": \"/dev/null\", \"key_file\": \"/dev/null\",\n"
     "                       \"resumption\": 0.9, \"handshake_timeout\": \"2500ms\"}},\n"
     "              {\"host\": \"localhost\", \"port\": 9001}],\n"
     "  \"connections\": 12345,\n"

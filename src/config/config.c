@@ -18,6 +18,7 @@
 
 #define MAX_FILE_SIZE (64u << 20)
 #define MAX_CONNECTIONS 10000000
+#define MIN_CONNECT_RATE 0.001 /* one a quarter-hour: below that the schedule is meaningless */
 #define MAX_CONNECT_RATE 1e9
 #define MAX_POLLERS 1024
 #define MAX_CPU 1023 /* CPU_SETSIZE - 1 */
@@ -119,6 +120,29 @@ static size_t push(ctx_t *c, const char *key)
 static void pop(ctx_t *c, size_t mark)
 {
     zlb_config_path_pop(&c->path, mark);
+}
+
+/* A file the run will need (a CA, a client certificate) is checked now, so that a typo is a
+ * config error before anything starts, not a failure at start-up. */
+static int check_file(ctx_t *c, const char *key, const char *path, bool dir)
+{
+    struct stat st;
+    if (!path)
+        return 0;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
+        int e = errno;
+        size_t mark = push(c, key);
+        int rc = fail(c, "cannot read %s: %s", path, strerror(e));
+        pop(c, mark);
+        return rc;
+    }
+    if (dir ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode)) {
+        size_t mark = push(c, key);
+        int rc = fail(c, "%s is %s", path, dir ? "not a directory" : "a directory");
+        pop(c, mark);
+        return rc;
+    }
+    return 0;
 }
 
 static const char *type_name(const json_t *v)
@@ -531,7 +555,9 @@ static int parse_tls(ctx_t *c, const json_t *o, zlb_tls_config_t *t)
     TRY(get_string(c, o, "sni", true, &t->sni));
     TRY(get_bool(c, o, "verify", &t->verify));
     TRY(get_string(c, o, "ca_file", true, &t->ca_file));
+    TRY(check_file(c, "ca_file", t->ca_file, false));
     TRY(get_string(c, o, "ca_dir", true, &t->ca_dir));
+    TRY(check_file(c, "ca_dir", t->ca_dir, true));
 
     json_t *alpn = json_object_get(o, "alpn");
     if (alpn && !json_is_null(alpn)) {
@@ -581,7 +607,9 @@ static int parse_tls(ctx_t *c, const json_t *o, zlb_tls_config_t *t)
     TRY(get_string(c, o, "ciphersuites", true, &t->ciphersuites));
     TRY(get_string(c, o, "groups", true, &t->groups));
     TRY(get_string(c, o, "cert_file", true, &t->cert_file));
+    TRY(check_file(c, "cert_file", t->cert_file, false));
     TRY(get_string(c, o, "key_file", true, &t->key_file));
+    TRY(check_file(c, "key_file", t->key_file, false));
     TRY(get_number(c, o, "resumption", 0, 1, "0..1", &t->resumption));
     TRY(get_duration(c, o, "handshake_timeout", 1, &t->handshake_timeout_ns));
     return 0;
@@ -874,6 +902,19 @@ static int parse_report(ctx_t *c, const json_t *o, zlb_config_t *cfg)
             if (p[k] == p[i])
                 return fail(c, "percentile %s is listed twice",
                             got(json_array_get(pv, i), g, sizeof(g)));
+        /* Reports name a percentile by its digits without the dot (99.9 -> p999): two values
+         * with the same digits, or one that takes a fixed key's name, would overwrite each other.
+         */
+        static const double fixed[] = {50, 90, 99, 99.9};
+        char ki[32], kk[32];
+        zlb_percentile_key(p[i], ki, sizeof(ki));
+        for (size_t k = 0; k < ZLB_ARRAY_LEN(fixed) + i; k++) {
+            double other = k < ZLB_ARRAY_LEN(fixed) ? fixed[k] : p[k - ZLB_ARRAY_LEN(fixed)];
+            zlb_percentile_key(other, kk, sizeof(kk));
+            if (other != p[i] && strcmp(ki, kk) == 0)
+                return fail(c, "percentile %g would be reported as %s, the name of %g", p[i], ki,
+                            other);
+        }
         r->npercentiles = i + 1;
         pop(c, m2);
     }
@@ -1079,8 +1120,10 @@ static int check_cross(ctx_t *c, const zlb_config_t *cfg)
     if (cfg->connections < 1 || cfg->connections > MAX_CONNECTIONS)
         return fail_at(c, "connections", "expected an integer 1..%d, got %" PRIu64, MAX_CONNECTIONS,
                        cfg->connections);
-    if (!(cfg->connect_rate >= 0 && cfg->connect_rate <= MAX_CONNECT_RATE))
-        return fail_at(c, "connect_rate", "expected a number 0..1e9 (0 = unlimited)");
+    if (!(cfg->connect_rate >= 0 && cfg->connect_rate <= MAX_CONNECT_RATE) ||
+        (cfg->connect_rate > 0 && cfg->connect_rate < MIN_CONNECT_RATE))
+        return fail_at(c, "connect_rate",
+                       "expected 0 (unlimited) or a number 0.001..1e9 connections per second");
     if (cfg->pollers.count < 0 || cfg->pollers.count > MAX_POLLERS)
         return fail_at(c, "pollers.count", "expected an integer 0..%d", MAX_POLLERS);
     if (cfg->pollers.priority == ZLB_CFG_PRIO_REALTIME &&

@@ -248,6 +248,9 @@ const char *zlb_git_commit(void);
 int zlb_parse_duration(const char *s, uint64_t *ns_out);
 /** Parses a size: "64KiB", "1MiB", "4096", "10KB" (KB = 1000). Returns 0 or -EINVAL / -ERANGE. */
 int zlb_parse_size(const char *s, uint64_t *bytes_out);
+/** The report's name for a percentile: "p" and its digits without the dot (99.99 -> "p9999",
+ * 50 -> "p50"). */
+void zlb_percentile_key(double p, char *key, size_t len);
 /** Writes a duration as the shortest exact form ("1500ms", "2m", "30s"). */
 void zlb_format_duration(uint64_t ns, char *buf, size_t len);
 

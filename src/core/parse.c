@@ -121,3 +121,20 @@ void zlb_format_duration(uint64_t ns, char *buf, size_t len)
         }
     }
 }
+
+void zlb_percentile_key(double p, char *key, size_t len)
+{
+    char num[32];
+    size_t k = 0;
+    if (len < 2) {
+        if (len)
+            key[0] = '\0';
+        return;
+    }
+    snprintf(num, sizeof(num), "%.10g", p);
+    key[k++] = 'p';
+    for (const char *c = num; *c && k + 1 < len; c++)
+        if (*c != '.')
+            key[k++] = *c;
+    key[k] = '\0';
+}

@@ -571,19 +571,6 @@ static json_t *us(double ns)
     return json_real(rint(ns) / 1000.0);
 }
 
-/* "p" and the percentile's digits without the dot: 99.99 -> "p9999", 50 -> "p50". */
-static void percentile_key(double p, char *key, size_t len)
-{
-    char num[32];
-    size_t k = 0;
-    snprintf(num, sizeof(num), "%.10g", p);
-    key[k++] = 'p';
-    for (const char *c = num; *c && k + 1 < len; c++)
-        if (*c != '.')
-            key[k++] = *c;
-    key[k] = '\0';
-}
-
 json_t *zlb_hist_summary_json(const zlb_hist_t *h, const double *percentiles, size_t n)
 {
     static const struct {
@@ -600,7 +587,7 @@ json_t *zlb_hist_summary_json(const zlb_hist_t *h, const double *percentiles, si
     zlb_stats_put(o, "max", us((double)h->max));
     for (size_t i = 0; i < n; i++) {
         char key[40];
-        percentile_key(percentiles[i], key, sizeof(key));
+        zlb_percentile_key(percentiles[i], key, sizeof(key));
         zlb_stats_put(o, key, us((double)zlb_hist_percentile(h, percentiles[i])));
     }
     return o;
