@@ -1202,6 +1202,52 @@ static int check_cross(ctx_t *c, const zlb_config_t *cfg)
         }
     }
 
+    /* A source pool that has no address of a literal target's family would be skipped
+     * silently for it: the >64k-per-destination spread the user asked for would not happen. */
+    for (size_t i = 0; cfg->nsource && i <= cfg->ntargets; i++) {
+        char *host = NULL;
+        uint16_t port;
+        const char *h = NULL;
+        if (i < cfg->ntargets)
+            h = cfg->targets[i].host;
+        else if (cfg->embedded_target.enabled && cfg->embedded_target.listen &&
+                 zlb_parse_host_port(cfg->embedded_target.listen, &host, &port) == 0)
+            h = host;
+        unsigned char buf[sizeof(struct in6_addr)];
+        int fam = !h                                 ? 0
+                  : inet_pton(AF_INET, h, buf) == 1  ? AF_INET
+                  : inet_pton(AF_INET6, h, buf) == 1 ? AF_INET6
+                                                     : 0;
+        bool match = !fam;
+        for (size_t k = 0; !match && k < cfg->nsource; k++)
+            match = cfg->source_addrs[k].ss_family == fam;
+        free(host);
+        if (!match) {
+            if (i < cfg->ntargets)
+                snprintf(path, sizeof(path), "targets[%zu].host", i);
+            else
+                snprintf(path, sizeof(path), "embedded_target.listen");
+            return fail_at(c, path,
+                           "an %s target, but source_ips has no %s address to connect from",
+                           fam == AF_INET ? "IPv4" : "IPv6", fam == AF_INET ? "IPv4" : "IPv6");
+        }
+    }
+
+    /* The report is written at the end: a folder that cannot take it is found now, not after
+     * the whole run. */
+    if (cfg->report.file) {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s", cfg->report.file);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        else
+            snprintf(dir, sizeof(dir), ".");
+        if (access(dir, W_OK | X_OK) != 0)
+            return fail_at(c, "report.file", "cannot write a report in %s: %s", dir,
+                           strerror(errno));
+    }
+
     if (cfg->control.enabled && !cfg->control.listen)
         return fail_at(c, "control.listen", "the control port needs a listen address");
     /* Listen addresses may come from the command line too; parse them here as well. */

@@ -788,7 +788,7 @@ static int start_control(run_t *r)
     };
     int rc = zlb_control_start(&o, &r->control, err, sizeof(err));
     if (rc != 0) {
-        zlb_log_error("control port: %s", err);
+        zlb_log_error("%s", err);
         return rc;
     }
     zlb_control_publish(r->control, "/config", 200, "application/json", r->config_text,

@@ -30,6 +30,20 @@ expect_bad empty '' 'empty\.json'
 expect_bad duration '{"duration": "10"}' 'duration\.json:1:[0-9]+: duration: .*unit'
 expect_bad flag '{}' "--connections: expected an integer" --connections abc
 expect_bad flag2 '{}' "--duration" -d 10parsecs
+expect_bad srcfam '{"targets": [{"host": "127.0.0.1", "port": 9}], "source_ips": ["::1"]}' \
+    'srcfam\.json:1:[0-9]+: targets\[0\]\.host: an IPv4 target, but source_ips has no IPv4'
+expect_bad nodir '{}' 'report\.file: cannot write a report in /nonexistent-dir' --report /nonexistent-dir/r.json
+expect_bad badca '{"targets": [{"host": "127.0.0.1", "port": 9, "tls": {"ca_file": "/nonexistent/ca.pem"}}]}' \
+    'badca\.json:1:[0-9]+: targets\[0\]\.tls\.ca_file: cannot read /nonexistent/ca\.pem'
+
+# A control port that is already taken: a clear error and exit 1, never a crash.
+start_serve --listen 127.0.0.1:0
+printf '{"duration": "1s", "connections": 10}' > "$T/busy.json"
+set +e; "$ZLB" -c "$T/busy.json" -q --control "$SERVE_ADDR" --report "$T/busy.report" >/dev/null 2>"$T/busy.err"; rc=$?; set -e
+[ $rc = 1 ] || fail "busy control port: exit $rc (expected 1): $(cat "$T/busy.err")"
+grep -q 'in use' "$T/busy.err" || fail "busy control port: no reason given: $(cat "$T/busy.err")"
+pass "busy control port: exit 1, $(grep -m1 'in use' "$T/busy.err")"
+
 set +e; "$ZLB" -c "$T/missing.json" >/dev/null 2>"$T/missing.err"; rc=$?; set -e
 [ $rc = 2 ] && grep -q 'missing.json' "$T/missing.err" || fail "missing file: exit $rc $(cat "$T/missing.err")"
 pass "missing file"
