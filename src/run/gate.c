@@ -125,8 +125,31 @@ static bool lower_is_better(const char *path)
            strcmp(path, "ramp.seconds") == 0;
 }
 
+/* Reads a metric from the steady figures or from the whole run's. */
+static int lookup_in(const json_t *report, const char *path, bool steady, double *out)
+{
+    char full[256];
+    snprintf(full, sizeof(full), "%s%s", steady ? "steady." : "", path);
+    return zlb_report_lookup(report, full, out);
+}
+
+/* Where a metric is read in every report of a comparison: the steady figures when all of them
+ * have it, else the whole run's, so that no row compares one report's steady value with
+ * another's whole-run value. */
+static bool all_steady(json_t **a, size_t na, json_t **b, size_t nb, const char *path)
+{
+    for (size_t i = 0; i < na + nb; i++) {
+        double v;
+        const char *src;
+        if (lookup_measured(i < na ? a[i] : b[i - na], path, &v, &src) != 0 ||
+            strcmp(src, "steady") != 0)
+            return false;
+    }
+    return true;
+}
+
 /* Mean and relative spread ((max - min) / mean, in %) of a metric over several reports. */
-static int side_value(json_t **reports, size_t n, const char *path, double *mean,
+static int side_value(json_t **reports, size_t n, const char *path, bool steady, double *mean,
                       double *spread_pct)
 {
     double lo = INFINITY, hi = -INFINITY, sum = 0;
@@ -138,10 +161,9 @@ static int side_value(json_t **reports, size_t n, const char *path, double *mean
         snprintf(count_path, sizeof(count_path), "%.*s.count", (int)(last_dot - path), path);
     for (size_t i = 0; i < n; i++) {
         double v, count;
-        const char *src;
-        if (lookup_measured(reports[i], path, &v, &src) != 0)
+        if (lookup_in(reports[i], path, steady, &v) != 0)
             return -ENOENT;
-        if (latency && (lookup_measured(reports[i], count_path, &count, &src) != 0 || count == 0))
+        if (latency && (lookup_in(reports[i], count_path, steady, &count) != 0 || count == 0))
             return -ENOENT;
         lo = fmin(lo, v);
         hi = fmax(hi, v);
@@ -318,8 +340,9 @@ int zlb_run_compare(int argc, char **argv)
     for (size_t i = 0; i < nlist; i++) {
         const metric_t *m = &list[i];
         double b, bs, cv, cs;
-        bool hb = side_value(base, nbase, m->path, &b, &bs) == 0;
-        bool hc = side_value(cur, ncur, m->path, &cv, &cs) == 0;
+        bool steady = all_steady(base, nbase, cur, ncur, m->path);
+        bool hb = side_value(base, nbase, m->path, steady, &b, &bs) == 0;
+        bool hc = side_value(cur, ncur, m->path, steady, &cv, &cs) == 0;
         json_t *row = json_pack("{s:s, s:s}", "metric", m->path, "better",
                                 m->higher_is_better ? "higher" : "lower");
         const char *verdict;
@@ -416,11 +439,11 @@ int zlb_run_spread(char *const *paths, size_t n, const char *out_json)
         for (size_t m = 0; m < ZLB_ARRAY_LEN(default_metrics); m++) {
             const char *path = default_metrics[m].path;
             double mean, spread, lo = INFINITY, hi = -INFINITY, v;
-            const char *src;
-            if (side_value(reports, n, path, &mean, &spread) != 0)
+            bool steady = all_steady(reports, n, NULL, 0, path);
+            if (side_value(reports, n, path, steady, &mean, &spread) != 0)
                 continue;
             for (size_t i = 0; i < n; i++)
-                if (lookup_measured(reports[i], path, &v, &src) == 0) {
+                if (lookup_in(reports[i], path, steady, &v) == 0) {
                     lo = fmin(lo, v);
                     hi = fmax(hi, v);
                 }
@@ -596,14 +619,23 @@ int zlb_run_merge(int argc, char **argv)
                                "merged_from", (json_int_t)n);
     json_t *steady = json_object();
     json_t *pollers = json_array(), *sources = json_array();
-    bool saturated = false, valid = true;
-    double elapsed = 0;
+    bool saturated = false, valid = true, reached = true;
+    double elapsed = 0, ramp_s = 0;
+    uint64_t hash_xor = 0;
+    const char *hash0 = json_string_value(json_object_get(in[0], "config_hash"));
+    bool same_hash = hash0 != NULL;
     for (size_t i = 0; i < n; i++) {
         json_array_extend(pollers, json_object_get(in[i], "pollers"));
         saturated |=
             json_is_true(json_object_get(json_object_get(in[i], "generator"), "saturated"));
         valid &= !json_is_false(json_object_get(in[i], "valid"));
         elapsed = fmax(elapsed, json_number_value(json_object_get(in[i], "elapsed_s")));
+        json_t *ramp = json_object_get(in[i], "ramp");
+        reached &= json_is_true(json_object_get(ramp, "target_reached"));
+        ramp_s = fmax(ramp_s, json_number_value(json_object_get(ramp, "seconds")));
+        const char *h = json_string_value(json_object_get(in[i], "config_hash"));
+        same_hash &= h && hash0 && strcmp(h, hash0) == 0;
+        hash_xor ^= h ? strtoull(h, NULL, 16) : 0;
         json_array_append_new(sources,
                               json_pack("{s:O?, s:O?}", "host", json_object_get(in[i], "host"),
                                         "config_hash", json_object_get(in[i], "config_hash")));
@@ -619,6 +651,13 @@ int zlb_run_merge(int argc, char **argv)
         goto out;
     }
     json_object_set_new(merged, "elapsed_s", zlb_json_real(elapsed));
+    /* The runs went side by side: the merged ramp ended when the slowest one's did. */
+    json_object_set_new(
+        merged, "ramp",
+        json_pack("{s:b, s:o}", "target_reached", reached, "seconds", zlb_json_real(ramp_s)));
+    char hash[17];
+    snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)hash_xor);
+    json_object_set_new(merged, "config_hash", json_string(same_hash ? hash0 : hash));
     json_object_set_new(merged, "steady", steady);
     json_object_set_new(merged, "pollers", pollers);
     json_object_set_new(merged, "sources", sources);

@@ -35,6 +35,14 @@ jq -e '.latency_us.echo_rtt.count > 0 and (.latency_us.connect | has("p9999"))' 
     || fail "echo latencies or extra percentile missing"
 pass "report valid"
 
+"$ZLB" merge "$T/report.json" "$T/report.json" -o "$T/merged.json" >/dev/null || fail "merge failed"
+errs=$(validate "$T/merged.json")
+[ -z "$errs" ] || fail "a merged report does not match the schema: $errs"
+jq -e --slurpfile one "$T/report.json" '.connections.established == 2 * $one[0].connections.established
+    and .histograms.connect.count == 2 * $one[0].histograms.connect.count' "$T/merged.json" >/dev/null \
+    || fail "merged counts are not the sum"
+pass "merged report valid, counts doubled"
+
 jq '.connections.attempted = "many" | del(.ramp) | .state = "odd"' "$T/report.json" > "$T/broken.json"
 errs=$(validate "$T/broken.json")
 [ "$(echo "$errs" | wc -l)" -ge 3 ] || fail "a broken report passed the schema check: $errs"
