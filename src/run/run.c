@@ -48,7 +48,6 @@ typedef struct run {
 
     int sigfd;  /* SIGINT/SIGTERM, read on this thread only */
     int stopfd; /* eventfd: POST /stop from the control thread */
-    atomic_int stop_requests;
 
     zlb_state_t state;
     uint64_t t_start, t_measure_start, t_stop_requested, t_end;
@@ -482,7 +481,6 @@ static void on_control_stop(void *arg)
 {
     run_t *r = arg;
     uint64_t one = 1;
-    atomic_fetch_add(&r->stop_requests, 1);
     if (write(r->stopfd, &one, sizeof(one)) < 0)
         zlb_log_warn("stop request lost: %s", strerror(errno));
 }
