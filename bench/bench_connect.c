@@ -15,19 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "config/config.h"
-#include "net/net.h"
-#include "target/target.h"
-#include "work/work.h"
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
+#include "bench_util.h"
 
 static int serve(const char *listen, int threads)
 {
@@ -59,7 +48,6 @@ static int run(const char *addr, uint64_t n, int pollers)
     char host[64];
     uint16_t port;
     zlb_config_t cfg;
-    zlb_pool_opts_t po;
     zlb_pool_t *pool = NULL;
     zlb_engine_t *e = NULL;
     zlb_engine_snapshot_t s;
@@ -78,14 +66,7 @@ static int run(const char *addr, uint64_t n, int pollers)
     cfg.connect_rate = 0;
     cfg.connect_timeout_ns = 10 * ZLB_NS_PER_SEC;
     cfg.workload.type = ZLB_WORK_HOLD;
-
-    zlb_pool_opts_default(&po);
-    po.count = pollers;
-    po.cpu_affinity = false; /* the server shares the machine: let the kernel place us */
-    r = zlb_pool_create(&po, &pool);
-    if (r < 0)
-        goto out;
-    r = zlb_engine_create(&cfg, &t, 1, pool, &e);
+    r = bench_engine_create(&cfg, &t, pollers, &pool, &e);
     if (r < 0)
         goto out;
     zlb_engine_snapshot_init(e, &s);
@@ -117,11 +98,7 @@ static int run(const char *addr, uint64_t n, int pollers)
            (double)zlb_hist_percentile(s.total.lat[ZLB_LAT_SCHEDULE_LAG], 99) / 1e3,
            (double)s.total.c.established / secs);
     r = s.target_reached_ns ? 0 : -ETIMEDOUT;
-    zlb_engine_close_all(e);
-    while (!zlb_engine_idle(e))
-        sleep_ms(5);
-    zlb_pool_stop(pool);
-    zlb_engine_mark_stopped(e);
+    bench_engine_stop(e, pool, 0);
 out_snap:
     zlb_engine_snapshot_dispose(&s);
 out:

@@ -16,20 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "config/config.h"
-#include "net/net.h"
-#include "work/work.h"
+#include "bench_util.h"
 
 #define WARMUP_MS 500
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static int run(const char *addr, const char *ca_file, uint64_t inflight, double seconds,
                int pollers)
@@ -41,7 +31,6 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
                             .verify = true,
                             .ca_file = (char *)ca_file,
                             .handshake_timeout_ns = 10 * ZLB_NS_PER_SEC};
-    zlb_pool_opts_t po;
     zlb_pool_t *pool = NULL;
     zlb_engine_t *e = NULL;
     zlb_engine_snapshot_t s;
@@ -62,14 +51,7 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
     cfg.workload.type = ZLB_WORK_CHURN;
     cfg.workload.lifetime_ns = 1; /* closed as soon as established */
     cfg.socket.close = ZLB_CLOSE_RST;
-
-    zlb_pool_opts_default(&po);
-    po.count = pollers;
-    po.cpu_affinity = false; /* the server shares the machine: let the kernel place us */
-    r = zlb_pool_create(&po, &pool);
-    if (r < 0)
-        goto out;
-    r = zlb_engine_create(&cfg, &t, 1, pool, &e);
+    r = bench_engine_create(&cfg, &t, pollers, &pool, &e);
     if (r < 0)
         goto out;
     zlb_engine_snapshot_init(e, &s);
@@ -94,11 +76,7 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
            (double)zlb_hist_percentile(s.total.lat[ZLB_LAT_TLS_FULL], 50) / 1e3,
            (double)zlb_hist_percentile(s.total.lat[ZLB_LAT_TLS_FULL], 99) / 1e3, (double)hs / secs);
     r = hs > 0 ? 0 : -EIO;
-    zlb_engine_close_all(e);
-    for (int i = 0; i < 2000 && !zlb_engine_idle(e); i++)
-        sleep_ms(5);
-    zlb_pool_stop(pool);
-    zlb_engine_mark_stopped(e);
+    bench_engine_stop(e, pool, 10000); /* at most 10 s */
 out:
     if (snap_ready)
         zlb_engine_snapshot_dispose(&s);

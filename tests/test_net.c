@@ -19,16 +19,10 @@
 #include "net/net.h"
 #include "target/target.h"
 #include "test.h"
+#include "test_util.h"
 
 /* ---- helpers ----------------------------------------------------------------------------------
  */
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 /* Polls cond() every millisecond until it holds or ms pass; returns whether it held. */
 #define WAIT_UNTIL(cond, ms)                                                                       \
@@ -252,19 +246,6 @@ static int send_on_loop(netenv_t *env, tconn_t *t, const void *buf, size_t len)
     return a.rc;
 }
 
-static int listen_tcp(int backlog, uint16_t *port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT(fd >= 0);
-    ASSERT_EQ(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ASSERT_EQ(listen(fd, backlog), 0);
-    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    *port = ntohs(sin.sin_port);
-    return fd;
-}
-
 static uint16_t closed_port(void)
 {
     uint16_t port;
@@ -400,26 +381,6 @@ static void test_socket_options(void)
 }
 
 /* ---- resolver ------------------------------------------------------------------------------- */
-
-static bool hosts_has_localhost(void)
-{
-    FILE *f = fopen("/etc/hosts", "r");
-    char line[512];
-    bool found = false;
-
-    if (!f)
-        return false;
-    while (!found && fgets(line, sizeof(line), f)) {
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        for (char *tok = strtok(line, " \t\n"); tok; tok = strtok(NULL, " \t\n"))
-            if (strcmp(tok, "localhost") == 0 && tok != line)
-                found = true;
-    }
-    fclose(f);
-    return found;
-}
 
 typedef struct {
     zlb_resolve_req_t req;
@@ -856,22 +817,6 @@ static void test_send_timeout(void)
  * check runs in a child inside a new network namespace, where only a down loopback exists and
  * no query can leave; without the privilege for that, it runs only when resolv.conf names no
  * server or loopback ones only, and is skipped otherwise. */
-static bool resolv_conf_local_only(void)
-{
-    FILE *f = fopen("/etc/resolv.conf", "r");
-    char line[512], ns[256];
-    bool local = true;
-
-    if (!f)
-        return true;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, " nameserver %255s", ns) == 1 && strncmp(ns, "127.", 4) != 0 &&
-            strcmp(ns, "::1") != 0)
-            local = false;
-    fclose(f);
-    return local;
-}
-
 static int dns_failure_body(void)
 {
     zlb_net_dest_spec_t d = {.host = "nonexistent.invalid", .port = 80};
@@ -897,33 +842,9 @@ static int dns_failure_body(void)
 
 static void test_dns_failure(void)
 {
-    pid_t pid = fork();
-    int status = 0;
-
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) < 0) {
-            if (!resolv_conf_local_only())
-                _exit(77);
-        }
-        _exit(dns_failure_body());
-    }
-    uint64_t dl = zlb_now_ns() + 30 * ZLB_NS_PER_SEC;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (zlb_now_ns() > dl) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            ZLB_TEST_FAIL("the DNS failure child hung");
-        }
-        sleep_ms(5);
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    if (!run_in_netns(dns_failure_body, 30, "the DNS failure child"))
         fprintf(stderr, "   skipped: no network namespace and resolv.conf names a remote "
                         "server (the query would leave the machine)\n");
-        return;
-    }
-    ASSERT(WIFEXITED(status));
-    ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
 /* ---- TLS ------------------------------------------------------------------------------------ */

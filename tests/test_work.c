@@ -18,18 +18,12 @@
 #include "config/config.h"
 #include "target/target.h"
 #include "test.h"
+#include "test_util.h"
 #include "work/work.h"
 #include "work/work_internal.h"
 
 /* ---- helpers ----------------------------------------------------------------------------------
  */
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static void dump_counters(const char *what, const zlb_counters_t *c)
 {
@@ -184,19 +178,6 @@ static void rig_finish(rig_t *r)
     zlb_engine_snapshot_dispose(&r->s);
     zlb_engine_destroy(r->e);
     zlb_pool_destroy(r->pool);
-}
-
-static int listen_tcp(int backlog, uint16_t *port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT(fd >= 0);
-    ASSERT_EQ(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ASSERT_EQ(listen(fd, backlog), 0);
-    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    *port = ntohs(sin.sin_port);
-    return fd;
 }
 
 /* ---- tests ------------------------------------------------------------------------------------
@@ -758,26 +739,6 @@ static void test_snapshot_stopped_pool(void)
     zlb_config_dispose(&cfg);
 }
 
-static bool hosts_has_localhost(void)
-{
-    FILE *f = fopen("/etc/hosts", "r");
-    char line[512];
-    bool found = false;
-
-    if (!f)
-        return false;
-    while (!found && fgets(line, sizeof(line), f)) {
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        for (char *tok = strtok(line, " \t\n"); tok; tok = strtok(NULL, " \t\n"))
-            if (strcmp(tok, "localhost") == 0 && tok != line)
-                found = true;
-    }
-    fclose(f);
-    return found;
-}
-
 /* A name goes through the resolver threads once per poller (the attempts waiting meanwhile
  * share the answer), and every attempt that waited records its DNS latency. */
 static void test_hostname_target(void)
@@ -837,48 +798,10 @@ static int dns_child(void)
     return 0;
 }
 
-static bool resolv_conf_local_only(void)
-{
-    FILE *f = fopen("/etc/resolv.conf", "r");
-    char line[512], ns[256];
-    bool local = true;
-
-    if (!f)
-        return true;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, " nameserver %255s", ns) == 1 && strncmp(ns, "127.", 4) != 0 &&
-            strcmp(ns, "::1") != 0)
-            local = false;
-    fclose(f);
-    return local;
-}
-
 static void test_dns_failure_counted(void)
 {
-    int status = 0;
-    pid_t pid = fork();
-
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) < 0 && !resolv_conf_local_only())
-            _exit(77);
-        _exit(dns_child());
-    }
-    uint64_t dl = zlb_now_ns() + 60 * ZLB_NS_PER_SEC;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (zlb_now_ns() > dl) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            ZLB_TEST_FAIL("the DNS child hung");
-        }
-        sleep_ms(5);
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    if (!run_in_netns(dns_child, 60, "the DNS child"))
         fprintf(stderr, "   skipped: no network namespace and a remote name server\n");
-        return;
-    }
-    ASSERT(WIFEXITED(status));
-    ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
 static void test_rejects(void)
