@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     uint64_t lo = argc > 1 ? strtoull(argv[1], NULL, 10) : 5000;
     uint64_t hi = argc > 2 ? strtoull(argv[2], NULL, 10) : 15000;
     int pollers = argc > 3 ? atoi(argv[3]) : 1;
-    zlb_target_opts_t o = {
+    zlb_serve_opts_t o = {
         .mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0", .threads = 2, .backlog = 65535};
     bench_mem_sample_t a, b;
     bench_server_t srv;

@@ -20,9 +20,9 @@
 
 static int serve(const char *listen, int threads)
 {
-    zlb_target_opts_t o = {
+    zlb_serve_opts_t o = {
         .mode = ZLB_SERVE_ECHO, .listen = listen, .threads = threads, .backlog = 65535};
-    zlb_target_t *t;
+    zlb_serve_t *t;
     sigset_t set;
     int sig, r;
 
@@ -31,15 +31,15 @@ static int serve(const char *listen, int threads)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the server threads inherit the mask */
     zlb_net_raise_nofile();
-    r = zlb_target_start(&o, &t);
+    r = zlb_serve_start(&o, &t);
     if (r < 0) {
         fprintf(stderr, "bench_connect serve: %s\n", strerror(-r));
         return 1;
     }
-    printf("listening %s\n", zlb_target_address(t));
+    printf("listening %s\n", zlb_serve_address(t));
     fflush(stdout);
     sigwait(&set, &sig);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
     return 0;
 }
 

@@ -54,12 +54,12 @@ int main(int argc, char **argv)
     uint64_t hi = argc > 2 ? strtoull(argv[2], NULL, 10) : 6000;
     int pollers = argc > 3 ? atoi(argv[3]) : 1;
     char dir[] = "/tmp/zlb-tlsmem.XXXXXX", ca_file[64];
-    zlb_target_opts_t o = {.mode = ZLB_SERVE_ECHO,
-                           .listen = "127.0.0.1:0",
-                           .threads = 2,
-                           .backlog = 65535,
-                           .tls = true,
-                           .ca_out_file = ca_file};
+    zlb_serve_opts_t o = {.mode = ZLB_SERVE_ECHO,
+                          .listen = "127.0.0.1:0",
+                          .threads = 2,
+                          .backlog = 65535,
+                          .tls = true,
+                          .ca_out_file = ca_file};
     bench_mem_sample_t a, b;
     bench_server_t srv;
 

@@ -14,7 +14,7 @@
 
 #include "config/config.h"
 #include "net/net.h"
-#include "target/target.h"
+#include "serve/serve.h"
 #include "work/work.h"
 
 static inline void sleep_ms(unsigned ms)
@@ -83,28 +83,28 @@ typedef struct {
     uint16_t port;
 } bench_server_t;
 
-static inline int bench_server_child(const zlb_target_opts_t *o, int wfd, int rfd)
+static inline int bench_server_child(const zlb_serve_opts_t *o, int wfd, int rfd)
 {
-    zlb_target_t *t;
+    zlb_serve_t *t;
     uint16_t port;
     char c;
 
     zlb_net_raise_nofile();
-    if (zlb_target_start(o, &t) < 0)
+    if (zlb_serve_start(o, &t) < 0)
         return 1;
-    port = zlb_target_port(t);
+    port = zlb_serve_port(t);
     if (write(wfd, &port, sizeof(port)) != sizeof(port))
         return 1;
     close(wfd);
     while (read(rfd, &c, 1) < 0 && errno == EINTR) /* until the parent closes its end */
         ;
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
     return 0;
 }
 
 /* Forks the server and waits for its port; call it while this process has no threads at all.
  * Returns 0, or -1 when the server did not start. */
-static inline int bench_server_start(const zlb_target_opts_t *o, bench_server_t *srv)
+static inline int bench_server_start(const zlb_serve_opts_t *o, bench_server_t *srv)
 {
     int to_parent[2], to_server[2];
 

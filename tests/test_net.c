@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "net/net.h"
-#include "target/target.h"
+#include "serve/serve.h"
 #include "test.h"
 #include "test_util.h"
 
@@ -449,18 +449,18 @@ static void test_resolver_cache(void)
 /* ---- connections ------------------------------------------------------------------------------
  */
 
-static zlb_target_t *start_target(zlb_serve_mode_t mode)
+static zlb_serve_t *start_target(zlb_serve_mode_t mode)
 {
-    zlb_target_opts_t o = {.mode = mode, .listen = "127.0.0.1:0"};
-    zlb_target_t *t = NULL;
-    ASSERT_EQ(zlb_target_start(&o, &t), 0);
+    zlb_serve_opts_t o = {.mode = mode, .listen = "127.0.0.1:0"};
+    zlb_serve_t *t = NULL;
+    ASSERT_EQ(zlb_serve_start(&o, &t), 0);
     return t;
 }
 
 static void test_connect_literal_echo(void)
 {
-    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO);
-    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_target_port(tgt)};
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO);
+    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_serve_port(tgt)};
     zlb_net_ctx_opts_t o = {.dests = &d, .ndests = 1};
     zlb_resolver_stats_t st;
     netenv_t env;
@@ -490,14 +490,14 @@ static void test_connect_literal_echo(void)
     ASSERT_EQ(atomic_load(&t.closed), 0);
 
     env_stop(&env, all, 1);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
 }
 
 /* "::1" is a literal too: no resolver, straight to CONNECTING. */
 static void test_connect_ipv6_literal(void)
 {
-    zlb_target_opts_t to = {.mode = ZLB_SERVE_ECHO, .listen = "[::1]:0"};
-    zlb_target_t *tgt = NULL;
+    zlb_serve_opts_t to = {.mode = ZLB_SERVE_ECHO, .listen = "[::1]:0"};
+    zlb_serve_t *tgt = NULL;
     zlb_net_ctx_opts_t o = {.ndests = 1, .family = AF_INET6};
     zlb_resolver_stats_t st;
     netenv_t env;
@@ -505,11 +505,11 @@ static void test_connect_ipv6_literal(void)
     tconn_t *all[] = {&t};
     char buf[ZLB_NET_ADDRSTRLEN];
 
-    if (zlb_target_start(&to, &tgt) < 0) {
+    if (zlb_serve_start(&to, &tgt) < 0) {
         fprintf(stderr, "   skipped: no IPv6 loopback here\n");
         return;
     }
-    zlb_net_dest_spec_t d = {.host = "::1", .port = zlb_target_port(tgt)};
+    zlb_net_dest_spec_t d = {.host = "::1", .port = zlb_serve_port(tgt)};
     o.dests = &d;
     memset(&t, 0, sizeof(t));
     env_start(&env, &o, true, ZLB_NS_PER_SEC);
@@ -520,14 +520,14 @@ static void test_connect_ipv6_literal(void)
     zlb_resolver_read_stats(env.res, &st);
     ASSERT_UEQ(st.requests, 0);
     ASSERT_STREQ(zlb_net_addr_format(zlb_net_ctx_dest_addr(env.ctx, 0), buf, sizeof(buf)),
-                 zlb_target_address(tgt));
+                 zlb_serve_address(tgt));
     env_stop(&env, all, 1);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
 }
 
 static void test_connect_by_name(void)
 {
-    zlb_target_t *tgt;
+    zlb_serve_t *tgt;
     zlb_net_dest_spec_t d;
     zlb_net_ctx_opts_t o = {.ndests = 1, .family = AF_INET};
     zlb_resolver_stats_t st;
@@ -540,7 +540,7 @@ static void test_connect_by_name(void)
         return;
     }
     tgt = start_target(ZLB_SERVE_ECHO);
-    d = (zlb_net_dest_spec_t){.host = "localhost", .port = zlb_target_port(tgt)};
+    d = (zlb_net_dest_spec_t){.host = "localhost", .port = zlb_serve_port(tgt)};
     o.dests = &d;
     memset(&t1, 0, sizeof(t1));
     memset(&t2, 0, sizeof(t2));
@@ -562,7 +562,7 @@ static void test_connect_by_name(void)
     ASSERT_UEQ(hist_count(&env, ZLB_LAT_DNS), 1);
 
     env_stop(&env, all, 2);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
 }
 
 static void test_refused(void)
@@ -762,14 +762,14 @@ static void test_read_budget(void)
 static void test_send_queue(void)
 {
     const size_t total = 16u << 20;
-    zlb_target_t *tgt = start_target(ZLB_SERVE_SINK);
-    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_target_port(tgt)};
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_SINK);
+    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_serve_port(tgt)};
     zlb_net_ctx_opts_t o = {.dests = &d, .ndests = 1};
     netenv_t env;
     static tconn_t t;
     tconn_t *all[] = {&t};
     uint8_t *payload = zlb_xcalloc(1, total);
-    zlb_target_stats_t ts;
+    zlb_serve_stats_t ts;
 
     memset(&t, 0, sizeof(t));
     env_start(&env, &o, false, 0);
@@ -778,10 +778,10 @@ static void test_send_queue(void)
     ASSERT_EQ(send_on_loop(&env, &t, payload, total / 2), 0);
     ASSERT_EQ(send_on_loop(&env, &t, payload + total / 2, total / 2), 0);
     ASSERT(WAIT_UNTIL(atomic_load(&t.bytes_out) == total, 20000));
-    ASSERT(WAIT_UNTIL((zlb_target_read_stats(tgt, &ts), ts.bytes_in == total), 20000));
+    ASSERT(WAIT_UNTIL((zlb_serve_read_stats(tgt, &ts), ts.bytes_in == total), 20000));
     ASSERT_EQ(atomic_load(&t.closed), 0);
     env_stop(&env, all, 1);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     free(payload);
 }
 
@@ -852,7 +852,7 @@ static void test_dns_failure(void)
 /* A TLS target whose CA is written to a file, and a client context trusting that file, as a
  * user's config would set it up. */
 typedef struct {
-    zlb_target_t *tgt;
+    zlb_serve_t *tgt;
     char dir[64];
     char ca[96];
     zlb_tls_client_t *cli;
@@ -864,9 +864,9 @@ static void tls_target(tlsenv_t *te, zlb_serve_mode_t mode)
     snprintf(te->dir, sizeof(te->dir), "/tmp/zlb-tnet.XXXXXX");
     ASSERT(mkdtemp(te->dir) != NULL);
     snprintf(te->ca, sizeof(te->ca), "%s/ca.pem", te->dir);
-    zlb_target_opts_t o = {
+    zlb_serve_opts_t o = {
         .mode = mode, .listen = "127.0.0.1:0", .tls = true, .ca_out_file = te->ca};
-    ASSERT_EQ(zlb_target_start(&o, &te->tgt), 0);
+    ASSERT_EQ(zlb_serve_start(&o, &te->tgt), 0);
 }
 
 /* verify on against te's CA; sni may be NULL. */
@@ -885,7 +885,7 @@ static zlb_tls_client_t *tls_client(tlsenv_t *te, const char *sni, uint64_t hs_t
 
 static void tls_env_done(tlsenv_t *te)
 {
-    zlb_target_destroy(te->tgt);
+    zlb_serve_destroy(te->tgt);
     zlb_tls_client_destroy(te->cli);
     unlink(te->ca);
     rmdir(te->dir);
@@ -949,7 +949,7 @@ static void test_tls_echo(void)
         payload[i] = (uint8_t)(i * 31 + 7 + (i >> 13));
     tls_target(&te, ZLB_SERVE_ECHO);
     te.cli = tls_client(&te, NULL, 0);
-    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_target_port(te.tgt), .tls = te.cli};
+    zlb_net_dest_spec_t d = {.host = "127.0.0.1", .port = zlb_serve_port(te.tgt), .tls = te.cli};
     zlb_net_sockopts_t so = {.nodelay = true, .sndbuf = 64 * 1024, .rcvbuf = 64 * 1024};
     zlb_net_ctx_opts_t o = {.dests = &d, .ndests = 1, .sock = &so};
     memset(&t, 0, sizeof(t));
@@ -1059,7 +1059,7 @@ static void test_tls_handshake_failures(void)
 
     /* The target's certificate names 127.0.0.1 and localhost; we ask for another name. */
     te.cli = tls_client(&te, "wrong.example", 0);
-    d = (zlb_net_dest_spec_t){.host = "127.0.0.1", .port = zlb_target_port(te.tgt), .tls = te.cli};
+    d = (zlb_net_dest_spec_t){.host = "127.0.0.1", .port = zlb_serve_port(te.tgt), .tls = te.cli};
     memset(&t, 0, sizeof(t));
     env_start(&env, &o, false, 0);
     start_conn(&env, &t, 0, false, 0);

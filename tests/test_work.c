@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "target/target.h"
+#include "serve/serve.h"
 #include "test.h"
 #include "test_util.h"
 #include "work/work.h"
@@ -128,11 +128,11 @@ static void base_config(zlb_config_t *cfg)
     cfg->embedded_target.enabled = false;
 }
 
-static zlb_target_t *start_target(zlb_serve_mode_t mode, int threads)
+static zlb_serve_t *start_target(zlb_serve_mode_t mode, int threads)
 {
-    zlb_target_opts_t o = {.mode = mode, .listen = "127.0.0.1:0", .threads = threads};
-    zlb_target_t *t = NULL;
-    ASSERT_EQ(zlb_target_start(&o, &t), 0);
+    zlb_serve_opts_t o = {.mode = mode, .listen = "127.0.0.1:0", .threads = threads};
+    zlb_serve_t *t = NULL;
+    ASSERT_EQ(zlb_serve_start(&o, &t), 0);
     return t;
 }
 
@@ -255,10 +255,10 @@ static void test_emfile_backoff(void)
 
 static void test_hold_5000(void)
 {
-    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 2);
-    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 2);
+    zlb_engine_target_t t = one_target(zlb_serve_port(tgt));
     zlb_config_t cfg;
-    zlb_target_stats_t ts;
+    zlb_serve_stats_t ts;
     rig_t r;
 
     base_config(&cfg);
@@ -279,7 +279,7 @@ static void test_hold_5000(void)
     fprintf(stderr, "   5000 open in %.3f s (poller 0: %llu, poller 1: %llu)\n",
             (double)(r.s.target_reached_ns - r.s.first_attempt_ns) / 1e9,
             (unsigned long long)r.s.poller[0].c.open, (unsigned long long)r.s.poller[1].c.open);
-    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_target_read_stats(tgt, &ts), ts.open == 5000), 10000, 10));
+    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_serve_read_stats(tgt, &ts), ts.open == 5000), 10000, 10));
 
     /* Idle connections stay open and nothing moves. */
     sleep_ms(300);
@@ -293,16 +293,16 @@ static void test_hold_5000(void)
     snap(r.e, &r.s);
     ASSERT_UEQ(r.s.total.c.closed_by_us, 5000);
     ASSERT_UEQ(r.s.total.c.closed_by_peer, 0);
-    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_target_read_stats(tgt, &ts), ts.open == 0), 10000, 10));
+    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_serve_read_stats(tgt, &ts), ts.open == 0), 10000, 10));
     rig_finish(&r);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     zlb_config_dispose(&cfg);
 }
 
 static void test_churn(void)
 {
-    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
-    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_serve_port(tgt));
     zlb_config_t cfg;
     rig_t r;
     uint64_t end;
@@ -329,7 +329,7 @@ static void test_churn(void)
     ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
     ASSERT_UEQ(r.s.total.c.scheduled, 200); /* reopening is the worker's, not the scheduler's */
     rig_finish(&r);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     zlb_config_dispose(&cfg);
 }
 
@@ -508,8 +508,8 @@ static void test_source_spread(void)
 
 static void test_echo(void)
 {
-    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
-    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_serve_port(tgt));
     zlb_config_t cfg;
     rig_t r;
 
@@ -540,7 +540,7 @@ static void test_echo(void)
     /* 100 messages/s per connection: in about a second, no more than the schedule allows. */
     ASSERT_LT(c->messages, 50 * 100 * 3);
     rig_finish(&r);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     zlb_config_dispose(&cfg);
 }
 
@@ -548,13 +548,13 @@ static void test_echo(void)
  * as a new attempt (refused now). */
 static void test_peer_close_accounting(void)
 {
-    zlb_target_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0"};
-    zlb_target_t *tgt;
+    zlb_serve_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0"};
+    zlb_serve_t *tgt;
     zlb_config_t cfg;
     rig_t r;
 
-    ASSERT_EQ(zlb_target_start(&o, &tgt), 0);
-    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    ASSERT_EQ(zlb_serve_start(&o, &tgt), 0);
+    zlb_engine_target_t t = one_target(zlb_serve_port(tgt));
     base_config(&cfg);
     cfg.connections = 20;
     cfg.workload.backoff_min_ns = 10 * ZLB_NS_PER_MS;
@@ -563,7 +563,7 @@ static void test_peer_close_accounting(void)
     ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 20, 10000, 5));
     /* The server goes away: every hold connection sees a FIN (closed_by_peer), then the
      * reconnects are refused. */
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     ASSERT(WAIT_SNAP(r.e, &r.s,
                      r.s.total.c.closed_by_peer == 20 &&
                          r.s.total.c.failed_before[ZLB_FAIL_REFUSED] > 20,
@@ -623,8 +623,8 @@ static void test_echo_eof(void)
 
 static void test_rate_and_ramp(void)
 {
-    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
-    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_serve_port(tgt));
     zlb_config_t cfg;
     rig_t r;
 
@@ -649,7 +649,7 @@ static void test_rate_and_ramp(void)
     fprintf(stderr, "   1000 ramped 500->2000/s over 0.4 s: %.3f s (expected 0.65)\n", s);
     ASSERT_NEAR(s, 0.65, 0.65 * 0.25);
     rig_finish(&r);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     zlb_config_dispose(&cfg);
 }
 
@@ -686,8 +686,8 @@ static void test_schedule_math(void)
 
 static void test_weights(void)
 {
-    zlb_target_t *a = start_target(ZLB_SERVE_ECHO, 1), *b = start_target(ZLB_SERVE_ECHO, 1);
-    zlb_engine_target_t t[2] = {one_target(zlb_target_port(a)), one_target(zlb_target_port(b))};
+    zlb_serve_t *a = start_target(ZLB_SERVE_ECHO, 1), *b = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t[2] = {one_target(zlb_serve_port(a)), one_target(zlb_serve_port(b))};
     zlb_config_t cfg;
     rig_t r;
 
@@ -702,8 +702,8 @@ static void test_weights(void)
     ASSERT_NEAR((double)r.s.target[0].open, 300, 6);
     ASSERT_NEAR((double)r.s.target[1].open, 100, 6);
     rig_finish(&r);
-    zlb_target_destroy(a);
-    zlb_target_destroy(b);
+    zlb_serve_destroy(a);
+    zlb_serve_destroy(b);
     zlb_config_dispose(&cfg);
 }
 
@@ -711,8 +711,8 @@ static void test_weights(void)
  * for the silent pollers), and one taken with the flag reads them at once. */
 static void test_snapshot_stopped_pool(void)
 {
-    zlb_target_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
-    zlb_engine_target_t t = one_target(zlb_target_port(tgt));
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
+    zlb_engine_target_t t = one_target(zlb_serve_port(tgt));
     zlb_config_t cfg;
     rig_t r;
 
@@ -735,7 +735,7 @@ static void test_snapshot_stopped_pool(void)
     zlb_engine_snapshot_dispose(&r.s);
     zlb_engine_destroy(r.e);
     zlb_pool_destroy(r.pool);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     zlb_config_dispose(&cfg);
 }
 
@@ -743,7 +743,7 @@ static void test_snapshot_stopped_pool(void)
  * share the answer), and every attempt that waited records its DNS latency. */
 static void test_hostname_target(void)
 {
-    zlb_target_t *tgt;
+    zlb_serve_t *tgt;
     zlb_config_t cfg;
     zlb_resolver_stats_t st;
     rig_t r;
@@ -754,7 +754,7 @@ static void test_hostname_target(void)
     }
     tgt = start_target(ZLB_SERVE_ECHO, 1);
     zlb_engine_target_t t = {
-        .host = "localhost", .port = zlb_target_port(tgt), .weight = 1, .name = "localhost"};
+        .host = "localhost", .port = zlb_serve_port(tgt), .weight = 1, .name = "localhost"};
     base_config(&cfg);
     cfg.connections = 100;
     cfg.connect_rate = 0;
@@ -772,7 +772,7 @@ static void test_hostname_target(void)
     ASSERT_GE(zlb_hist_count(r.s.total.lat[ZLB_LAT_DNS]), 1);
     ASSERT_LE(zlb_hist_count(r.s.total.lat[ZLB_LAT_DNS]), 100);
     rig_finish(&r);
-    zlb_target_destroy(tgt);
+    zlb_serve_destroy(tgt);
     zlb_config_dispose(&cfg);
 }
 
@@ -842,14 +842,14 @@ static void test_rejects(void)
 /* A TLS target of the given kind whose CA (and, for mTLS, a client certificate) sit in files in
  * a private folder, and a TLS config trusting that CA, as a user would write it. */
 typedef struct {
-    zlb_target_t *tgt;
+    zlb_serve_t *tgt;
     char dir[64], ca[96], cert[96], key[96], other_ca[96];
     zlb_tls_config_t tls;
 } tlsrig_t;
 
-static void tls_setup(tlsrig_t *tr, const zlb_target_opts_t *extra)
+static void tls_setup(tlsrig_t *tr, const zlb_serve_opts_t *extra)
 {
-    zlb_target_opts_t o = extra ? *extra : (zlb_target_opts_t){0};
+    zlb_serve_opts_t o = extra ? *extra : (zlb_serve_opts_t){0};
 
     memset(tr, 0, sizeof(*tr));
     snprintf(tr->dir, sizeof(tr->dir), "/tmp/zlb-twork.XXXXXX");
@@ -863,7 +863,7 @@ static void tls_setup(tlsrig_t *tr, const zlb_target_opts_t *extra)
     o.ca_out_file = tr->ca;
     if (!o.threads)
         o.threads = 2;
-    ASSERT_EQ(zlb_target_start(&o, &tr->tgt), 0);
+    ASSERT_EQ(zlb_serve_start(&o, &tr->tgt), 0);
     tr->tls = (zlb_tls_config_t){.enabled = true,
                                  .verify = true,
                                  .ca_file = tr->ca,
@@ -873,7 +873,7 @@ static void tls_setup(tlsrig_t *tr, const zlb_target_opts_t *extra)
 
 static void tls_teardown(tlsrig_t *tr)
 {
-    zlb_target_destroy(tr->tgt);
+    zlb_serve_destroy(tr->tgt);
     unlink(tr->ca);
     unlink(tr->cert);
     unlink(tr->key);
@@ -884,7 +884,7 @@ static void tls_teardown(tlsrig_t *tr)
 
 static zlb_engine_target_t tls_target(tlsrig_t *tr, uint16_t port)
 {
-    zlb_engine_target_t t = one_target(port ? port : zlb_target_port(tr->tgt));
+    zlb_engine_target_t t = one_target(port ? port : zlb_serve_port(tr->tgt));
     t.tls = &tr->tls;
     return t;
 }
@@ -896,7 +896,7 @@ static void test_tls_hold(void)
 {
     const uint64_t n = 300;
     tlsrig_t tr;
-    zlb_target_stats_t ts;
+    zlb_serve_stats_t ts;
     zlb_config_t cfg;
     rig_t r;
 
@@ -921,7 +921,7 @@ static void test_tls_hold(void)
             (unsigned long long)n,
             (double)zlb_hist_percentile(r.s.total.lat[ZLB_LAT_CONNECT], 50) / 1e3,
             (double)zlb_hist_percentile(r.s.total.lat[ZLB_LAT_TLS_FULL], 50) / 1e3);
-    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_target_read_stats(tr.tgt, &ts), ts.tls_handshakes == n), 10000,
+    ASSERT(WAIT_SNAP(r.e, &r.s, (zlb_serve_read_stats(tr.tgt, &ts), ts.tls_handshakes == n), 10000,
                      10));
     /* Idle: the tickets that arrive after the handshakes change nothing. */
     sleep_ms(300);
@@ -929,7 +929,7 @@ static void test_tls_hold(void)
     ASSERT_UEQ(r.s.total.c.open, n);
     ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
 
-    zlb_target_destroy(tr.tgt);
+    zlb_serve_destroy(tr.tgt);
     tr.tgt = NULL;
     ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 0, 10000, 10));
     ASSERT_UEQ(r.s.total.c.closed_by_peer, n);
@@ -943,7 +943,7 @@ static void test_tls_hold(void)
 static void test_tls_resumption(void)
 {
     tlsrig_t tr;
-    zlb_target_stats_t ts;
+    zlb_serve_stats_t ts;
     zlb_config_t cfg;
     rig_t r;
 
@@ -968,7 +968,7 @@ static void test_tls_resumption(void)
     ASSERT_NEAR(ratio, 0.9, 0.03);
     ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
     ASSERT_GT(r.s.total.c.closed_by_us, 400);
-    zlb_target_read_stats(tr.tgt, &ts);
+    zlb_serve_read_stats(tr.tgt, &ts);
     ASSERT_GT(ts.tls_resumed, 0); /* the server agrees */
     rig_finish(&r);
     tls_teardown(&tr);
@@ -987,7 +987,7 @@ static void run_attempts(rig_t *r, const zlb_engine_target_t *t, zlb_config_t *c
                      5));
 }
 
-static void expect_verify(const zlb_target_opts_t *o, const char *sni, bool other_ca, int code)
+static void expect_verify(const zlb_serve_opts_t *o, const char *sni, bool other_ca, int code)
 {
     const uint64_t n = 10;
     tlsrig_t tr;
@@ -1023,15 +1023,15 @@ static void expect_verify(const zlb_target_opts_t *o, const char *sni, bool othe
 /* Each rejected certificate is counted under tls_verify with the check that failed. */
 static void test_tls_verify_failures(void)
 {
-    zlb_target_opts_t o = {0};
+    zlb_serve_opts_t o = {0};
 
     expect_verify(NULL, "wrong.example", false, 62); /* hostname mismatch */
     expect_verify(NULL, NULL, true, 20);             /* issuer not trusted */
-    o.tls_cert_kind = ZLB_TARGET_CERT_EXPIRED;
+    o.tls_cert_kind = ZLB_SERVE_CERT_EXPIRED;
     expect_verify(&o, NULL, false, 10);
-    o.tls_cert_kind = ZLB_TARGET_CERT_SELF_SIGNED;
+    o.tls_cert_kind = ZLB_SERVE_CERT_SELF_SIGNED;
     expect_verify(&o, NULL, false, 18);
-    o.tls_cert_kind = ZLB_TARGET_CERT_WRONG_NAME; /* no IP SAN for 127.0.0.1 */
+    o.tls_cert_kind = ZLB_SERVE_CERT_WRONG_NAME; /* no IP SAN for 127.0.0.1 */
     expect_verify(&o, NULL, false, 64);
 }
 
@@ -1076,7 +1076,7 @@ static void test_tls_handshake_failures(void)
     rig_t r;
 
     /* No version in common: the server stops at TLS 1.2, we start at 1.3. */
-    zlb_target_opts_t o = {.tls_max_version = 0x0303};
+    zlb_serve_opts_t o = {.tls_max_version = 0x0303};
     tls_setup(&tr, &o);
     tr.tls.min_version = 0x0304;
     zlb_engine_target_t t = tls_target(&tr, 0);
@@ -1149,13 +1149,13 @@ static void test_tls_mtls(void)
     /* One server thread: two verifying client certificates at once against the target's fresh
      * CA race inside OpenSSL 3.0 (its lazy extension cache; see prime_trust_store in engine.c),
      * a matter for the target's TLS set-up, not what this test is about. */
-    zlb_target_opts_t o = {.tls_require_client_cert = true, .threads = 1};
+    zlb_serve_opts_t o = {.tls_require_client_cert = true, .threads = 1};
     tlsrig_t tr;
     zlb_config_t cfg;
     rig_t r;
 
     tls_setup(&tr, &o);
-    ASSERT_EQ(zlb_target_issue_client_cert(tr.tgt, tr.cert, tr.key), 0);
+    ASSERT_EQ(zlb_serve_issue_client_cert(tr.tgt, tr.cert, tr.key), 0);
     tr.tls.cert_file = tr.cert;
     tr.tls.key_file = tr.key;
     zlb_engine_target_t t = tls_target(&tr, 0);

@@ -13,7 +13,7 @@
 #include "control/control.h"
 #include "core/core.h"
 #include "run/run_internal.h"
-#include "target/target.h"
+#include "serve/serve.h"
 
 /* The controller ticks at this period: snapshot, publish, phase checks. Fast enough that a
  * poller of /stats sees fresh numbers, slow enough that copying the histograms costs the
@@ -34,7 +34,7 @@ typedef struct run {
     char config_hash[17];
     char *config_text; /* owned: the effective config, served at /config and put in the report */
 
-    zlb_target_t *target;          /* owned, the embedded target or NULL */
+    zlb_serve_t *target;           /* owned, the embedded target or NULL */
     zlb_tls_config_t embedded_tls; /* how the engine speaks to a TLS embedded target */
     char *embedded_ca_tmp;         /* owned: our temporary file of its CA, unlinked at teardown */
     char **target_names;           /* owned strings */
@@ -694,7 +694,7 @@ static int start_embedded_target(run_t *r)
     const char *ca_file = embedded_ca_file(r);
     if (et->tls && !ca_file)
         return -EIO;
-    zlb_target_opts_t o = {
+    zlb_serve_opts_t o = {
         .mode = et->mode == ZLB_TARGET_MODE_SINK   ? ZLB_SERVE_SINK
                 : et->mode == ZLB_TARGET_MODE_HTTP ? ZLB_SERVE_HTTP
                                                    : ZLB_SERVE_ECHO,
@@ -705,13 +705,13 @@ static int start_embedded_target(run_t *r)
         .ca_out_file = ca_file,
         .accept_delay_ns = et->accept_delay_ns,
     };
-    int rc = zlb_target_start(&o, &r->target);
+    int rc = zlb_serve_start(&o, &r->target);
     if (rc != 0) {
         zlb_log_error("cannot start the built-in target on %s: %s", et->listen, strerror(-rc));
         return rc;
     }
     zlb_log_info("built-in %s target listening on %s", et->tls ? "TLS" : "TCP",
-                 zlb_target_address(r->target));
+                 zlb_serve_address(r->target));
     return 0;
 }
 
@@ -722,7 +722,7 @@ static int build_targets(run_t *r)
         r->ntargets = 1;
         r->targets = zlb_xcalloc(1, sizeof(*r->targets));
         r->target_names = zlb_xcalloc(1, sizeof(char *));
-        r->target_names[0] = zlb_xstrdup(zlb_target_address(r->target));
+        r->target_names[0] = zlb_xstrdup(zlb_serve_address(r->target));
         /* "127.0.0.1:PORT" or "[::1]:PORT" -> host without brackets */
         char *host;
         uint16_t port;
@@ -839,7 +839,7 @@ static void teardown(run_t *r)
     zlb_stats_dispose(&r->at_stop);
     zlb_engine_destroy(r->engine);
     zlb_pool_destroy(r->pool);
-    zlb_target_destroy(r->target);
+    zlb_serve_destroy(r->target);
     if (r->embedded_ca_tmp) {
         unlink(r->embedded_ca_tmp);
         free(r->embedded_ca_tmp);

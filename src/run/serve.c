@@ -9,7 +9,7 @@
 
 #include "core/core.h"
 #include "run/run_internal.h"
-#include "target/target.h"
+#include "serve/serve.h"
 
 static void serve_usage(FILE *f)
 {
@@ -38,7 +38,7 @@ int zlb_run_serve(int argc, char **argv)
                                              {"address-file", required_argument, NULL, 'A'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    zlb_target_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0", .threads = 1};
+    zlb_serve_opts_t o = {.mode = ZLB_SERVE_ECHO, .listen = "127.0.0.1:0", .threads = 1};
     const char *address_file = NULL;
     int c;
     optind = 1;
@@ -103,17 +103,17 @@ int zlb_run_serve(int argc, char **argv)
         fprintf(stderr, "zlbench serve: unexpected argument '%s'\n", argv[optind]);
         return ZLB_EXIT_USAGE;
     }
-    zlb_target_t *t = NULL;
-    int rc = zlb_target_start(&o, &t);
+    zlb_serve_t *t = NULL;
+    int rc = zlb_serve_start(&o, &t);
     if (rc != 0) {
         fprintf(stderr, "zlbench serve: cannot listen on %s: %s\n", o.listen, strerror(-rc));
         return rc == -EINVAL ? ZLB_EXIT_USAGE : ZLB_EXIT_INTERNAL;
     }
-    printf("listening on %s\n", zlb_target_address(t));
+    printf("listening on %s\n", zlb_serve_address(t));
     fflush(stdout);
-    if (address_file && (rc = write_address(address_file, zlb_target_address(t))) != 0) {
+    if (address_file && (rc = write_address(address_file, zlb_serve_address(t))) != 0) {
         fprintf(stderr, "zlbench serve: cannot write %s: %s\n", address_file, strerror(-rc));
-        zlb_target_destroy(t);
+        zlb_serve_destroy(t);
         return ZLB_EXIT_INTERNAL;
     }
     /* main blocked these in every thread; wait for one here. */
@@ -123,9 +123,9 @@ int zlb_run_serve(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     int sig = 0;
     sigwait(&set, &sig);
-    zlb_target_stats_t st;
-    zlb_target_read_stats(t, &st);
-    zlb_target_destroy(t);
+    zlb_serve_stats_t st;
+    zlb_serve_read_stats(t, &st);
+    zlb_serve_destroy(t);
     fprintf(stderr, "zlbench serve: %s: accepted %llu, bytes in %llu out %llu\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)st.accepted,
             (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);

@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "target/target_internal.h"
+#include "serve/serve_internal.h"
 
 /* Connection structs come in blocks of this many and are never freed before the thread ends:
  * after warm-up an accept allocates nothing. Open ones are found for the final clean-up by
@@ -265,7 +265,7 @@ static void conn_cb(zlb_loop_t *loop, zlb_watcher_t *w, uint32_t events)
 
 void tgt_conn_accepted(tgt_thread_t *th, int fd)
 {
-    zlb_target_t *t = th->target;
+    zlb_serve_t *t = th->target;
     tgt_conn_t *c;
     int one = 1, err;
 

@@ -1,4 +1,4 @@
-/* target.c -- the built-in server's life cycle: listeners, TLS set-up, server threads, stats. */
+/* serve.c -- the built-in server's life cycle: listeners, TLS set-up, server threads, stats. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "target/target_internal.h"
+#include "serve/serve_internal.h"
 
 #define DEFAULT_BACKLOG 4096
 #define MAX_THREADS 1024
@@ -33,7 +33,7 @@ typedef enum { ACCEPT_DRAINED, ACCEPT_MORE, ACCEPT_BACKOFF } accept_result_t;
 
 /* "1.2.3.4:80" or "[::1]:80"; numeric only, because name resolution does not belong in a
  * function that must answer at once and the target only ever serves a known interface. */
-static int open_listener(const zlb_target_t *t, const struct sockaddr_storage *ss, socklen_t len,
+static int open_listener(const zlb_serve_t *t, const struct sockaddr_storage *ss, socklen_t len,
                          int *out)
 {
     int one = 1, err;
@@ -60,7 +60,7 @@ static int open_listener(const zlb_target_t *t, const struct sockaddr_storage *s
     return 0;
 }
 
-static void format_address(zlb_target_t *t, const struct sockaddr_storage *ss)
+static void format_address(zlb_serve_t *t, const struct sockaddr_storage *ss)
 {
     zlb_addr_format((const struct sockaddr *)ss, t->address, sizeof(t->address));
     t->port = zlb_addr_port((const struct sockaddr *)ss);
@@ -218,7 +218,7 @@ static void accept_timer_cb(zlb_loop_t *loop, zlb_timer_t *timer)
 
 /* ---- server threads ----------------------------------------------------------------------- */
 
-static void report_ready(zlb_target_t *t, int err)
+static void report_ready(zlb_serve_t *t, int err)
 {
     pthread_mutex_lock(&t->mu);
     t->nready++;
@@ -228,7 +228,7 @@ static void report_ready(zlb_target_t *t, int err)
     pthread_mutex_unlock(&t->mu);
 }
 
-/* Runs as the loop's first task, so that zlb_target_start returns only once every loop is
+/* Runs as the loop's first task, so that zlb_serve_start returns only once every loop is
  * inside zlb_loop_run: a stop sent after that can never be missed. */
 static void thread_setup_cb(zlb_loop_t *loop, void *arg, bool discarded)
 {
@@ -251,7 +251,7 @@ static void *thread_main(void *arg)
     tgt_thread_t *th = arg;
     char name[16];
 
-    snprintf(name, sizeof(name), "zlb-target-%d", th->index);
+    snprintf(name, sizeof(name), "zlb-serve-%d", th->index);
     zlb_thread_set_name(name);
     zlb_loop_post_fn(th->loop, thread_setup_cb, th);
     int err = zlb_loop_run(th->loop);
@@ -260,7 +260,7 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static int thread_init(zlb_target_t *t, int i, const struct sockaddr_storage *ss, socklen_t len)
+static int thread_init(zlb_serve_t *t, int i, const struct sockaddr_storage *ss, socklen_t len)
 {
     tgt_thread_t *th = &t->threads[i];
     zlb_loop_opts_t lopts = {.id = i};
@@ -320,7 +320,7 @@ static bool tls_version_ok(int v)
     return v == 0 || v == 0x0303 || v == 0x0304;
 }
 
-static int check_tls_opts(const zlb_target_opts_t *o)
+static int check_tls_opts(const zlb_serve_opts_t *o)
 {
     /* A TLS option without TLS is a mistake to report, not a setting to ignore silently. */
     if (!o->tls) {
@@ -329,7 +329,7 @@ static int check_tls_opts(const zlb_target_opts_t *o)
             return -EINVAL;
         return 0;
     }
-    if ((unsigned)o->tls_cert_kind > ZLB_TARGET_CERT_SELF_SIGNED)
+    if ((unsigned)o->tls_cert_kind > ZLB_SERVE_CERT_SELF_SIGNED)
         return -EINVAL;
     if (!tls_version_ok(o->tls_min_version) || !tls_version_ok(o->tls_max_version))
         return -EINVAL;
@@ -340,7 +340,7 @@ static int check_tls_opts(const zlb_target_opts_t *o)
 
 /* The CA, the server certificate of the kind asked for and the server context. Key generation
  * and signing take a few milliseconds, done once here, never on a server thread. */
-static int tls_setup(zlb_target_t *t, const zlb_target_opts_t *o)
+static int tls_setup(zlb_serve_t *t, const zlb_serve_opts_t *o)
 {
     static const char *const wrong_dns[] = {"wrong.invalid"};
     zlb_tls_cert_opts_t co = {0};
@@ -353,15 +353,15 @@ static int tls_setup(zlb_target_t *t, const zlb_target_opts_t *o)
     if (err < 0)
         return -EPROTO;
     switch (o->tls_cert_kind) {
-    case ZLB_TARGET_CERT_VALID:
-    case ZLB_TARGET_CERT_SELF_SIGNED:
+    case ZLB_SERVE_CERT_VALID:
+    case ZLB_SERVE_CERT_SELF_SIGNED:
         break;
-    case ZLB_TARGET_CERT_EXPIRED:
+    case ZLB_SERVE_CERT_EXPIRED:
         /* Expired by a day, not a second: a client whose clock lags must still see it. */
         co.not_before_s = -2 * DAY_S;
         co.not_after_s = -DAY_S;
         break;
-    case ZLB_TARGET_CERT_WRONG_NAME:
+    case ZLB_SERVE_CERT_WRONG_NAME:
         /* No IP SAN either, so a client connecting by address fails as one by name does.
          * ".invalid" (RFC 2606) can never be a name a client legitimately asks for. */
         co.cn = wrong_dns[0];
@@ -369,7 +369,7 @@ static int tls_setup(zlb_target_t *t, const zlb_target_opts_t *o)
         co.ndns = ZLB_ARRAY_LEN(wrong_dns);
         break;
     }
-    err = zlb_tls_cert_issue(o->tls_cert_kind == ZLB_TARGET_CERT_SELF_SIGNED ? NULL : t->ca, &co,
+    err = zlb_tls_cert_issue(o->tls_cert_kind == ZLB_SERVE_CERT_SELF_SIGNED ? NULL : t->ca, &co,
                              &cert);
     if (err < 0) {
         err = -EPROTO;
@@ -394,17 +394,17 @@ out:
 
 /* ---- public ------------------------------------------------------------------------------- */
 
-int zlb_target_start(const zlb_target_opts_t *opts, zlb_target_t **out)
+int zlb_serve_start(const zlb_serve_opts_t *opts, zlb_serve_t **out)
 {
-    return zlb_target_start_tuned(opts, NULL, out);
+    return zlb_serve_start_tuned(opts, NULL, out);
 }
 
-int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tuning_t *tuning,
-                           zlb_target_t **out)
+int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t *tuning,
+                          zlb_serve_t **out)
 {
     struct sockaddr_storage ss;
     socklen_t len = 0;
-    zlb_target_t *t = NULL;
+    zlb_serve_t *t = NULL;
     int err, nthreads;
 
     *out = NULL;
@@ -499,26 +499,26 @@ int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tunin
     return 0;
 
 fail:
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
     return err;
 }
 
-const char *zlb_target_address(const zlb_target_t *t)
+const char *zlb_serve_address(const zlb_serve_t *t)
 {
     return t->address;
 }
 
-uint16_t zlb_target_port(const zlb_target_t *t)
+uint16_t zlb_serve_port(const zlb_serve_t *t)
 {
     return t->port;
 }
 
-const char *zlb_target_ca_pem(const zlb_target_t *t)
+const char *zlb_serve_ca_pem(const zlb_serve_t *t)
 {
     return t->ca_pem;
 }
 
-int zlb_target_issue_client_cert(const zlb_target_t *t, const char *cert_path, const char *key_path)
+int zlb_serve_issue_client_cert(const zlb_serve_t *t, const char *cert_path, const char *key_path)
 {
     zlb_tls_cert_opts_t co = {.cn = "zlbench client", .client = true};
     zlb_tls_cert_t *cert = NULL;
@@ -535,7 +535,7 @@ int zlb_target_issue_client_cert(const zlb_target_t *t, const char *cert_path, c
     return err;
 }
 
-static void read_counters(const tgt_thread_t *th, zlb_target_stats_t *s)
+static void read_counters(const tgt_thread_t *th, zlb_serve_stats_t *s)
 {
     const tgt_counters_t *c = &th->c;
 
@@ -550,11 +550,11 @@ static void read_counters(const tgt_thread_t *th, zlb_target_stats_t *s)
     s->tls_failed = atomic_load_explicit(&c->tls_failed, memory_order_relaxed);
 }
 
-void zlb_target_read_stats(const zlb_target_t *t, zlb_target_stats_t *out)
+void zlb_serve_read_stats(const zlb_serve_t *t, zlb_serve_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < t->nthreads; i++) {
-        zlb_target_stats_t s;
+        zlb_serve_stats_t s;
         read_counters(&t->threads[i], &s);
         out->accepted += s.accepted;
         out->open += s.open;
@@ -568,12 +568,12 @@ void zlb_target_read_stats(const zlb_target_t *t, zlb_target_stats_t *out)
     }
 }
 
-int zlb_target_threads(const zlb_target_t *t)
+int zlb_serve_threads(const zlb_serve_t *t)
 {
     return t->nthreads;
 }
 
-void zlb_target_thread_info(const zlb_target_t *t, int i, zlb_target_thread_info_t *out)
+void zlb_serve_thread_info(const zlb_serve_t *t, int i, zlb_serve_thread_info_t *out)
 {
     const tgt_thread_t *th = &t->threads[i];
     clockid_t cid;
@@ -588,7 +588,7 @@ void zlb_target_thread_info(const zlb_target_t *t, int i, zlb_target_thread_info
         out->cpu_ns = (uint64_t)ts.tv_sec * ZLB_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
-void zlb_target_destroy(zlb_target_t *t)
+void zlb_serve_destroy(zlb_serve_t *t)
 {
     if (!t)
         return;

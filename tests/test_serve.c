@@ -1,4 +1,4 @@
-/* test_target.c -- the built-in server over real sockets on 127.0.0.1:0, plain and TLS. */
+/* test_serve.c -- the built-in server over real sockets on 127.0.0.1:0, plain and TLS. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -22,8 +22,8 @@
 #include <openssl/x509v3.h>
 
 #include "test.h"
-#include "target/target.h"
-#include "target/target_internal.h"
+#include "serve/serve.h"
+#include "serve/serve_internal.h"
 
 #define IO_TIMEOUT_S 10
 
@@ -38,39 +38,39 @@
         }                                                                                          \
     } while (0)
 
-static zlb_target_opts_t opts_for(zlb_serve_mode_t mode)
+static zlb_serve_opts_t opts_for(zlb_serve_mode_t mode)
 {
-    zlb_target_opts_t o = {.mode = mode, .listen = "127.0.0.1:0"};
+    zlb_serve_opts_t o = {.mode = mode, .listen = "127.0.0.1:0"};
     return o;
 }
 
-static zlb_target_t *start(const zlb_target_opts_t *o)
+static zlb_serve_t *start(const zlb_serve_opts_t *o)
 {
-    zlb_target_t *t = NULL;
-    int err = zlb_target_start(o, &t);
+    zlb_serve_t *t = NULL;
+    int err = zlb_serve_start(o, &t);
     ASSERT_EQ(err, 0);
     ASSERT(t != NULL);
     return t;
 }
 
-static zlb_target_stats_t stats(const zlb_target_t *t)
+static zlb_serve_stats_t stats(const zlb_serve_t *t)
 {
-    zlb_target_stats_t s;
-    zlb_target_read_stats(t, &s);
+    zlb_serve_stats_t s;
+    zlb_serve_read_stats(t, &s);
     return s;
 }
 
-static zlb_target_thread_info_t info(const zlb_target_t *t, int i)
+static zlb_serve_thread_info_t info(const zlb_serve_t *t, int i)
 {
-    zlb_target_thread_info_t in;
-    zlb_target_thread_info(t, i, &in);
+    zlb_serve_thread_info_t in;
+    zlb_serve_thread_info(t, i, &in);
     return in;
 }
 
-static uint64_t rejected(const zlb_target_t *t)
+static uint64_t rejected(const zlb_serve_t *t)
 {
     uint64_t n = 0;
-    for (int i = 0; i < zlb_target_threads(t); i++)
+    for (int i = 0; i < zlb_serve_threads(t); i++)
         n += info(t, i).rejected;
     return n;
 }
@@ -93,12 +93,12 @@ static void connect_fd(int fd, uint16_t port)
 
 /* A blocking client socket whose reads and writes give up after IO_TIMEOUT_S, so a broken
  * server fails the test instead of hanging it. */
-static int client(const zlb_target_t *t)
+static int client(const zlb_serve_t *t)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT(fd >= 0);
     set_timeouts(fd);
-    connect_fd(fd, zlb_target_port(t));
+    connect_fd(fd, zlb_serve_port(t));
     return fd;
 }
 
@@ -177,24 +177,24 @@ static void test_bad_options(void)
         "example.com:0", "127.0.0.1",   "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:8x",
         ":80",           "[::1:80",     "[::1]80",    "[]:80",           "[1.2.3.4]:0",
         "::1:80",        "300.0.0.1:0", "",           "127.0.0.1:-1"};
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
-    zlb_target_t *t = (zlb_target_t *)&o; /* must be overwritten with NULL on failure */
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_t *t = (zlb_serve_t *)&o; /* must be overwritten with NULL on failure */
 
     for (size_t i = 0; i < ZLB_ARRAY_LEN(bad); i++) {
         o.listen = bad[i];
-        int err = zlb_target_start(&o, &t);
+        int err = zlb_serve_start(&o, &t);
         if (err != -EINVAL)
             ZLB_TEST_FAIL("listen \"%s\": %d, expected -EINVAL", bad[i], err);
         ASSERT(t == NULL);
     }
     o = opts_for(ZLB_SERVE_ECHO);
     o.listen = NULL;
-    ASSERT_EQ(zlb_target_start(&o, &t), -EINVAL);
+    ASSERT_EQ(zlb_serve_start(&o, &t), -EINVAL);
     o = opts_for(ZLB_SERVE_ECHO);
     o.threads = -1;
-    ASSERT_EQ(zlb_target_start(&o, &t), -EINVAL);
+    ASSERT_EQ(zlb_serve_start(&o, &t), -EINVAL);
     o = opts_for((zlb_serve_mode_t)42);
-    ASSERT_EQ(zlb_target_start(&o, &t), -EINVAL);
+    ASSERT_EQ(zlb_serve_start(&o, &t), -EINVAL);
 
     /* TLS options: only the versions that exist, in order, and only with tls on. */
     static const struct {
@@ -210,17 +210,17 @@ static void test_bad_options(void)
     for (size_t i = 0; i < ZLB_ARRAY_LEN(bad_tls); i++) {
         o = opts_for(ZLB_SERVE_HTTP);
         o.tls = bad_tls[i].tls;
-        o.tls_cert_kind = (zlb_target_cert_kind_t)bad_tls[i].kind;
+        o.tls_cert_kind = (zlb_serve_cert_kind_t)bad_tls[i].kind;
         o.tls_min_version = bad_tls[i].min;
         o.tls_max_version = bad_tls[i].max;
         o.tls_require_client_cert = bad_tls[i].mtls;
-        t = (zlb_target_t *)&o;
-        int err = zlb_target_start(&o, &t);
+        t = (zlb_serve_t *)&o;
+        int err = zlb_serve_start(&o, &t);
         if (err != -EINVAL)
             ZLB_TEST_FAIL("bad TLS options #%zu: %d, expected -EINVAL", i, err);
         ASSERT(t == NULL);
     }
-    zlb_target_destroy(NULL);
+    zlb_serve_destroy(NULL);
 }
 
 static void test_address_in_use(void)
@@ -230,7 +230,7 @@ static void test_address_in_use(void)
     struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t len = sizeof(a);
     char listen_on[64];
-    zlb_target_t *t = NULL;
+    zlb_serve_t *t = NULL;
 
     ASSERT(fd >= 0);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -239,27 +239,27 @@ static void test_address_in_use(void)
     ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%u", ntohs(a.sin_port));
 
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.listen = listen_on;
     o.threads = 3;
-    ASSERT_EQ(zlb_target_start(&o, &t), -EADDRINUSE);
+    ASSERT_EQ(zlb_serve_start(&o, &t), -EADDRINUSE);
     ASSERT(t == NULL);
     close(fd);
 }
 
 static void test_address(void)
 {
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.threads = 3;
-    zlb_target_t *t = start(&o);
+    zlb_serve_t *t = start(&o);
     char want[64];
 
-    ASSERT(zlb_target_port(t) != 0);
-    snprintf(want, sizeof(want), "127.0.0.1:%u", zlb_target_port(t));
-    ASSERT_STREQ(zlb_target_address(t), want);
-    ASSERT(zlb_target_ca_pem(t) == NULL);
-    ASSERT_EQ(zlb_target_threads(t), 3);
-    zlb_target_destroy(t);
+    ASSERT(zlb_serve_port(t) != 0);
+    snprintf(want, sizeof(want), "127.0.0.1:%u", zlb_serve_port(t));
+    ASSERT_STREQ(zlb_serve_address(t), want);
+    ASSERT(zlb_serve_ca_pem(t) == NULL);
+    ASSERT_EQ(zlb_serve_threads(t), 3);
+    zlb_serve_destroy(t);
 }
 
 static void test_ipv6(void)
@@ -274,23 +274,23 @@ static void test_ipv6(void)
     }
     close(probe);
 
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.listen = "[::1]:0";
-    zlb_target_t *t = start(&o);
+    zlb_serve_t *t = start(&o);
     char want[64], buf[5];
-    snprintf(want, sizeof(want), "[::1]:%u", zlb_target_port(t));
-    ASSERT_STREQ(zlb_target_address(t), want);
+    snprintf(want, sizeof(want), "[::1]:%u", zlb_serve_port(t));
+    ASSERT_STREQ(zlb_serve_address(t), want);
 
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT(fd >= 0);
     set_timeouts(fd);
-    a.sin6_port = htons(zlb_target_port(t));
+    a.sin6_port = htons(zlb_serve_port(t));
     ASSERT_EQ(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     write_all(fd, "hello", 5);
     read_exact(fd, buf, 5);
     ASSERT(memcmp(buf, "hello", 5) == 0);
     close(fd);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* ---- echo and sink ------------------------------------------------------------------------- */
@@ -311,8 +311,8 @@ static void *sender_main(void *arg)
 static void test_echo_roundtrip(void)
 {
     const size_t len = 1u << 20;
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
-    zlb_target_t *t = start(&o);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_t *t = start(&o);
     char *out = malloc(len), *in = malloc(len);
     pthread_t tid;
 
@@ -335,14 +335,14 @@ static void test_echo_roundtrip(void)
     ASSERT_UEQ(stats(t).closed, 1);
     free(out);
     free(in);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_echo_backpressure(void)
 {
     const size_t cap = 256u << 20, chunk = 64u << 10;
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
-    zlb_target_t *t = start(&o);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_t *t = start(&o);
     char *buf = malloc(chunk), *in = malloc(chunk);
     size_t sent = 0, got = 0;
     int small = 64 << 10;
@@ -352,7 +352,7 @@ static void test_echo_backpressure(void)
     ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
     set_timeouts(fd);
-    connect_fd(fd, zlb_target_port(t));
+    connect_fd(fd, zlb_serve_port(t));
     ASSERT_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
 
     /* Send without reading until nothing more goes for a while: only a server that stops
@@ -375,7 +375,7 @@ static void test_echo_backpressure(void)
 
     /* What the server holds for this peer is what it read and could not write yet: at most
      * one read's worth, however much the client pushed. */
-    zlb_target_stats_t s = stats(t);
+    zlb_serve_stats_t s = stats(t);
     ASSERT_CMP_UINT(s.bytes_in - s.bytes_out, <=, ZLB_TARGET_READ_BUF);
     ASSERT_CMP_UINT(s.bytes_in, <, sent);
 
@@ -394,15 +394,15 @@ static void test_echo_backpressure(void)
     close(fd);
     free(buf);
     free(in);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_sink(void)
 {
     const size_t len = (3u << 20) + 12345;
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_SINK);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_SINK);
     o.threads = 2;
-    zlb_target_t *t = start(&o);
+    zlb_serve_t *t = start(&o);
     char *buf = malloc(len);
     int a = client(t), b = client(t);
 
@@ -418,7 +418,7 @@ static void test_sink(void)
     WAIT_FOR(stats(t).closed == 2, 5000);
     ASSERT_UEQ(stats(t).open, 0);
     free(buf);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* One read per wake-up: a connection with more queued must come back by itself, since an
@@ -426,12 +426,12 @@ static void test_sink(void)
 static void test_read_budget(void)
 {
     const size_t len = 8u << 20;
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_SINK);
-    zlb_target_tuning_t tune = {.reads_per_event = 1};
-    zlb_target_t *t = NULL;
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_SINK);
+    zlb_serve_tuning_t tune = {.reads_per_event = 1};
+    zlb_serve_t *t = NULL;
     char *buf = calloc(1, len);
 
-    ASSERT_EQ(zlb_target_start_tuned(&o, &tune, &t), 0);
+    ASSERT_EQ(zlb_serve_start_tuned(&o, &tune, &t), 0);
     int a = client(t), b = client(t);
     write_all(a, buf, len);
     write_all(b, buf, len);
@@ -440,7 +440,7 @@ static void test_read_budget(void)
     close(b);
     WAIT_FOR(stats(t).open == 0, 5000);
     free(buf);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* ---- http ---------------------------------------------------------------------------------- */
@@ -460,8 +460,8 @@ static void expect_responses(int fd, int n)
 
 static void test_http(void)
 {
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_HTTP);
-    zlb_target_t *t = start(&o);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_HTTP);
+    zlb_serve_t *t = start(&o);
     int fd = client(t);
 
     ASSERT_STREQ(tgt_http_response,
@@ -515,7 +515,7 @@ static void test_http(void)
     WAIT_FOR(stats(t).open == 0, 5000);
     ASSERT_UEQ(stats(t).accepted, 3);
     ASSERT_UEQ(stats(t).bytes_out, tgt_http_response_len * 6);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* Many pipelined requests: the replies outgrow the socket buffers, so the server must hold
@@ -525,8 +525,8 @@ static void test_http_pipeline_backpressure(void)
     const int n = 100000;
     const char req[] = "GET / HTTP/1.1\r\n\r\n";
     const size_t rlen = sizeof(req) - 1;
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_HTTP);
-    zlb_target_t *t = start(&o);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_HTTP);
+    zlb_serve_t *t = start(&o);
     char *buf = malloc(rlen * (size_t)n);
     pthread_t tid;
     int small = 32 << 10;
@@ -537,7 +537,7 @@ static void test_http_pipeline_backpressure(void)
     ASSERT(fd >= 0);
     ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     set_timeouts(fd);
-    connect_fd(fd, zlb_target_port(t));
+    connect_fd(fd, zlb_serve_port(t));
     struct sender s = {fd, buf, rlen * (size_t)n};
     ASSERT_EQ(pthread_create(&tid, NULL, sender_main, &s), 0);
     WAIT_FOR(info(t, 0).blocked == 1, 5000);
@@ -548,7 +548,7 @@ static void test_http_pipeline_backpressure(void)
     WAIT_FOR(info(t, 0).blocked == 0, 5000);
     close(fd);
     free(buf);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* ---- accepting ------------------------------------------------------------------------------ */
@@ -556,15 +556,15 @@ static void test_http_pipeline_backpressure(void)
 static void test_two_threads(void)
 {
     enum { N = 200 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.threads = 2;
-    zlb_target_t *t = start(&o);
+    zlb_serve_t *t = start(&o);
     int fds[N];
 
     for (int i = 0; i < N; i++)
         fds[i] = client(t);
     WAIT_FOR(stats(t).accepted == N, 5000);
-    zlb_target_thread_info_t a = info(t, 0), b = info(t, 1);
+    zlb_serve_thread_info_t a = info(t, 0), b = info(t, 1);
     /* SO_REUSEPORT spreads connections by hash of the 4-tuple: all 200 on one listener
      * would be a 2^-199 chance, or a listener that never accepts. */
     ASSERT_CMP_UINT(a.stats.accepted, >, 0);
@@ -579,24 +579,24 @@ static void test_two_threads(void)
     for (int i = 0; i < N; i++)
         close(fds[i]);
     WAIT_FOR(stats(t).open == 0, 5000);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* One accept per wake-up: a burst must still be taken in full, through the posted task. */
 static void test_accept_budget(void)
 {
     enum { N = 100 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
-    zlb_target_tuning_t tune = {.accept_budget = 1};
-    zlb_target_t *t = NULL;
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_tuning_t tune = {.accept_budget = 1};
+    zlb_serve_t *t = NULL;
     int fds[N];
 
-    ASSERT_EQ(zlb_target_start_tuned(&o, &tune, &t), 0);
+    ASSERT_EQ(zlb_serve_start_tuned(&o, &tune, &t), 0);
     /* Non-blocking connects in a burst, so that many arrive within one wake-up. */
     for (int i = 0; i < N; i++) {
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         ASSERT(fds[i] >= 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(zlb_target_port(t))};
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(zlb_serve_port(t))};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         int rc = connect(fds[i], (struct sockaddr *)&a, sizeof(a));
         ASSERT(rc == 0 || errno == EINPROGRESS);
@@ -605,7 +605,7 @@ static void test_accept_budget(void)
     for (int i = 0; i < N; i++)
         close(fds[i]);
     WAIT_FOR(stats(t).open == 0, 5000);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void raise_nofile(rlim_t want)
@@ -621,8 +621,8 @@ static void raise_nofile(rlim_t want)
 static void test_thousand(void)
 {
     enum { N = 1000 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
-    zlb_target_t *t = start(&o);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_t *t = start(&o);
     int *fds = malloc(N * sizeof(*fds));
 
     raise_nofile(2 * N + 64);
@@ -632,12 +632,12 @@ static void test_thousand(void)
     for (int i = 0; i < N; i++)
         close(fds[i]);
     WAIT_FOR(stats(t).open == 0, 10000);
-    zlb_target_stats_t s = stats(t);
+    zlb_serve_stats_t s = stats(t);
     ASSERT_UEQ(s.accepted, N);
     ASSERT_UEQ(s.closed, N);
     ASSERT_UEQ(s.accept_errors, 0);
     free(fds);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* Runs in a child: the lowered fd limit and the fds it fills must not leak into the other
@@ -645,8 +645,8 @@ static void test_thousand(void)
 static void emfile_child(void)
 {
     enum { N = 64, ROOM = 8 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
-    zlb_target_t *t = start(&o);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_t *t = start(&o);
     int fds[N], top = 0;
 
     /* Sockets made before the limit drops; connect needs no new fd. */
@@ -662,7 +662,7 @@ static void emfile_child(void)
     ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
 
     for (int i = 0; i < N; i++)
-        connect_fd(fds[i], zlb_target_port(t));
+        connect_fd(fds[i], zlb_serve_port(t));
     WAIT_FOR(stats(t).accept_errors > 0, 5000);
     ASSERT_CMP_UINT(stats(t).accepted, <, N);
 
@@ -681,7 +681,7 @@ static void emfile_child(void)
     for (int i = 0; i < N; i++)
         close(fds[i]);
     WAIT_FOR(stats(t).accepted == N && stats(t).open == 0, 10000);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_emfile(void)
@@ -713,9 +713,9 @@ static void test_emfile(void)
 static void test_accept_delay(void)
 {
     enum { N = 10 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.accept_delay_ns = 20 * ZLB_NS_PER_MS;
-    zlb_target_t *t = start(&o);
+    zlb_serve_t *t = start(&o);
     int fds[N];
 
     uint64_t t0 = zlb_now_ns();
@@ -739,16 +739,16 @@ static void test_accept_delay(void)
     for (int i = 0; i < N; i++)
         close(fds[i]);
     WAIT_FOR(stats(t).open == 0, 5000);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_max_conns(void)
 {
     enum { N = 10, CAP = 5 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.threads = 2; /* the cap holds over all threads together */
     o.max_conns = CAP;
-    zlb_target_t *t = start(&o);
+    zlb_serve_t *t = start(&o);
     int fds[N], kept = -1, nkept = 0, nrefused = 0;
 
     for (int i = 0; i < N; i++)
@@ -792,7 +792,7 @@ static void test_max_conns(void)
         if (fds[i] >= 0)
             close(fds[i]);
     WAIT_FOR(stats(t).open == 0, 5000);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* Connections in every state at destroy: idle, backed up with output pending, mid-request.
@@ -800,11 +800,11 @@ static void test_max_conns(void)
 static void test_destroy_with_open_connections(void)
 {
     enum { N = 30 };
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.threads = 2;
-    zlb_target_t *t = start(&o);
-    zlb_target_opts_t oh = opts_for(ZLB_SERVE_HTTP);
-    zlb_target_t *th = start(&oh);
+    zlb_serve_t *t = start(&o);
+    zlb_serve_opts_t oh = opts_for(ZLB_SERVE_HTTP);
+    zlb_serve_t *th = start(&oh);
     int fds[N], hfd;
     const size_t chunk = 256u << 10;
     char *buf = calloc(1, chunk);
@@ -830,8 +830,8 @@ static void test_destroy_with_open_connections(void)
     write_all(hfd, "GET / HTTP/1.1\r\nHo", 18);
     WAIT_FOR(stats(th).bytes_in == 18, 5000);
 
-    zlb_target_destroy(t);
-    zlb_target_destroy(th);
+    zlb_serve_destroy(t);
+    zlb_serve_destroy(th);
     for (int i = 0; i < N; i++) {
         if (i % 3 != 0)
             ASSERT(reads_eof(fds[i]));
@@ -850,17 +850,17 @@ static void test_destroy_with_open_connections(void)
 #define TLS_CHUNK (16u << 10)
 #define PATTERN_PERIOD 251 /* fill_pattern's */
 
-static zlb_target_t *start_tls(zlb_serve_mode_t mode, const zlb_target_tuning_t *tune,
-                               void (*edit)(zlb_target_opts_t *o))
+static zlb_serve_t *start_tls(zlb_serve_mode_t mode, const zlb_serve_tuning_t *tune,
+                              void (*edit)(zlb_serve_opts_t *o))
 {
-    zlb_target_opts_t o = opts_for(mode);
-    zlb_target_t *t = NULL;
+    zlb_serve_opts_t o = opts_for(mode);
+    zlb_serve_t *t = NULL;
 
     o.tls = true;
     if (edit)
         edit(&o);
-    ASSERT_EQ(zlb_target_start_tuned(&o, tune, &t), 0);
-    ASSERT(zlb_target_ca_pem(t) != NULL);
+    ASSERT_EQ(zlb_serve_start_tuned(&o, tune, &t), 0);
+    ASSERT(zlb_serve_ca_pem(t) != NULL);
     return t;
 }
 
@@ -887,7 +887,7 @@ static X509 *pem_cert(const char *pem)
 
 /* A client context trusting only the target's CA, verification on, pinned to one protocol
  * version when version is not 0. */
-static SSL_CTX *client_ctx(const zlb_target_t *t, int version)
+static SSL_CTX *client_ctx(const zlb_serve_t *t, int version)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     ASSERT(ctx != NULL);
@@ -895,7 +895,7 @@ static SSL_CTX *client_ctx(const zlb_target_t *t, int version)
         ASSERT_EQ(SSL_CTX_set_min_proto_version(ctx, version), 1);
         ASSERT_EQ(SSL_CTX_set_max_proto_version(ctx, version), 1);
     }
-    X509 *ca = pem_cert(zlb_target_ca_pem(t));
+    X509 *ca = pem_cert(zlb_serve_ca_pem(t));
     ASSERT_EQ(X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca), 1);
     X509_free(ca);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -911,7 +911,7 @@ typedef struct tcli {
 /* Connects (small socket buffers when bufsize is not 0) and runs a blocking handshake that
  * checks the peer is `host` (a name, an IP address, or NULL for no name check). True when
  * it completed; either way tcli_close follows. */
-static bool tcli_open(tcli_t *c, SSL_CTX *ctx, const zlb_target_t *t, const char *host,
+static bool tcli_open(tcli_t *c, SSL_CTX *ctx, const zlb_serve_t *t, const char *host,
                       SSL_SESSION *resume, int bufsize)
 {
     unsigned char ip[16];
@@ -923,7 +923,7 @@ static bool tcli_open(tcli_t *c, SSL_CTX *ctx, const zlb_target_t *t, const char
         ASSERT_EQ(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize)), 0);
     }
     set_timeouts(c->fd);
-    connect_fd(c->fd, zlb_target_port(t));
+    connect_fd(c->fd, zlb_serve_port(t));
     c->ssl = SSL_new(ctx);
     ASSERT(c->ssl != NULL);
     ASSERT_EQ(SSL_set_fd(c->ssl, c->fd), 1);
@@ -1135,7 +1135,7 @@ static bool tls_quiet_for(tcli_t *c, int ms)
 }
 
 /* Handshake and a one-byte echo: what a client needs to know it was served. */
-static bool tls_served(SSL_CTX *ctx, const zlb_target_t *t, const char *host, tcli_t *c)
+static bool tls_served(SSL_CTX *ctx, const zlb_serve_t *t, const char *host, tcli_t *c)
 {
     char b = 'x', r = 0;
     size_t n = 0;
@@ -1166,7 +1166,7 @@ static void test_tls_echo(void)
     const size_t len = 256u << 10;
 
     for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
-        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+        zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
         SSL_CTX *ctx = client_ctx(t, versions[v]);
         tcli_t c;
 
@@ -1188,14 +1188,14 @@ static void test_tls_echo(void)
         tcli_close(&c);
 
         WAIT_FOR(stats(t).open == 0, 5000);
-        zlb_target_stats_t s = stats(t);
+        zlb_serve_stats_t s = stats(t);
         ASSERT_UEQ(s.tls_handshakes, 2);
         ASSERT_UEQ(s.tls_resumed, 0);
         ASSERT_UEQ(s.tls_failed, 0);
         ASSERT_UEQ(s.bytes_in, len + 1000);
         ASSERT_UEQ(s.bytes_out, len + 1000);
         SSL_CTX_free(ctx);
-        zlb_target_destroy(t);
+        zlb_serve_destroy(t);
     }
 }
 
@@ -1204,7 +1204,7 @@ static void test_tls_resumption(void)
     static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
 
     for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
-        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+        zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
         SSL_CTX *ctx = client_ctx(t, versions[v]);
         tcli_t c;
 
@@ -1230,13 +1230,13 @@ static void test_tls_resumption(void)
         ASSERT_UEQ(stats(t).tls_resumed, 1);
         ASSERT_UEQ(stats(t).tls_failed, 0);
         SSL_CTX_free(ctx);
-        zlb_target_destroy(t);
+        zlb_serve_destroy(t);
     }
 }
 
 static void test_tls_not_tls(void)
 {
-    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+    zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
     const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
     /* A plain-TCP client talking HTTP: refused and closed, nothing echoed as data. */
@@ -1258,19 +1258,19 @@ static void test_tls_not_tls(void)
     ASSERT(tls_served(ctx, t, "localhost", &c));
     tcli_close(&c);
     WAIT_FOR(stats(t).open == 0, 5000);
-    zlb_target_stats_t s = stats(t);
+    zlb_serve_stats_t s = stats(t);
     ASSERT_UEQ(s.tls_handshakes, 1);
     ASSERT_UEQ(s.tls_failed, 2);
     ASSERT_UEQ(s.bytes_in, 1);
     ASSERT_UEQ(info(t, 0).tls_timeouts, 0);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_tls_handshake_timeout(void)
 {
-    zlb_target_tuning_t tune = {.handshake_timeout_ns = 200 * ZLB_NS_PER_MS};
-    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, &tune, NULL);
+    zlb_serve_tuning_t tune = {.handshake_timeout_ns = 200 * ZLB_NS_PER_MS};
+    zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, &tune, NULL);
     SSL_CTX *ctx = client_ctx(t, 0);
     tcli_t c;
 
@@ -1305,7 +1305,7 @@ static void test_tls_handshake_timeout(void)
     if (now < until)
         ASSERT(tls_quiet_for(&c, (int)((until - now) / ZLB_NS_PER_MS) + 1));
     tls_roundtrip(&c, 10);
-    zlb_target_stats_t st = stats(t);
+    zlb_serve_stats_t st = stats(t);
     ASSERT_UEQ(st.open, 1);
     ASSERT_UEQ(st.closed, 3);
     ASSERT_UEQ(st.tls_failed, 3);
@@ -1321,14 +1321,14 @@ static void test_tls_handshake_timeout(void)
     ASSERT_UEQ(st.accepted, 4);
     ASSERT_UEQ(st.closed, 4);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* A fresh private directory for files a test writes. */
 static void temp_dir(char *buf, size_t len)
 {
     const char *base = getenv("TMPDIR");
-    snprintf(buf, len, "%s/zlb-target-XXXXXX", base && *base ? base : "/tmp");
+    snprintf(buf, len, "%s/zlb-serve-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(buf))
         ZLB_TEST_FAIL("mkdtemp %s: %s", buf, strerror(errno));
 }
@@ -1359,7 +1359,7 @@ static char *slurp(const char *path)
 }
 
 static const char *ca_out_path;
-static void set_ca_out(zlb_target_opts_t *o)
+static void set_ca_out(zlb_serve_opts_t *o)
 {
     o->ca_out_file = ca_out_path;
 }
@@ -1367,14 +1367,14 @@ static void set_ca_out(zlb_target_opts_t *o)
 static void test_tls_ca_out_file(void)
 {
     char dir[256], path[320], missing[320];
-    zlb_target_t *t;
+    zlb_serve_t *t;
 
     temp_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/ca.pem", dir);
     ca_out_path = path;
     t = start_tls(ZLB_SERVE_ECHO, NULL, set_ca_out);
     char *pem = slurp(path);
-    ASSERT_STREQ(pem, zlb_target_ca_pem(t));
+    ASSERT_STREQ(pem, zlb_serve_ca_pem(t));
     ASSERT_EQ(dir_entries(dir), 1); /* the temporary file was renamed, not left behind */
     X509 *ca = pem_cert(pem);
     ASSERT_EQ(X509_check_ca(ca), 1);
@@ -1388,30 +1388,30 @@ static void test_tls_ca_out_file(void)
     ASSERT(tls_served(ctx, t, "localhost", &c));
     tcli_close(&c);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
     free(pem);
 
     /* A file that cannot be written fails the start with the write's error. */
     snprintf(missing, sizeof(missing), "%s/no/such/dir/ca.pem", dir);
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.tls = true;
     o.ca_out_file = missing;
-    t = (zlb_target_t *)&o;
-    ASSERT_EQ(zlb_target_start(&o, &t), -ENOENT);
+    t = (zlb_serve_t *)&o;
+    ASSERT_EQ(zlb_serve_start(&o, &t), -ENOENT);
     ASSERT(t == NULL);
 
     ASSERT_EQ(unlink(path), 0);
     ASSERT_EQ(rmdir(dir), 0);
 }
 
-static void require_client_cert(zlb_target_opts_t *o)
+static void require_client_cert(zlb_serve_opts_t *o)
 {
     o->tls_require_client_cert = true;
 }
 
 static void test_tls_mtls(void)
 {
-    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, require_client_cert);
+    zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, require_client_cert);
     char dir[256], cert[320], key[320], other_cert[320], other_key[320];
     tcli_t c;
 
@@ -1420,8 +1420,8 @@ static void test_tls_mtls(void)
     snprintf(key, sizeof(key), "%s/client.key", dir);
     snprintf(other_cert, sizeof(other_cert), "%s/other.pem", dir);
     snprintf(other_key, sizeof(other_key), "%s/other.key", dir);
-    ASSERT_EQ(zlb_target_issue_client_cert(t, cert, key), 0);
-    ASSERT_EQ(zlb_target_issue_client_cert(t, NULL, key), -EINVAL);
+    ASSERT_EQ(zlb_serve_issue_client_cert(t, cert, key), 0);
+    ASSERT_EQ(zlb_serve_issue_client_cert(t, NULL, key), -EINVAL);
     struct stat st;
     ASSERT_EQ(stat(key, &st), 0);
     ASSERT_EQ(st.st_mode & 0777, 0600);
@@ -1464,13 +1464,13 @@ static void test_tls_mtls(void)
         SSL_CTX_free(ctx);
     }
     ASSERT_UEQ(stats(t).tls_failed, failed);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 
     /* Without TLS there is no CA to issue from. */
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     t = start(&o);
-    ASSERT_EQ(zlb_target_issue_client_cert(t, cert, key), -EINVAL);
-    zlb_target_destroy(t);
+    ASSERT_EQ(zlb_serve_issue_client_cert(t, cert, key), -EINVAL);
+    zlb_serve_destroy(t);
     ASSERT_EQ(unlink(cert), 0);
     ASSERT_EQ(unlink(key), 0);
     ASSERT_EQ(unlink(other_cert), 0);
@@ -1478,8 +1478,8 @@ static void test_tls_mtls(void)
     ASSERT_EQ(rmdir(dir), 0);
 }
 
-static zlb_target_cert_kind_t cert_kind;
-static void set_cert_kind(zlb_target_opts_t *o)
+static zlb_serve_cert_kind_t cert_kind;
+static void set_cert_kind(zlb_serve_opts_t *o)
 {
     o->tls_cert_kind = cert_kind;
 }
@@ -1489,18 +1489,18 @@ static void set_cert_kind(zlb_target_opts_t *o)
 static void test_tls_cert_kinds(void)
 {
     static const struct {
-        zlb_target_cert_kind_t kind;
+        zlb_serve_cert_kind_t kind;
         long verify; /* what a client checking "localhost" against the CA gets */
     } kinds[] = {
-        {ZLB_TARGET_CERT_VALID, X509_V_OK},
-        {ZLB_TARGET_CERT_EXPIRED, X509_V_ERR_CERT_HAS_EXPIRED},
-        {ZLB_TARGET_CERT_WRONG_NAME, X509_V_ERR_HOSTNAME_MISMATCH},
-        {ZLB_TARGET_CERT_SELF_SIGNED, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT},
+        {ZLB_SERVE_CERT_VALID, X509_V_OK},
+        {ZLB_SERVE_CERT_EXPIRED, X509_V_ERR_CERT_HAS_EXPIRED},
+        {ZLB_SERVE_CERT_WRONG_NAME, X509_V_ERR_HOSTNAME_MISMATCH},
+        {ZLB_SERVE_CERT_SELF_SIGNED, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT},
     };
 
     for (size_t k = 0; k < ZLB_ARRAY_LEN(kinds); k++) {
         cert_kind = kinds[k].kind;
-        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, set_cert_kind);
+        zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, set_cert_kind);
         SSL_CTX *ctx = client_ctx(t, 0);
         tcli_t c;
         bool ok = tls_served(ctx, t, "localhost", &c);
@@ -1515,7 +1515,7 @@ static void test_tls_cert_kinds(void)
         X509 *peer = SSL_get1_peer_certificate(c.ssl);
         ASSERT(peer != NULL);
         tcli_close(&c);
-        X509 *ca = pem_cert(zlb_target_ca_pem(t));
+        X509 *ca = pem_cert(zlb_serve_ca_pem(t));
         /* By signature, not X509_check_issued: that one also wants keyCertSign on the issuer,
          * which a self-signed leaf rightly lacks. */
         bool by_ca = X509_verify(peer, X509_get0_pubkey(ca)) == 1 &&
@@ -1529,28 +1529,28 @@ static void test_tls_cert_kinds(void)
                          X509_check_ip_asc(peer, "::1", 0) == 1;
         bool wrong = X509_check_host(peer, "wrong.invalid", 0, 0, NULL) == 1;
         switch (cert_kind) {
-        case ZLB_TARGET_CERT_VALID:
+        case ZLB_SERVE_CERT_VALID:
             ASSERT(by_ca && !by_itself && !expired && localhost && !wrong);
             break;
-        case ZLB_TARGET_CERT_EXPIRED:
+        case ZLB_SERVE_CERT_EXPIRED:
             ASSERT(by_ca && expired && localhost);
             /* Well expired, and it was valid once (not a not-yet-valid certificate). */
             ASSERT(X509_cmp_time(X509_get0_notAfter(peer), &(time_t){time(NULL) - 3600}) < 0);
             ASSERT(X509_cmp_current_time(X509_get0_notBefore(peer)) < 0);
             break;
-        case ZLB_TARGET_CERT_WRONG_NAME:
+        case ZLB_SERVE_CERT_WRONG_NAME:
             ASSERT(by_ca && !expired && wrong);
             ASSERT_EQ(X509_check_host(peer, "localhost", 0, 0, NULL), 0);
             ASSERT_EQ(X509_check_ip_asc(peer, "127.0.0.1", 0), 0);
             break;
-        case ZLB_TARGET_CERT_SELF_SIGNED:
+        case ZLB_SERVE_CERT_SELF_SIGNED:
             ASSERT(by_itself && !by_ca && !expired && localhost);
             break;
         }
         X509_free(ca);
         X509_free(peer);
 
-        if (cert_kind == ZLB_TARGET_CERT_WRONG_NAME) {
+        if (cert_kind == ZLB_SERVE_CERT_WRONG_NAME) {
             /* The chain itself is fine: only the name is wrong. */
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
             ASSERT(tls_served(ctx, t, "wrong.invalid", &c));
@@ -1560,12 +1560,12 @@ static void test_tls_cert_kinds(void)
         uint64_t want_failed = kinds[k].verify == X509_V_OK ? 0 : 1;
         WAIT_FOR(stats(t).open == 0 && stats(t).tls_failed == want_failed, 5000);
         SSL_CTX_free(ctx);
-        zlb_target_destroy(t);
+        zlb_serve_destroy(t);
     }
 }
 
 static int pin_version;
-static void pin_versions(zlb_target_opts_t *o)
+static void pin_versions(zlb_serve_opts_t *o)
 {
     o->tls_min_version = o->tls_max_version = pin_version;
 }
@@ -1576,7 +1576,7 @@ static void test_tls_versions(void)
 
     for (size_t v = 0; v < ZLB_ARRAY_LEN(versions); v++) {
         pin_version = versions[v];
-        zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, pin_versions);
+        zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, pin_versions);
         int other = versions[v] == TLS1_3_VERSION ? TLS1_2_VERSION : TLS1_3_VERSION;
         tcli_t c;
 
@@ -1592,7 +1592,7 @@ static void test_tls_versions(void)
         tcli_close(&c);
         SSL_CTX_free(ctx);
         WAIT_FOR(stats(t).tls_handshakes == 1 && stats(t).open == 0, 5000);
-        zlb_target_destroy(t);
+        zlb_serve_destroy(t);
     }
 }
 
@@ -1617,7 +1617,7 @@ static void tls_read_exact(tcli_t *c, void *buf, size_t len)
 
 static void test_tls_http(void)
 {
-    zlb_target_t *t = start_tls(ZLB_SERVE_HTTP, NULL, NULL);
+    zlb_serve_t *t = start_tls(ZLB_SERVE_HTTP, NULL, NULL);
     SSL_CTX *ctx = client_ctx(t, 0);
     const size_t rlen = tgt_http_response_len;
     char *buf = malloc(rlen * 3);
@@ -1657,13 +1657,13 @@ static void test_tls_http(void)
     ASSERT_UEQ(stats(t).tls_handshakes, 2);
     free(buf);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_tls_sink(void)
 {
     const size_t len = (1u << 20) + 777;
-    zlb_target_t *t = start_tls(ZLB_SERVE_SINK, NULL, NULL);
+    zlb_serve_t *t = start_tls(ZLB_SERVE_SINK, NULL, NULL);
     SSL_CTX *ctx = client_ctx(t, 0);
     char *buf = malloc(len);
     tcli_t c;
@@ -1678,14 +1678,14 @@ static void test_tls_sink(void)
     WAIT_FOR(stats(t).open == 0, 5000);
     free(buf);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* As test_echo_backpressure, through TLS: the server's echo writes hit WANT_WRITE, it stops
  * reading, holds at most one read's worth, and finishes once the client reads. */
 static void test_tls_echo_backpressure(void)
 {
-    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+    zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
     SSL_CTX *ctx = client_ctx(t, 0);
     tcli_t c;
 
@@ -1695,7 +1695,7 @@ static void test_tls_echo_backpressure(void)
     if (s->sent >= s->send_to)
         ZLB_TEST_FAIL("sent %zu bytes without the server pushing back", s->sent);
     WAIT_FOR(info(t, 0).blocked == 1, 5000);
-    zlb_target_stats_t st = stats(t);
+    zlb_serve_stats_t st = stats(t);
     ASSERT_CMP_UINT(st.bytes_in - st.bytes_out, <=, ZLB_TARGET_READ_BUF);
     ASSERT_CMP_UINT(st.bytes_in, <, s->sent);
 
@@ -1708,7 +1708,7 @@ static void test_tls_echo_backpressure(void)
     WAIT_FOR(stats(t).open == 0, 5000);
     stream_free(s);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* A TLS 1.3 KeyUpdate that asks for one back makes the server write inside its read. The
@@ -1718,8 +1718,8 @@ static void test_tls_echo_backpressure(void)
 static void test_tls_read_wants_write(void)
 {
     /* Small buffers on both sides, so a few hundred key updates fill them. */
-    zlb_target_tuning_t tune = {.sndbuf = 4096};
-    zlb_target_t *t = start_tls(ZLB_SERVE_SINK, &tune, NULL);
+    zlb_serve_tuning_t tune = {.sndbuf = 4096};
+    zlb_serve_t *t = start_tls(ZLB_SERVE_SINK, &tune, NULL);
     SSL_CTX *ctx = client_ctx(t, TLS1_3_VERSION);
     size_t sent = 0, n = 0;
     bool pending = false, stalled = false;
@@ -1779,17 +1779,17 @@ static void test_tls_read_wants_write(void)
     WAIT_FOR(stats(t).open == 0, 5000);
     ASSERT_UEQ(stats(t).tls_failed, 0);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 static void test_tls_threads(void)
 {
     enum { N = 40 };
-    zlb_target_t *t = NULL;
-    zlb_target_opts_t o = opts_for(ZLB_SERVE_ECHO);
+    zlb_serve_t *t = NULL;
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_ECHO);
     o.tls = true;
     o.threads = 2;
-    ASSERT_EQ(zlb_target_start(&o, &t), 0);
+    ASSERT_EQ(zlb_serve_start(&o, &t), 0);
     SSL_CTX *ctx = client_ctx(t, 0);
     tcli_t c[N];
 
@@ -1803,14 +1803,14 @@ static void test_tls_threads(void)
     WAIT_FOR(stats(t).open == 0, 5000);
     ASSERT_UEQ(stats(t).tls_failed, 0);
     SSL_CTX_free(ctx);
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
 }
 
 /* Destroy with connections mid-handshake, idle, and backed up: established ones get a
  * close_notify; the sanitizer builds check that no SSL leaks. */
 static void test_tls_destroy_with_open_connections(void)
 {
-    zlb_target_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
+    zlb_serve_t *t = start_tls(ZLB_SERVE_ECHO, NULL, NULL);
     SSL_CTX *ctx = client_ctx(t, 0);
     tcli_t idle, busy;
 
@@ -1821,7 +1821,7 @@ static void test_tls_destroy_with_open_connections(void)
     stream_push(s);
     WAIT_FOR(info(t, 0).blocked == 1 && stats(t).open == 3, 5000);
 
-    zlb_target_destroy(t);
+    zlb_serve_destroy(t);
     ASSERT(tls_reads_close_notify(&idle));
     drain_until_closed(silent);
     close(silent);

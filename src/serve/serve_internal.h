@@ -1,6 +1,6 @@
-/* target_internal.h -- server threads and connections, shared by the target's files and tests. */
-#ifndef ZLB_TARGET_INTERNAL_H
-#define ZLB_TARGET_INTERNAL_H
+/* serve_internal.h -- server threads and connections, shared by the target's files and tests. */
+#ifndef ZLB_SERVE_INTERNAL_H
+#define ZLB_SERVE_INTERNAL_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,37 +10,37 @@
 
 #include "core/core.h"
 #include "loop/loop.h"
-#include "target/target.h"
+#include "serve/serve.h"
 #include "tls/tls.h"
 
 /* ---- for tests ------------------------------------------------------------------------------ */
 
-/* One server thread's view, beyond the totals of zlb_target_stats_t. */
-typedef struct zlb_target_thread_info {
-    zlb_target_stats_t stats; /* this thread's share of the totals */
-    uint64_t rejected;        /* accepted and closed at once because max_conns was reached */
-    uint64_t blocked;         /* connections now waiting for the peer to read (backpressure) */
-    uint64_t cpu_ns;          /* CPU time the thread has used so far */
-    uint64_t tls_timeouts;    /* handshakes cut off by the handshake timeout (in tls_failed too) */
-} zlb_target_thread_info_t;
+/* One server thread's view, beyond the totals of zlb_serve_stats_t. */
+typedef struct zlb_serve_thread_info {
+    zlb_serve_stats_t stats; /* this thread's share of the totals */
+    uint64_t rejected;       /* accepted and closed at once because max_conns was reached */
+    uint64_t blocked;        /* connections now waiting for the peer to read (backpressure) */
+    uint64_t cpu_ns;         /* CPU time the thread has used so far */
+    uint64_t tls_timeouts;   /* handshakes cut off by the handshake timeout (in tls_failed too) */
+} zlb_serve_thread_info_t;
 
 /* Knobs the public options leave out; tests turn them down to reach the paths that only a heavy
  * load takes otherwise. 0 leaves the default. */
-typedef struct zlb_target_tuning {
+typedef struct zlb_serve_tuning {
     uint32_t accept_budget;   /* accepts per wake-up before yielding, default 256 */
     uint32_t reads_per_event; /* reads per connection per wake-up before yielding, default 16 */
     uint64_t handshake_timeout_ns; /* TLS: close a connection whose handshake has not completed
                                       this long after accept, default 10 s */
     uint32_t sndbuf; /* SO_SNDBUF of accepted sockets, default the kernel's autotuning */
-} zlb_target_tuning_t;
+} zlb_serve_tuning_t;
 
-/** zlb_target_start with tuning (NULL: defaults). */
-int zlb_target_start_tuned(const zlb_target_opts_t *opts, const zlb_target_tuning_t *tuning,
-                           zlb_target_t **out);
+/** zlb_serve_start with tuning (NULL: defaults). */
+int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t *tuning,
+                          zlb_serve_t **out);
 /** Number of server threads. */
-int zlb_target_threads(const zlb_target_t *t);
+int zlb_serve_threads(const zlb_serve_t *t);
 /** Fills out with thread i's counters (relaxed reads, no lock) and its CPU time. Any thread. */
-void zlb_target_thread_info(const zlb_target_t *t, int i, zlb_target_thread_info_t *out);
+void zlb_serve_thread_info(const zlb_serve_t *t, int i, zlb_serve_thread_info_t *out);
 
 /* ---- shared by target.c and conn.c ---------------------------------------------------------- */
 
@@ -118,7 +118,7 @@ struct tgt_conn {
 };
 
 struct tgt_thread {
-    zlb_target_t *target; /* borrowed */
+    zlb_serve_t *target; /* borrowed */
     int index;
     pthread_t tid;
     bool created;             /* tid is a live or joinable thread */
@@ -145,7 +145,7 @@ struct tgt_thread {
     _Alignas(ZLB_TARGET_CACHE_LINE) tgt_counters_t c;
 };
 
-struct zlb_target {
+struct zlb_serve {
     zlb_serve_mode_t mode;
     int backlog;
     uint64_t accept_delay_ns;
