@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
+#include "core/core.h"
 
 /* Key paths as they appear in messages: `targets[1].tls.sni`. A key that is not a plain
  * identifier (threshold keys are metric paths with dots) is written `thresholds["a.b"]` so that
@@ -43,6 +44,114 @@ int zlb_config_pos_first_duplicate(const char *text, size_t len, zlb_config_path
 size_t zlb_config_edit_distance(const char *a, const char *b);
 /** The candidate closest to `word` if it is close enough to be a likely typo, else NULL. */
 const char *zlb_config_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* ---- limits shared by the section parsers and the cross-field checks ------------------------ */
+
+#define ZLB_CONFIG_MAX_CONNECTIONS 10000000
+#define ZLB_CONFIG_MIN_CONNECT_RATE 0.001 /* one a quarter-hour: below, no schedule is meaningful  \
+                                           */
+#define ZLB_CONFIG_MAX_CONNECT_RATE 1e9
+#define ZLB_CONFIG_MAX_POLLERS 1024
+
+/* ---- parser context and typed getters (config_get.c) ---------------------------------------- */
+
+/* Everything the parser carries: where the text came from, the path of the value being looked
+ * at, and where the first error goes. */
+typedef struct zlb_config_ctx {
+    const char *name; /* file name for messages */
+    const char *text; /* raw text for positions, or NULL (re-checks after overrides) */
+    size_t textlen;
+    zlb_config_error_t *err;
+    zlb_config_path_t path;
+    zlb_metric_path_cb validate_path;
+} zlb_config_ctx_t;
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ < 0)                                                                               \
+            return rc_;                                                                            \
+    } while (0)
+
+/* One name table per enum, shared by the parser and the printer: names[i] spells value i. */
+typedef struct zlb_config_names {
+    const char *const *names;
+    size_t n;
+} zlb_config_names_t;
+
+extern const zlb_config_names_t zlb_config_priority_names, zlb_config_rt_policy_names,
+    zlb_config_select_names, zlb_config_mode_names, zlb_config_work_names, zlb_config_family_names,
+    zlb_config_close_names, zlb_config_log_level_names, zlb_config_tls_version_names;
+/* tls_version_names[i] is the protocol version number BASE + i (OpenSSL's TLS1_x_VERSION, spelled
+ * out so that config needs no OpenSSL headers). */
+#define ZLB_CONFIG_TLS_VERSION_BASE 0x0301
+
+/** t->names[i], or NULL when i is out of range. */
+const char *zlb_config_name(const zlb_config_names_t *t, int i);
+
+/** Writes err->message; a message longer than the buffer ends in "...". */
+void zlb_config_set_message(zlb_config_error_t *err, const char *fmt, ...) ZLB_PRINTF(2, 3);
+/* Each fail returns -EINVAL after writing "FILE:LINE:COLUMN: key.path: message": at the value of
+ * the current path, at its key (unknown keys, bad threshold paths), or at a named path
+ * (cross-field rules). */
+int zlb_config_fail(zlb_config_ctx_t *c, const char *fmt, ...) ZLB_PRINTF(2, 3);
+int zlb_config_fail_key(zlb_config_ctx_t *c, const char *fmt, ...) ZLB_PRINTF(2, 3);
+int zlb_config_fail_at(zlb_config_ctx_t *c, const char *path, const char *fmt, ...)
+    ZLB_PRINTF(3, 4);
+/** Pushes a key onto the current path; returns the mark zlb_config_pop restores. */
+size_t zlb_config_push(zlb_config_ctx_t *c, const char *key);
+void zlb_config_pop(zlb_config_ctx_t *c, size_t mark);
+
+/** "an object", "a string", ... for messages. */
+const char *zlb_config_type_name(const json_t *v);
+/** "70000" for numbers (the value is what is wrong), the type name for the rest. */
+const char *zlb_config_got(const json_t *v, char *buf, size_t len);
+
+/* Getters: absent keys leave *out (the default) alone; check_* take the value itself. */
+int zlb_config_check_file(zlb_config_ctx_t *c, const char *key, const char *path, bool dir);
+int zlb_config_check_object(zlb_config_ctx_t *c, const json_t *v);
+int zlb_config_check_keys(zlb_config_ctx_t *c, const json_t *obj, const char *const *allowed,
+                          size_t n);
+int zlb_config_check_int(zlb_config_ctx_t *c, const json_t *v, int64_t min, int64_t max,
+                         int64_t *out);
+int zlb_config_get_int(zlb_config_ctx_t *c, const json_t *obj, const char *key, int64_t min,
+                       int64_t max, int64_t *out);
+int zlb_config_get_bool(zlb_config_ctx_t *c, const json_t *obj, const char *key, bool *out);
+/** Integers and fractions; `range` is the text for messages. */
+int zlb_config_check_number(zlb_config_ctx_t *c, const json_t *v, double min, double max,
+                            bool open_min, bool open_max, const char *range, double *out);
+int zlb_config_get_number(zlb_config_ctx_t *c, const json_t *obj, const char *key, double min,
+                          double max, const char *range, double *out);
+int zlb_config_check_duration(zlb_config_ctx_t *c, const json_t *v, uint64_t min_ns, uint64_t *out);
+int zlb_config_get_duration(zlb_config_ctx_t *c, const json_t *obj, const char *key,
+                            uint64_t min_ns, uint64_t *out);
+/** A byte count as an integer, or a string with a unit ("64KiB"). */
+int zlb_config_get_size(zlb_config_ctx_t *c, const json_t *obj, const char *key, uint64_t min,
+                        uint64_t max, uint64_t *out);
+/** Non-empty strings; `nullable` ones take null to mean "not set" (*out becomes NULL). */
+int zlb_config_get_string(zlb_config_ctx_t *c, const json_t *obj, const char *key, bool nullable,
+                          char **out);
+int zlb_config_check_enum(zlb_config_ctx_t *c, const json_t *v, const zlb_config_names_t *t,
+                          int *out);
+int zlb_config_get_enum(zlb_config_ctx_t *c, const json_t *obj, const char *key,
+                        const zlb_config_names_t *t, int *out);
+/** The one HOST:PORT rule for every listen address, at `path`. */
+int zlb_config_check_host_port(zlb_config_ctx_t *c, const char *path, const char *s);
+
+typedef int (*zlb_config_section_fn)(zlb_config_ctx_t *c, const json_t *obj, zlb_config_t *cfg);
+/** An optional object-valued key: checks its type and hands it to fn under its path. */
+int zlb_config_get_section(zlb_config_ctx_t *c, const json_t *obj, const char *key,
+                           zlb_config_section_fn fn, zlb_config_t *cfg);
+
+/* ---- sections (config_sections.c) and cross-field rules (config_check.c) -------------------- */
+
+/** Parses every key of the top-level object into cfg, then runs zlb_config_check_cross. */
+int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg);
+/** Target TLS defaults (verify on, 5 s handshake timeout) and their release. */
+void zlb_config_tls_defaults(zlb_tls_config_t *t);
+void zlb_config_tls_dispose(zlb_tls_config_t *t);
+/** Rules across fields, also run after command-line overrides (ctx without text). */
+int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg);
 
 /* ---- source address ranges ------------------------------------------------------------------ */
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "config/config.h"
+#include "config/config_internal.h"
 #include "core/core.h"
 
 static json_t *duration(uint64_t ns)
@@ -30,17 +31,19 @@ static json_t *string_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* The value's name from its enum's table (the one the parser reads), null if it has none. */
+static json_t *name(const zlb_config_names_t *t, int i)
+{
+    return string_or_null(zlb_config_name(t, i));
+}
+
 static json_t *tls_version(int v)
 {
-    static const char *const names[] = {"1.0", "1.1", "1.2", "1.3"};
-    if (v >= 0x0301 && v <= 0x0304)
-        return json_string(names[v - 0x0301]);
-    return json_null();
+    return name(&zlb_config_tls_version_names, v - ZLB_CONFIG_TLS_VERSION_BASE);
 }
 
 static json_t *pollers_json(const zlb_pollers_config_t *p)
 {
-    static const char *const prio[] = {"normal", "high", "realtime"};
     json_t *o = json_object();
     json_t *cpus = json_array();
     for (size_t i = 0; i < p->ncpus; i++)
@@ -48,11 +51,12 @@ static json_t *pollers_json(const zlb_pollers_config_t *p)
     json_object_set_new(o, "count", json_integer(p->count));
     json_object_set_new(o, "cpu_affinity", json_boolean(p->cpu_affinity));
     json_object_set_new(o, "cpus", cpus);
-    json_object_set_new(o, "priority", json_string(prio[p->priority]));
+    json_object_set_new(o, "priority", name(&zlb_config_priority_names, (int)p->priority));
     json_object_set_new(o, "nice", json_integer(p->nice));
-    json_object_set_new(o, "rt_policy", json_string(p->rt_policy == SCHED_RR ? "rr" : "fifo"));
+    json_object_set_new(o, "rt_policy",
+                        name(&zlb_config_rt_policy_names, p->rt_policy == SCHED_RR));
     json_object_set_new(o, "rt_priority", json_integer(p->rt_priority));
-    json_object_set_new(o, "select", json_string(p->round_robin ? "round_robin" : "least_loaded"));
+    json_object_set_new(o, "select", name(&zlb_config_select_names, p->round_robin));
     json_object_set_new(o, "prefer_current", json_boolean(p->prefer_current));
     json_object_set_new(o, "load_window", duration(p->load_window_ns));
     return o;
@@ -99,9 +103,8 @@ static json_t *targets_json(const zlb_config_t *cfg)
 
 static json_t *embedded_json(const zlb_embedded_target_config_t *e)
 {
-    static const char *const modes[] = {"echo", "sink", "http"};
     json_t *o = json_object();
-    json_object_set_new(o, "mode", json_string(modes[e->mode]));
+    json_object_set_new(o, "mode", name(&zlb_config_mode_names, (int)e->mode));
     json_object_set_new(o, "listen", string_or_null(e->listen));
     json_object_set_new(o, "backlog", json_integer(e->backlog));
     json_object_set_new(o, "threads", json_integer(e->threads));
@@ -114,9 +117,8 @@ static json_t *embedded_json(const zlb_embedded_target_config_t *e)
 
 static json_t *workload_json(const zlb_workload_config_t *w)
 {
-    static const char *const types[] = {"hold", "churn", "echo"};
     json_t *o = json_object();
-    json_object_set_new(o, "type", json_string(types[w->type]));
+    json_object_set_new(o, "type", name(&zlb_config_work_names, (int)w->type));
     json_object_set_new(o, "lifetime", duration(w->lifetime_ns));
     json_object_set_new(o, "reconnect", json_boolean(w->reconnect));
     json_object_set_new(o, "backoff_min", duration(w->backoff_min_ns));
@@ -153,7 +155,7 @@ static json_t *socket_json(const zlb_socket_config_t *s)
     json_object_set_new(o, "nodelay", json_boolean(s->nodelay));
     json_object_set_new(o, "sndbuf", json_integer((json_int_t)s->sndbuf));
     json_object_set_new(o, "rcvbuf", json_integer((json_int_t)s->rcvbuf));
-    json_object_set_new(o, "close", json_string(s->close == ZLB_CLOSE_RST ? "rst" : "fin"));
+    json_object_set_new(o, "close", name(&zlb_config_close_names, (int)s->close));
     if (s->keepalive) {
         json_t *ka = json_object();
         json_object_set_new(ka, "idle", duration(s->keepalive_idle_ns));
@@ -168,7 +170,6 @@ static json_t *socket_json(const zlb_socket_config_t *s)
 
 json_t *zlb_config_to_json(const zlb_config_t *cfg)
 {
-    static const char *const families[] = {"any", "ipv4", "ipv6"};
     json_t *root = json_object();
     json_t *o;
 
@@ -190,7 +191,7 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     json_object_set_new(root, "drain_timeout", duration(cfg->drain_timeout_ns));
     json_object_set_new(root, "workload", workload_json(&cfg->workload));
     json_object_set_new(root, "source_ips", source_ips_json(cfg));
-    json_object_set_new(root, "family", json_string(families[cfg->family]));
+    json_object_set_new(root, "family", name(&zlb_config_family_names, (int)cfg->family));
     json_object_set_new(root, "dns_ttl", duration(cfg->dns_ttl_ns));
     json_object_set_new(root, "socket", socket_json(&cfg->socket));
 
