@@ -48,8 +48,8 @@ const char *zlb_config_suggest(const char *word, const char *const *candidates, 
 /* ---- limits shared by the section parsers and the cross-field checks ------------------------ */
 
 #define ZLB_CONFIG_MAX_CONNECTIONS 10000000
-#define ZLB_CONFIG_MIN_CONNECT_RATE 0.001 /* one a quarter-hour: below, no schedule is meaningful  \
-                                           */
+/* One a quarter-hour: below that the schedule is meaningless. */
+#define ZLB_CONFIG_MIN_CONNECT_RATE 0.001
 #define ZLB_CONFIG_MAX_CONNECT_RATE 1e9
 #define ZLB_CONFIG_MAX_POLLERS 1024
 
