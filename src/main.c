@@ -14,7 +14,10 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "gate/gate.h"
+#include "report/report.h"
 #include "run/run.h"
+#include "serve/serve.h"
 
 static const char usage_text[] =
     "usage: zlbench [run] -c FILE [options]    run a scenario\n"
@@ -142,7 +145,7 @@ static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
     /* An interrupted series has no spread worth trusting: the last run was cut short. */
     if (interrupted)
         zlb_log_warn("repeat interrupted after %d of %d runs: no spread computed", done, n);
-    else if (n > 1 && zlb_run_spread(files, (size_t)n, summary) != 0)
+    else if (n > 1 && zlb_gate_spread(files, (size_t)n, summary) != 0)
         code = worse_exit(code, ZLB_EXIT_INTERNAL);
     for (int i = 0; i < n; i++)
         free(files[i]);
@@ -160,11 +163,11 @@ int main(int argc, char **argv)
     if (argc > 1) {
         const char *cmd = argv[1];
         if (strcmp(cmd, "serve") == 0)
-            return zlb_run_serve(argc - 1, argv + 1);
+            return zlb_serve_main(argc - 1, argv + 1);
         if (strcmp(cmd, "compare") == 0)
-            return zlb_run_compare(argc - 1, argv + 1);
+            return zlb_gate_compare(argc - 1, argv + 1);
         if (strcmp(cmd, "merge") == 0)
-            return zlb_run_merge(argc - 1, argv + 1);
+            return zlb_gate_merge(argc - 1, argv + 1);
         if (strcmp(cmd, "validate") == 0) {
             validate = true;
             argi = 2;
@@ -243,7 +246,7 @@ int main(int argc, char **argv)
 
     zlb_config_t *cfg = NULL;
     zlb_config_error_t err = {{0}};
-    if (zlb_config_load(path, zlb_run_metric_path_valid, &cfg, &err) != 0) {
+    if (zlb_config_load(path, zlb_report_metric_valid, &cfg, &err) != 0) {
         fprintf(stderr, "zlbench: %s\n", err.message);
         return ZLB_EXIT_USAGE;
     }

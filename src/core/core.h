@@ -19,6 +19,17 @@
 #define ZLB_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ZLB_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
+/* Exit codes, shared by every subcommand (run, validate, serve, compare, merge) and documented
+ * in --help and the README. Here, below every module, so that each subcommand can return them. */
+enum {
+    ZLB_EXIT_OK = 0,          /* the run passed (or the command succeeded) */
+    ZLB_EXIT_INTERNAL = 1,    /* internal error: something zlbench could not do */
+    ZLB_EXIT_USAGE = 2,       /* bad usage, configuration or input file: nothing was started */
+    ZLB_EXIT_THRESHOLDS = 3,  /* the run completed but a threshold failed */
+    ZLB_EXIT_REGRESSION = 4,  /* `compare` found a regression */
+    ZLB_EXIT_INVALID_RUN = 5, /* the generator saturated or the run ended before steady state */
+};
+
 #define ZLB_NS_PER_US 1000ull
 #define ZLB_NS_PER_MS 1000000ull
 #define ZLB_NS_PER_SEC 1000000000ull

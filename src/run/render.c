@@ -17,11 +17,6 @@
 #include "run/run_internal.h"
 #include "tls/tls.h"
 
-json_t *zlb_json_real(double x)
-{
-    return json_real(isfinite(x) ? x : 0.0);
-}
-
 const char *zlb_state_name(zlb_state_t s)
 {
     static const char *const names[] = {"starting", "ramping", "steady", "draining", "done"};
@@ -41,47 +36,6 @@ static json_t *ramp_json(const zlb_view_t *v)
     if (reached && s->first_attempt_ns)
         seconds = ns_to_s(s->target_reached_ns - s->first_attempt_ns);
     return json_pack("{s:b, s:o}", "target_reached", reached, "seconds", zlb_json_real(seconds));
-}
-
-static json_t *rates_json(const zlb_rates_t *r)
-{
-    return json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s", zlb_json_real(r->connects_per_s),
-        "closes_per_s", zlb_json_real(r->closes_per_s), "failures_per_s",
-        zlb_json_real(r->failures_per_s), "bytes_in_per_s", zlb_json_real(r->bytes_in_per_s),
-        "bytes_out_per_s", zlb_json_real(r->bytes_out_per_s), "messages_per_s",
-        zlb_json_real(r->messages_per_s));
-}
-
-/* Failure details, non-zero entries only: {"handshake": {"<reason>": n}, "verify": {"<code>
- * <name>": n}}. The code leads the verify keys because the names group several codes. */
-static json_t *tls_failures_json(const zlb_counters_t *c)
-{
-    json_t *hs = json_object(), *vf = json_object();
-    char key[64];
-
-    for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
-        if (c->tls_fail_reason[i])
-            json_object_set_new(hs, zlb_tls_reason_name((zlb_tls_reason_t)i),
-                                json_integer((json_int_t)c->tls_fail_reason[i]));
-    for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++) {
-        if (!c->tls_verify_code[i])
-            continue;
-        if (i == ZLB_TLS_VERIFY_CODES_MAX - 1)
-            snprintf(key, sizeof(key), "%d+ other", i); /* the slot of every larger code */
-        else
-            snprintf(key, sizeof(key), "%d %s", i, zlb_tls_verify_name(i));
-        json_object_set_new(vf, key, json_integer((json_int_t)c->tls_verify_code[i]));
-    }
-    return json_pack("{s:o, s:o}", "handshake", hs, "verify", vf);
-}
-
-json_t *zlb_render_tls(const zlb_counters_t *c)
-{
-    double ratio = c->tls_handshakes ? (double)c->tls_resumed / (double)c->tls_handshakes : 0;
-    return json_pack("{s:I, s:I, s:o, s:o, s:s}", "handshakes", (json_int_t)c->tls_handshakes,
-                     "resumed", (json_int_t)c->tls_resumed, "resumed_ratio", zlb_json_real(ratio),
-                     "failures", tls_failures_json(c), "openssl", zlb_tls_library_version());
 }
 
 static json_t *generator_json(const zlb_view_t *v)
@@ -143,21 +97,18 @@ json_t *zlb_render_stats(const zlb_view_t *v)
     const zlb_config_t *cfg = v->cfg;
     const zlb_stats_t *t = &v->snap->total;
     json_t *root = json_object();
-    json_object_set_new(root, "schema", json_string(ZLB_STATS_SCHEMA));
+    json_object_set_new(root, "schema", json_string(ZLB_REPORT_SCHEMA));
     json_object_set_new(root, "state", json_string(zlb_state_name(v->state)));
     json_object_set_new(root, "elapsed_s", zlb_json_real(v->elapsed_s));
     json_object_set_new(root, "config_hash", json_string(v->config_hash));
-    json_object_set_new(root, "connections", zlb_counters_to_json(&t->c, cfg->connections));
+    zlb_report_level_t lv = {.stats = t,
+                             .target = cfg->connections,
+                             .rates = v->rates,
+                             .percentiles = cfg->report.percentiles,
+                             .npercentiles = cfg->report.npercentiles,
+                             .totals = true};
+    zlb_report_put_level(root, &lv);
     json_object_set_new(root, "ramp", ramp_json(v));
-    json_object_set_new(root, "rates", rates_json(v->rates));
-    json_object_set_new(
-        root, "latency_us",
-        zlb_stats_latency_json(t, cfg->report.percentiles, cfg->report.npercentiles));
-    json_object_set_new(root, "messages", json_integer((json_int_t)t->c.messages));
-    json_object_set_new(root, "bytes",
-                        json_pack("{s:I, s:I}", "in", (json_int_t)t->c.bytes_in, "out",
-                                  (json_int_t)t->c.bytes_out));
-    json_object_set_new(root, "tls", zlb_render_tls(&t->c));
     json_object_set_new(root, "pollers", zlb_render_pollers(v));
     json_object_set_new(root, "targets", targets_json(v));
     json_object_set_new(root, "generator", generator_json(v));
@@ -262,43 +213,4 @@ json_t *zlb_render_host(void)
                      zlb_cpus_allowed(), "versions", "zlbench", zlb_version(), "commit",
                      zlb_git_commit(), "openssl", OpenSSL_version(OPENSSL_VERSION), "jansson",
                      JANSSON_VERSION, "libmicrohttpd", MHD_get_version());
-}
-
-/* ---- report paths ------------------------------------------------------------------------- */
-
-int zlb_report_lookup(const json_t *report, const char *path, double *out)
-{
-    const json_t *cur = report;
-    char key[128];
-    const char *p = path;
-    while (*p && cur) {
-        size_t n = strcspn(p, ".[");
-        if (n >= sizeof(key))
-            return -ENOENT;
-        if (n) {
-            memcpy(key, p, n);
-            key[n] = '\0';
-            cur = json_is_object(cur) ? json_object_get(cur, key) : NULL;
-            p += n;
-        }
-        if (*p == '[') {
-            char *end;
-            unsigned long idx = strtoul(p + 1, &end, 10);
-            if (*end != ']' || !json_is_array(cur))
-                return -ENOENT;
-            cur = json_array_get(cur, idx);
-            p = end + 1;
-        }
-        if (*p == '.')
-            p++;
-    }
-    if (!cur)
-        return -ENOENT;
-    if (json_is_number(cur))
-        *out = json_number_value(cur);
-    else if (json_is_boolean(cur))
-        *out = json_is_true(cur) ? 1.0 : 0.0;
-    else
-        return -ENOENT;
-    return 0;
 }

@@ -71,81 +71,6 @@ typedef struct run {
     bool progress_open; /* a live line is on the terminal without its newline */
 } run_t;
 
-/* ---- metric paths (for thresholds and compare) ------------------------------------------- */
-
-static bool in_list(const char *s, size_t n, const char *const *list, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        if (strlen(list[i]) == n && strncmp(s, list[i], n) == 0)
-            return true;
-    return false;
-}
-
-bool zlb_run_metric_path_valid(const char *path)
-{
-    static const char *const conn_keys[] = {"target",       "attempted",     "established",
-                                            "open",         "in_flight",     "closed",
-                                            "closed_by_us", "closed_by_peer"};
-    static const char *const rate_keys[] = {"connects_per_s", "closes_per_s",    "failures_per_s",
-                                            "bytes_in_per_s", "bytes_out_per_s", "messages_per_s"};
-    static const char *const lat_stats[] = {"count", "min", "mean", "max"};
-    static const char *const tls_keys[] = {"handshakes", "resumed", "resumed_ratio"};
-    const char *dot = strchr(path, '.');
-    if (!dot)
-        return strcmp(path, "elapsed_s") == 0 || strcmp(path, "messages") == 0;
-    size_t head = (size_t)(dot - path);
-    const char *rest = dot + 1;
-    if (head == 11 && strncmp(path, "connections", 11) == 0) {
-        if (strncmp(rest, "failed", 6) == 0 ||
-            strncmp(rest, "failed_before_established", 25) == 0 ||
-            strncmp(rest, "failed_after_established", 24) == 0) {
-            const char *r = strchr(rest, '.');
-            if (!r)
-                return false;
-            r++;
-            if (strcmp(r, "total") == 0)
-                return true;
-            for (int f = 0; f < ZLB_FAIL__COUNT; f++)
-                if (strcmp(r, zlb_fail_name((zlb_fail_t)f)) == 0)
-                    return true;
-            return false;
-        }
-        return in_list(rest, strlen(rest), conn_keys, ZLB_ARRAY_LEN(conn_keys));
-    }
-    if (head == 5 && strncmp(path, "rates", 5) == 0)
-        return in_list(rest, strlen(rest), rate_keys, ZLB_ARRAY_LEN(rate_keys));
-    if (head == 3 && strncmp(path, "tls", 3) == 0)
-        return in_list(rest, strlen(rest), tls_keys, ZLB_ARRAY_LEN(tls_keys));
-    if (head == 4 && strncmp(path, "ramp", 4) == 0)
-        return strcmp(rest, "target_reached") == 0 || strcmp(rest, "seconds") == 0;
-    if (head == 9 && strncmp(path, "generator", 9) == 0)
-        return strcmp(rest, "saturated") == 0 || strcmp(rest, "scheduler_backlog") == 0;
-    if (head == 10 && strncmp(path, "latency_us", 10) == 0) {
-        const char *stat = strchr(rest, '.');
-        if (!stat)
-            return false;
-        bool phase_ok = false;
-        for (int l = 0; l < ZLB_LAT__COUNT; l++) {
-            const char *name = zlb_lat_name((zlb_lat_t)l);
-            if (strlen(name) == (size_t)(stat - rest) && strncmp(rest, name, strlen(name)) == 0)
-                phase_ok = true;
-        }
-        stat++;
-        if (!phase_ok)
-            return false;
-        if (in_list(stat, strlen(stat), lat_stats, ZLB_ARRAY_LEN(lat_stats)))
-            return true;
-        /* pNN, pNNN...: any percentile spelled without its dot, as the report writes them */
-        if (stat[0] != 'p' || !stat[1])
-            return false;
-        for (const char *c = stat + 1; *c; c++)
-            if (*c < '0' || *c > '9')
-                return false;
-        return true;
-    }
-    return false;
-}
-
 /* ---- rates -------------------------------------------------------------------------------- */
 
 static void ring_push(run_t *r)
@@ -181,16 +106,7 @@ static void compute_rates(run_t *r)
     double dt = (double)(now->t_ns - then->t_ns) / 1e9;
     if (dt <= 0)
         return;
-    const zlb_counters_t *a = &then->total, *b = &now->total;
-    r->rates.connects_per_s = (double)(b->established - a->established) / dt;
-    r->rates.closes_per_s =
-        (double)((b->closed_by_us + b->closed_by_peer) - (a->closed_by_us + a->closed_by_peer)) /
-        dt;
-    r->rates.failures_per_s =
-        (double)(zlb_counters_failed_total(b) - zlb_counters_failed_total(a)) / dt;
-    r->rates.bytes_in_per_s = (double)(b->bytes_in - a->bytes_in) / dt;
-    r->rates.bytes_out_per_s = (double)(b->bytes_out - a->bytes_out) / dt;
-    r->rates.messages_per_s = (double)(b->messages - a->messages) / dt;
+    zlb_rates_over(&r->rates, &then->total, &now->total, dt);
     for (size_t i = 0; i < r->snap.npollers; i++)
         r->poller_cps[i] = (double)(now->poller_established[i] - then->poller_established[i]) / dt;
 }
@@ -438,7 +354,7 @@ static void check_abort(run_t *r)
     steady_stats(r, &steady);
     json_object_set_new(live, "steady", steady_json(r, &steady));
     zlb_stats_dispose(&steady);
-    int failed = zlb_thresholds_evaluate(cfg, live);
+    int failed = zlb_gate_thresholds(cfg, live);
     if (failed) {
         size_t i;
         json_t *row;
@@ -493,33 +409,19 @@ static json_t *steady_json(run_t *r, zlb_stats_t *steady)
     double secs = r->measuring && t_end > r->t_measure_start
                       ? (double)(t_end - r->t_measure_start) / 1e9
                       : 0.0;
-    const zlb_counters_t *c = &steady->c;
+    /* The window's averages: its counters (a period, from zero) over its length. */
+    zlb_counters_t zero = {0};
     zlb_rates_t avg = {0};
-    if (secs > 0) {
-        avg.connects_per_s = (double)c->established / secs;
-        avg.closes_per_s = (double)(c->closed_by_us + c->closed_by_peer) / secs;
-        avg.failures_per_s = (double)zlb_counters_failed_total(c) / secs;
-        avg.bytes_in_per_s = (double)c->bytes_in / secs;
-        avg.bytes_out_per_s = (double)c->bytes_out / secs;
-        avg.messages_per_s = (double)c->messages / secs;
-    }
+    zlb_rates_over(&avg, &zero, &steady->c, secs);
     json_t *j = json_object();
     json_object_set_new(j, "seconds", zlb_json_real(secs));
-    json_t *conns = zlb_counters_to_json(c, cfg->connections);
-    json_object_set_new(j, "connections", conns);
-    json_object_set_new(j, "rates",
-                        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "connects_per_s",
-                                  zlb_json_real(avg.connects_per_s), "closes_per_s",
-                                  zlb_json_real(avg.closes_per_s), "failures_per_s",
-                                  zlb_json_real(avg.failures_per_s), "bytes_in_per_s",
-                                  zlb_json_real(avg.bytes_in_per_s), "bytes_out_per_s",
-                                  zlb_json_real(avg.bytes_out_per_s), "messages_per_s",
-                                  zlb_json_real(avg.messages_per_s)));
-    json_object_set_new(
-        j, "latency_us",
-        zlb_stats_latency_json(steady, cfg->report.percentiles, cfg->report.npercentiles));
-    json_object_set_new(j, "tls", zlb_render_tls(c));
-    json_object_set_new(j, "histograms", zlb_stats_histograms_json(steady));
+    zlb_report_level_t lv = {.stats = steady,
+                             .target = cfg->connections,
+                             .rates = &avg,
+                             .percentiles = cfg->report.percentiles,
+                             .npercentiles = cfg->report.npercentiles,
+                             .histograms = true};
+    zlb_report_put_level(j, &lv);
     return j;
 }
 
@@ -634,7 +536,7 @@ static int finish(run_t *r)
     json_object_set_new(report, "config", cfgj ? cfgj : json_object());
     zlb_stats_dispose(&steady);
 
-    int failed = zlb_thresholds_evaluate(r->cfg, report);
+    int failed = zlb_gate_thresholds(r->cfg, report);
     bool reached_steady = r->ramp_done && r->measuring && r->t_stop_requested > r->t_measure_start;
     int code = ZLB_EXIT_OK;
     bool aborted = r->stop_reason && strcmp(r->stop_reason, "threshold_failed") == 0;

@@ -7,11 +7,11 @@
 #include <jansson.h>
 
 #include "config/config.h"
+#include "gate/gate.h"
+#include "report/report.h"
 #include "run/run.h"
 #include "stats/stats.h"
 #include "work/work.h"
-
-#define ZLB_STATS_SCHEMA "zlbench.stats/1"
 
 typedef enum {
     ZLB_STATE_STARTING,
@@ -29,12 +29,6 @@ typedef struct zlb_rate_sample {
     zlb_counters_t total;
     uint64_t *poller_established; /* npollers entries (owned by the ring) */
 } zlb_rate_sample_t;
-
-typedef struct zlb_rates {
-    double connects_per_s, closes_per_s, failures_per_s, bytes_in_per_s, bytes_out_per_s,
-        messages_per_s;
-    double *poller_connects_per_s; /* npollers entries, borrowed from the caller */
-} zlb_rates_t;
 
 /* Why the generator's own figures cannot be trusted (each a JSON reason string). */
 typedef struct zlb_saturation {
@@ -64,20 +58,7 @@ json_t *zlb_render_stats(const zlb_view_t *v);
 json_t *zlb_render_pollers(const zlb_view_t *v);
 /** Prometheus text for /metrics. Caller disposes b. */
 void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b);
-/** {handshakes, resumed, resumed_ratio, failures: {handshake: {reason: n}, verify: {"62
- * hostname_mismatch": n}}, openssl}. New reference. */
-json_t *zlb_render_tls(const zlb_counters_t *c);
 /** Host facts: kernel, CPUs, versions. New reference. */
 json_t *zlb_render_host(void);
-/** A JSON real that is never NaN or Inf (jansson refuses those: it would return NULL). */
-json_t *zlb_json_real(double x);
-
-/** Looks a dotted path ("latency_us.connect.p99", "pollers[0].load_pct") up in a report and
- * returns its numeric value (true/false as 1/0). 0 or -ENOENT. */
-int zlb_report_lookup(const json_t *report, const char *path, double *out);
-
-/** Evaluates cfg's thresholds against the report's steady figures; adds "thresholds" to the
- * report. Returns the number that failed. */
-int zlb_thresholds_evaluate(const zlb_config_t *cfg, json_t *report);
 
 #endif

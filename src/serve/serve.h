@@ -73,4 +73,9 @@ void zlb_serve_destroy(zlb_serve_t *t);
 /** Parses "echo" | "sink" | "http". 0 or -EINVAL. */
 int zlb_serve_mode_parse(const char *s, zlb_serve_mode_t *out);
 
+/** `zlbench serve [options]` (argv[0] being "serve"): runs the target alone until SIGINT or
+ * SIGTERM, which the caller must have blocked in every thread. Returns a ZLB_EXIT_* code. Call
+ * from main only. */
+int zlb_serve_main(int argc, char **argv);
+
 #endif

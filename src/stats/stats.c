@@ -1,5 +1,8 @@
 /* stats.c -- connection counters, per-poller statistics and their JSON. */
+#include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -227,21 +230,153 @@ static json_t *fail_object(const uint64_t *a, const uint64_t *b)
     return o;
 }
 
+/* The report's "connections" object, one row per scalar key in the order it is written. Writing,
+ * reading back and checking a threshold path all walk these rows: a counter added to the report
+ * is a row here (and a field of zlb_counters_t). Negative offsets are the keys that are not a
+ * field: the run's target and "closed", the sum of the two closed counters. */
+enum { KEY_TARGET = -1, KEY_CLOSED = -2 };
+static const struct counter_key {
+    const char *key;
+    long off;
+} counter_keys[] = {
+    {"target", KEY_TARGET},
+    {"attempted", offsetof(zlb_counters_t, attempted)},
+    {"established", offsetof(zlb_counters_t, established)},
+    {"open", offsetof(zlb_counters_t, open)},
+    {"in_flight", offsetof(zlb_counters_t, in_flight)},
+    {"closed", KEY_CLOSED},
+    {"closed_by_us", offsetof(zlb_counters_t, closed_by_us)},
+    {"closed_by_peer", offsetof(zlb_counters_t, closed_by_peer)},
+};
+
+/* The failure breakdowns: both phases together, then each alone. */
+static const char *const fail_groups[] = {"failed", "failed_before_established",
+                                          "failed_after_established"};
+
+static uint64_t *counter_field(zlb_counters_t *c, long off)
+{
+    return (uint64_t *)((char *)c + off);
+}
+
 json_t *zlb_counters_to_json(const zlb_counters_t *c, uint64_t target)
 {
     json_t *o = json_object();
-    zlb_stats_put(o, "target", u64(target));
-    zlb_stats_put(o, "attempted", u64(c->attempted));
-    zlb_stats_put(o, "established", u64(c->established));
-    zlb_stats_put(o, "open", u64(c->open));
-    zlb_stats_put(o, "in_flight", u64(c->in_flight));
-    zlb_stats_put(o, "closed", u64(c->closed_by_us + c->closed_by_peer));
-    zlb_stats_put(o, "closed_by_us", u64(c->closed_by_us));
-    zlb_stats_put(o, "closed_by_peer", u64(c->closed_by_peer));
-    zlb_stats_put(o, "failed", fail_object(c->failed_before, c->failed_after));
-    zlb_stats_put(o, "failed_before_established", fail_object(c->failed_before, NULL));
-    zlb_stats_put(o, "failed_after_established", fail_object(c->failed_after, NULL));
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(counter_keys); i++) {
+        long off = counter_keys[i].off;
+        uint64_t v = off == KEY_TARGET   ? target
+                     : off == KEY_CLOSED ? c->closed_by_us + c->closed_by_peer
+                                         : *counter_field((zlb_counters_t *)c, off);
+        zlb_stats_put(o, counter_keys[i].key, u64(v));
+    }
+    zlb_stats_put(o, fail_groups[0], fail_object(c->failed_before, c->failed_after));
+    zlb_stats_put(o, fail_groups[1], fail_object(c->failed_before, NULL));
+    zlb_stats_put(o, fail_groups[2], fail_object(c->failed_after, NULL));
     return o;
+}
+
+static int read_u64(const json_t *obj, const char *key, uint64_t *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -EINVAL;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+/* Reads one failure breakdown into a (b == NULL) or checks it against a + b; its total must be
+ * the sum of its reasons either way. */
+static int read_fail_object(const json_t *o, const char *group, uint64_t *a, const uint64_t *b,
+                            char *err, size_t errlen)
+{
+    uint64_t total, v, sum = 0;
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "%s: missing or not an object", group);
+        return -EINVAL;
+    }
+    for (int i = 0; i < ZLB_FAIL__COUNT; i++) {
+        if (read_u64(o, fail_names[i], &v) != 0) {
+            snprintf(err, errlen, "%s.%s: missing or not a non-negative integer", group,
+                     fail_names[i]);
+            return -EINVAL;
+        }
+        if (b && v != a[i] + b[i]) {
+            snprintf(err, errlen, "%s.%s: %llu, but before + after established is %llu", group,
+                     fail_names[i], (unsigned long long)v, (unsigned long long)(a[i] + b[i]));
+            return -EINVAL;
+        }
+        if (!b)
+            a[i] = v;
+        sum += v;
+    }
+    if (read_u64(o, "total", &total) != 0 || total != sum) {
+        snprintf(err, errlen, "%s.total: not the sum of its reasons (%llu)", group,
+                 (unsigned long long)sum);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int zlb_counters_from_json(const json_t *o, zlb_counters_t *c, uint64_t *target, char *err,
+                           size_t errlen)
+{
+    uint64_t closed = 0, v;
+    memset(c, 0, sizeof(*c));
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "missing or not an object");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(counter_keys); i++) {
+        long off = counter_keys[i].off;
+        if (read_u64(o, counter_keys[i].key, &v) != 0) {
+            snprintf(err, errlen, "%s: missing or not a non-negative integer", counter_keys[i].key);
+            return -EINVAL;
+        }
+        if (off == KEY_TARGET) {
+            if (target)
+                *target = v;
+        } else if (off == KEY_CLOSED) {
+            closed = v;
+        } else {
+            *counter_field(c, off) = v;
+        }
+    }
+    if (closed != c->closed_by_us + c->closed_by_peer) {
+        snprintf(err, errlen, "closed: %llu, but closed_by_us + closed_by_peer is %llu",
+                 (unsigned long long)closed,
+                 (unsigned long long)(c->closed_by_us + c->closed_by_peer));
+        return -EINVAL;
+    }
+    if (read_fail_object(json_object_get(o, fail_groups[1]), fail_groups[1], c->failed_before, NULL,
+                         err, errlen) != 0 ||
+        read_fail_object(json_object_get(o, fail_groups[2]), fail_groups[2], c->failed_after, NULL,
+                         err, errlen) != 0 ||
+        read_fail_object(json_object_get(o, fail_groups[0]), fail_groups[0], c->failed_before,
+                         c->failed_after, err, errlen) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+bool zlb_counters_json_path_valid(const char *path)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot) {
+        for (size_t i = 0; i < ZLB_ARRAY_LEN(counter_keys); i++)
+            if (strcmp(path, counter_keys[i].key) == 0)
+                return true;
+        return false;
+    }
+    bool group = false;
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(fail_groups); i++)
+        group |= strlen(fail_groups[i]) == (size_t)(dot - path) &&
+                 strncmp(path, fail_groups[i], (size_t)(dot - path)) == 0;
+    if (!group)
+        return false;
+    if (strcmp(dot + 1, "total") == 0)
+        return true;
+    for (int f = 0; f < ZLB_FAIL__COUNT; f++)
+        if (strcmp(dot + 1, fail_names[f]) == 0)
+            return true;
+    return false;
 }
 
 json_t *zlb_stats_latency_json(const zlb_stats_t *s, const double *percentiles, size_t n)

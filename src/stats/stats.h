@@ -161,6 +161,15 @@ static inline void zlb_stats_record(zlb_stats_t *s, zlb_lat_t l, uint64_t ns)
  * "closed_by_us":..,"closed_by_peer":..,"failed":{"total":..,"<reason>":n,...},
  * "failed_before_established":{...},"failed_after_established":{...}}. target may be 0. */
 json_t *zlb_counters_to_json(const zlb_counters_t *c, uint64_t target);
+/** The inverse of zlb_counters_to_json: reads a report's "connections" object into c (and its
+ * "target" into *target, if not NULL), checking that every key is there as a non-negative
+ * integer and that the derived keys (closed, failed.*, the totals) agree with the others.
+ * 0, or -EINVAL with err set to "key: what is wrong". Does not check zlb_counters_balanced. */
+int zlb_counters_from_json(const json_t *o, zlb_counters_t *c, uint64_t *target, char *err,
+                           size_t errlen);
+/** True when path names a number that zlb_counters_to_json writes, relative to the object
+ * ("established", "failed.refused", "failed_after_established.total"). */
+bool zlb_counters_json_path_valid(const char *path);
 /** {"connect":{summary},...} for every phase (empty phases included, count 0). */
 json_t *zlb_stats_latency_json(const zlb_stats_t *s, const double *percentiles, size_t n);
 /** {"connect":<serialised>,...}: the full histograms for reports. */

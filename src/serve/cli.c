@@ -1,4 +1,4 @@
-/* serve.c -- `zlbench serve`: the built-in target as a standalone process. */
+/* cli.c -- `zlbench serve`: the built-in target as a standalone process, its flags and signals. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -8,14 +8,30 @@
 #include <unistd.h>
 
 #include "core/core.h"
-#include "run/run_internal.h"
 #include "serve/serve.h"
 
 static void serve_usage(FILE *f)
 {
-    fprintf(f, "usage: zlbench serve [--listen ADDR] [--mode echo|sink|http] [--threads N]\n"
-               "                     [--backlog N] [--tls] [--ca-out FILE] [--accept-delay DUR]\n"
-               "                     [--max-conns N] [--address-file FILE]\n");
+    fprintf(f,
+            "usage: zlbench serve [options]\n"
+            "Runs the built-in target alone until SIGINT or SIGTERM: a server to point runs at\n"
+            "(from this host or others) and to test zlbench itself against.\n"
+            "  -l, --listen ADDR         address to listen on (default 127.0.0.1:0: a port the\n"
+            "                            kernel picks, printed as \"listening on ADDR\")\n"
+            "  -m, --mode MODE           echo: sends every byte back (default); sink: reads and\n"
+            "                            discards; http: answers each request with a small 200\n"
+            "  -T, --threads N           accepting and serving threads (default 1)\n"
+            "  -b, --backlog N           listen backlog (default 4096)\n"
+            "  -s, --tls                 speak TLS with a certificate generated at start\n"
+            "  -C, --ca-out FILE         write the generated CA certificate there, for clients'\n"
+            "                            ca_file (with --tls)\n"
+            "  -D, --accept-delay DUR    wait this long before each accept (e.g. 3ms): a slow\n"
+            "                            target, for testing a regression gate\n"
+            "  -M, --max-conns N         keep at most N connections: newer ones are closed\n"
+            "  -A, --address-file FILE   write the bound address there once listening\n"
+            "  -h, --help                this text\n"
+            "Exit codes: 0 stopped by a signal, 1 internal error, 2 bad usage or an address that\n"
+            "cannot be used.\n");
 }
 
 static int write_address(const char *path, const char *addr)
@@ -25,7 +41,7 @@ static int write_address(const char *path, const char *addr)
     return zlb_write_file_atomic(path, line, (size_t)n, 0644);
 }
 
-int zlb_run_serve(int argc, char **argv)
+int zlb_serve_main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                              {"mode", required_argument, NULL, 'm'},
