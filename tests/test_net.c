@@ -415,7 +415,7 @@ static void test_resolver_cache(void)
     char buf[ZLB_NET_ADDRSTRLEN];
 
     if (!hosts_has_localhost()) {
-        fprintf(stderr, "   skipped: /etc/hosts has no localhost entry\n");
+        TEST_SKIP("/etc/hosts has no localhost entry");
         return;
     }
     lthread_start(&lt);
@@ -506,7 +506,7 @@ static void test_connect_ipv6_literal(void)
     char buf[ZLB_NET_ADDRSTRLEN];
 
     if (zlb_serve_start(&to, &tgt) < 0) {
-        fprintf(stderr, "   skipped: no IPv6 loopback here\n");
+        TEST_SKIP("no IPv6 loopback here");
         return;
     }
     zlb_net_dest_spec_t d = {.host = "::1", .port = zlb_serve_port(tgt)};
@@ -536,7 +536,7 @@ static void test_connect_by_name(void)
     tconn_t *all[] = {&t1, &t2};
 
     if (!hosts_has_localhost()) {
-        fprintf(stderr, "   skipped: /etc/hosts has no localhost entry\n");
+        TEST_SKIP("/etc/hosts has no localhost entry");
         return;
     }
     tgt = start_target(ZLB_SERVE_ECHO);
@@ -843,8 +843,8 @@ static int dns_failure_body(void)
 static void test_dns_failure(void)
 {
     if (!run_in_netns(dns_failure_body, 30, "the DNS failure child"))
-        fprintf(stderr, "   skipped: no network namespace and resolv.conf names a remote "
-                        "server (the query would leave the machine)\n");
+        TEST_SKIP("no network namespace and resolv.conf names a remote "
+                  "server (the query would leave the machine)");
 }
 
 /* ---- TLS ------------------------------------------------------------------------------------ */
@@ -1094,5 +1094,5 @@ int main(void)
     RUN_TEST(test_tls_handshake_timeout);
     RUN_TEST(test_tls_handshake_failures);
     fprintf(stderr, "test_net: all passed\n");
-    return 0;
+    return TEST_EXIT_CODE();
 }

@@ -267,7 +267,7 @@ static void test_ipv6(void)
     int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
     if (probe < 0 || bind(probe, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        fprintf(stderr, "   skipped: no ::1 here\n");
+        TEST_SKIP("no ::1 here");
         if (probe >= 0)
             close(probe);
         return;
@@ -1875,5 +1875,5 @@ int main(int argc, char **argv)
     RUN(test_tls_threads);
     RUN(test_tls_destroy_with_open_connections);
     fprintf(stderr, "all target tests passed\n");
-    return 0;
+    return TEST_EXIT_CODE();
 }

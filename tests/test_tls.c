@@ -994,7 +994,7 @@ static void test_idle_memory(void)
     size_t per13, per12;
 
     if (n < 100) {
-        fprintf(stderr, "   skipped: file descriptor limit too low\n");
+        TEST_SKIP("file descriptor limit too low");
         return;
     }
     per13 = idle_memory(TLS1_3_VERSION, n);
@@ -1127,5 +1127,5 @@ int main(void)
     RUN_TEST(test_ctx_sharing);
     fixtures_destroy();
     fprintf(stderr, "test_tls: all passed\n");
-    return 0;
+    return TEST_EXIT_CODE();
 }

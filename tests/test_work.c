@@ -749,7 +749,7 @@ static void test_hostname_target(void)
     rig_t r;
 
     if (!hosts_has_localhost()) {
-        fprintf(stderr, "   skipped: /etc/hosts has no localhost entry\n");
+        TEST_SKIP("/etc/hosts has no localhost entry");
         return;
     }
     tgt = start_target(ZLB_SERVE_ECHO, 1);
@@ -801,7 +801,7 @@ static int dns_child(void)
 static void test_dns_failure_counted(void)
 {
     if (!run_in_netns(dns_child, 60, "the DNS child"))
-        fprintf(stderr, "   skipped: no network namespace and a remote name server\n");
+        TEST_SKIP("no network namespace and a remote name server");
 }
 
 static void test_rejects(void)
@@ -1215,5 +1215,5 @@ int main(void)
     RUN_TEST(test_tls_handshake_timeout);
     RUN_TEST(test_tls_mtls);
     fprintf(stderr, "test_work: all passed\n");
-    return 0;
+    return TEST_EXIT_CODE();
 }

@@ -4,11 +4,13 @@
 # built-in target, exit 4) while passing an unchanged run (exit 0).
 source "$(dirname "$0")/lib.sh"
 
-run() { # run NAME JSON: sets EXIT_CODE, report in $T/NAME.json
+run() { # run NAME JSON: sets EXIT_CODE, report in $T/NAME.json; LOUD=1: without -q (summary on stdout)
     local name=$1; shift
+    local quiet=-q
+    [ "${LOUD:-0}" = 1 ] && quiet=
     printf '%s' "$1" > "$T/$name.cfg.json"
     set +e
-    "$ZLB" -c "$T/$name.cfg.json" -q --control off --report "$T/$name.json" >"$T/$name.out" 2>"$T/$name.err"
+    "$ZLB" -c "$T/$name.cfg.json" $quiet --control off --report "$T/$name.json" >"$T/$name.out" 2>"$T/$name.err"
     EXIT_CODE=$?
     set -e
     [ -s "$T/$name.json" ] || fail "$name: no report (exit $EXIT_CODE): $(tail -3 "$T/$name.err")"
@@ -22,10 +24,13 @@ run pass "{ $base, \"thresholds\": {\"connections.failed.total\": \"== 0\",
 jq -e '(.thresholds|length) == 3 and all(.thresholds[]; .passed)' "$T/pass.json" >/dev/null || fail "threshold rows"
 pass "thresholds held: exit 0"
 
-run failth "{ $base, \"thresholds\": {\"latency_us.connect.p99\": \"< 0.001\"} }"
+LOUD=1 run failth "{ $base, \"thresholds\": {\"latency_us.connect.p99\": \"< 0.001\"} }"
 [ "$EXIT_CODE" = 3 ] || fail "failing threshold: exit $EXIT_CODE"
 jq -e '.thresholds[0].passed == false and .thresholds[0].observed > 0' "$T/failth.json" >/dev/null || fail "failed row"
-grep -q 'FAIL' "$T/failth.out" || true
+# The summary names the failed threshold on its row and counts it (stdout, without -q).
+grep -Eq 'threshold .*latency_us\.connect\.p99 .*< 0\.001 .* FAIL$' "$T/failth.out" \
+    || fail "no FAIL row for the failed threshold in the summary: $(grep threshold "$T/failth.out")"
+grep -q '1 threshold(s) failed' "$T/failth.out" || fail "no failed-threshold count in the summary"
 pass "threshold failed: exit 3"
 
 run abort "{ \"embedded_target\": {\"mode\": \"echo\"}, \"connections\": 100, \"connect_rate\": 1000,
