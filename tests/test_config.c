@@ -150,6 +150,18 @@ static const bad_case_t bad_cases[] = {
      "config.json:1:24: control.listen: invalid address \"[::1]\"", true},
     {"unbracketed IPv6 listen address", "{\"embedded_target\": {\"listen\": \"::1:0\"}}",
      "embedded_target.listen: invalid address \"::1:0\"", true},
+    {"listen on a name the listener cannot bind", "{\"embedded_target\": {\"listen\": \"a.b:0\"}}",
+     "config.json:1:32: embedded_target.listen: cannot listen on \"a.b:0\": expected an IP "
+     "address or localhost",
+     true},
+    {"control beyond loopback without a token", "{\"control\": {\"listen\": \"0.0.0.0:8089\"}}",
+     "config.json:1:24: control.listen: \"0.0.0.0:8089\" is not a loopback address: the control "
+     "port needs control.token_file (or ZLB_CONTROL_TOKEN_FILE) to listen there",
+     false},
+    {"control on a private address without a token", "{\"control\": {\"listen\": \"10.1.2.3:80\"}}",
+     "config.json:1:24: control.listen: \"10.1.2.3:80\" is not a loopback address", true},
+    {"control on IPv6 any without a token", "{\"control\": {\"listen\": \"[::]:8089\"}}",
+     "config.json:1:24: control.listen: \"[::]:8089\" is not a loopback address", true},
 
     /* durations */
     {"duration as a bare number", "{\"duration\": 10}",
@@ -628,12 +640,65 @@ static void test_check_after_overrides(void)
     cfg->control.listen = zlb_xstrdup("localhost");
     ASSERT_EQ(zlb_config_check(cfg, &err), -EINVAL);
     ASSERT(strncmp(err.message, "run.json: control.listen: invalid address", 41) == 0);
+    /* main's "--control 0.0.0.0:0" without a token, then with one */
+    free(cfg->control.listen);
+    cfg->control.listen = zlb_xstrdup("0.0.0.0:0");
+    ASSERT_EQ(zlb_config_check(cfg, &err), -EINVAL);
+    ASSERT(strstr(err.message, "run.json: control.listen: \"0.0.0.0:0\" is not a loopback") ==
+           err.message);
+    cfg->control.token_file = zlb_xstrdup("/run/secrets/token");
+    ASSERT_EQ(zlb_config_check(cfg, &err), 0);
     /* main's "--control off" */
     cfg->control.enabled = false;
     free(cfg->control.listen);
     cfg->control.listen = NULL;
     ASSERT_EQ(zlb_config_check(cfg, &err), 0);
     zlb_config_destroy(cfg);
+}
+
+/* Loopback binds need no token (localhost, 127.x, ::1, v4-mapped loopback); anything else does,
+ * and the token file may come from ZLB_CONTROL_TOKEN_FILE, which wins over the file's key. */
+static void test_control_token_rule(void)
+{
+    static const char *const loopback[] = {"127.0.0.1:0", "127.9.9.9:1", "localhost:8089",
+                                           "[::1]:0", "[::ffff:127.0.0.1]:0"};
+    char text[256];
+    zlb_config_t *cfg;
+    zlb_config_error_t err;
+
+    ASSERT_EQ(unsetenv(ZLB_CONFIG_TOKEN_FILE_ENV), 0);
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(loopback); i++) {
+        snprintf(text, sizeof(text), "{\"control\": {\"listen\": \"%s\"}}", loopback[i]);
+        fprintf(stderr, "   %s\n", text);
+        cfg = parse_ok(text);
+        ASSERT(cfg->control.token_file == NULL);
+        zlb_config_destroy(cfg);
+    }
+    cfg = parse_ok("{\"control\": {\"listen\": \"0.0.0.0:8089\", \"token_file\": \"/t\"}}");
+    ASSERT_STREQ(cfg->control.token_file, "/t");
+    zlb_config_destroy(cfg);
+
+    /* From the environment: valid without the key, and over the key. */
+    ASSERT_EQ(setenv(ZLB_CONFIG_TOKEN_FILE_ENV, "/run/secrets/zlb-token", 1), 0);
+    cfg = parse_ok("{\"control\": {\"listen\": \"0.0.0.0:8089\"}}");
+    ASSERT_STREQ(cfg->control.token_file, "/run/secrets/zlb-token");
+    zlb_config_destroy(cfg);
+    cfg = parse_ok("{\"control\": {\"listen\": \"[::]:0\", \"token_file\": \"/t\"}}");
+    ASSERT_STREQ(cfg->control.token_file, "/run/secrets/zlb-token");
+    json_t *j = zlb_config_to_json(cfg);
+    ASSERT_STREQ(json_string_value(json_object_get(json_object_get(j, "control"), "token_file")),
+                 "/run/secrets/zlb-token");
+    json_decref(j);
+    zlb_config_destroy(cfg);
+    /* Set and empty is unset: the rule applies again. */
+    ASSERT_EQ(setenv(ZLB_CONFIG_TOKEN_FILE_ENV, "", 1), 0);
+    ASSERT_EQ(zlb_config_parse("{\"control\": {\"listen\": \"0.0.0.0:8089\"}}", "c.json", NULL,
+                               &cfg, &err),
+              -EINVAL);
+    fprintf(stderr, "   %s\n", err.message);
+    ASSERT(strstr(err.message, "c.json:1:24: control.listen: \"0.0.0.0:8089\" is not a loopback") ==
+           err.message);
+    ASSERT_EQ(unsetenv(ZLB_CONFIG_TOKEN_FILE_ENV), 0);
 }
 
 static void write_file(const char *path, const char *text)
@@ -908,6 +973,7 @@ int main(void)
     RUN_TEST(test_defaults);
     RUN_TEST(test_full_config);
     RUN_TEST(test_check_after_overrides);
+    RUN_TEST(test_control_token_rule);
     RUN_TEST(test_load_files);
     RUN_TEST(test_example_configs);
     RUN_TEST(test_example_scenarios);

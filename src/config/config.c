@@ -25,6 +25,18 @@ static bool all_whitespace(const char *s, size_t len)
     return true;
 }
 
+/* Containers hand secrets over as files named in the environment (a mounted secret and a
+ * variable naming it); the variable wins over the file's key so that one image and one config
+ * serve every deployment. Set and empty counts as unset. */
+static void apply_environment(zlb_config_t *cfg)
+{
+    const char *token_file = getenv(ZLB_CONFIG_TOKEN_FILE_ENV);
+    if (token_file && token_file[0]) {
+        free(cfg->control.token_file);
+        cfg->control.token_file = zlb_xstrdup(token_file);
+    }
+}
+
 static int parse_text(const char *text, size_t len, const char *name,
                       zlb_metric_path_cb validate_path, zlb_config_t **out, zlb_config_error_t *err)
 {
@@ -78,6 +90,10 @@ static int parse_text(const char *text, size_t len, const char *name,
     cfg = zlb_xmalloc(sizeof(*cfg));
     zlb_config_init_default(cfg);
     rc = zlb_config_parse_root(&c, root, cfg);
+    if (rc < 0)
+        goto out;
+    apply_environment(cfg);
+    rc = zlb_config_check_cross(&c, cfg);
     if (rc < 0)
         goto out;
     *out = cfg;

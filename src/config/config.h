@@ -97,10 +97,13 @@ typedef struct zlb_socket_config {
 
 typedef enum { ZLB_FAMILY_ANY, ZLB_FAMILY_IPV4, ZLB_FAMILY_IPV6 } zlb_family_t;
 
+/* When set and not empty at load, names the control token file, over control.token_file. */
+#define ZLB_CONFIG_TOKEN_FILE_ENV "ZLB_CONTROL_TOKEN_FILE"
+
 typedef struct zlb_control_config {
     bool enabled;       /* default true; "listen": null disables */
     char *listen;       /* default "127.0.0.1:8089" */
-    char *token_file;   /* NULL: no token */
+    char *token_file;   /* NULL: no token; ZLB_CONFIG_TOKEN_FILE_ENV overrides */
     char *address_file; /* write the bound address here */
 } zlb_control_config_t;
 
@@ -167,7 +170,8 @@ typedef struct zlb_config_error {
 void zlb_config_init_default(zlb_config_t *cfg);
 /** Parses and validates the file. Rejects duplicate keys, unknown keys (with a "did you mean"
  * for near misses), wrong types, out-of-range values, trailing garbage; integers never silently
- * truncated. On error returns -EINVAL (or -errno for I/O) and fills err->message with
+ * truncated. The environment's ZLB_CONFIG_TOKEN_FILE_ENV is applied before the cross-field rules.
+ * On error returns -EINVAL (or -errno for I/O) and fills err->message with
  * "FILE:LINE:COLUMN: key.path: message". validate_path may be NULL (thresholds then unchecked).
  * On success *out is a new config owned by the caller. */
 int zlb_config_load(const char *path, zlb_metric_path_cb validate_path, zlb_config_t **out,

@@ -177,10 +177,20 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     if (cfg->control.enabled && !cfg->control.listen)
         return zlb_config_fail_at(c, "control.listen", "the control port needs a listen address");
     /* Listen addresses may come from the command line too; parse them here as well. */
-    if (cfg->control.enabled)
-        TRY(zlb_config_check_host_port(c, "control.listen", cfg->control.listen));
+    if (cfg->control.enabled) {
+        struct sockaddr_storage ss;
+        TRY(zlb_config_check_listen(c, "control.listen", cfg->control.listen, &ss));
+        /* Beyond loopback anyone who reaches the port could read the stats and stop the run:
+         * the control port refuses to start that way, so the config is not valid that way. */
+        if (!zlb_addr_is_loopback((const struct sockaddr *)&ss) && !cfg->control.token_file)
+            return zlb_config_fail_at(c, "control.listen",
+                                      "\"%s\" is not a loopback address: the control port needs "
+                                      "control.token_file (or %s) to listen there",
+                                      cfg->control.listen, ZLB_CONFIG_TOKEN_FILE_ENV);
+    }
     if (cfg->embedded_target.enabled && cfg->embedded_target.listen)
-        TRY(zlb_config_check_host_port(c, "embedded_target.listen", cfg->embedded_target.listen));
+        TRY(zlb_config_check_listen(c, "embedded_target.listen", cfg->embedded_target.listen,
+                                    NULL));
     bool level_ok = false;
     for (size_t i = 0; cfg->log_level && i < zlb_config_log_level_names.n; i++)
         level_ok |= strcmp(cfg->log_level, zlb_config_log_level_names.names[i]) == 0;

@@ -434,18 +434,27 @@ int zlb_config_get_section(zlb_config_ctx_t *c, const json_t *obj, const char *k
     return rc;
 }
 
-int zlb_config_check_host_port(zlb_config_ctx_t *c, const char *path, const char *s)
+int zlb_config_check_listen(zlb_config_ctx_t *c, const char *path, const char *s,
+                            struct sockaddr_storage *ss)
 {
+    struct sockaddr_storage tmp;
+    socklen_t len;
     char *host = NULL;
     uint16_t port;
 
-    if (zlb_parse_host_port(s, &host, &port) == 0) {
-        free(host);
-        return 0;
-    }
-    return zlb_config_fail_at(
-        c, path,
-        "invalid address \"%s\" (expected HOST:PORT, e.g. \"127.0.0.1:8089\" "
-        "or \"[::1]:0\"%s)",
-        s, strcmp(path, "control.listen") == 0 ? "; null disables the control port" : "");
+    if (zlb_parse_host_port(s, &host, &port) != 0)
+        return zlb_config_fail_at(
+            c, path,
+            "invalid address \"%s\" (expected HOST:PORT, e.g. "
+            "\"127.0.0.1:8089\" or \"[::1]:0\"%s)",
+            s, strcmp(path, "control.listen") == 0 ? "; null disables the control port" : "");
+    free(host);
+    /* What the listeners bind (zlb_addr_parse): a name other than localhost would pass the
+     * syntax and fail only at start. */
+    if (zlb_addr_parse(s, ss ? ss : &tmp, &len) != 0)
+        return zlb_config_fail_at(c, path,
+                                  "cannot listen on \"%s\": expected an IP address or localhost, "
+                                  "e.g. \"127.0.0.1:8089\" or \"[::1]:0\"",
+                                  s);
+    return 0;
 }

@@ -135,8 +135,10 @@ int zlb_config_check_enum(zlb_config_ctx_t *c, const json_t *v, const zlb_config
                           int *out);
 int zlb_config_get_enum(zlb_config_ctx_t *c, const json_t *obj, const char *key,
                         const zlb_config_names_t *t, int *out);
-/** The one HOST:PORT rule for every listen address, at `path`. */
-int zlb_config_check_host_port(zlb_config_ctx_t *c, const char *path, const char *s);
+/** The one rule for every listen address, at `path`: HOST:PORT where HOST is an IP address or
+ * localhost (what the listeners can bind). The address goes to *ss when ss is not NULL. */
+int zlb_config_check_listen(zlb_config_ctx_t *c, const char *path, const char *s,
+                            struct sockaddr_storage *ss);
 
 typedef int (*zlb_config_section_fn)(zlb_config_ctx_t *c, const json_t *obj, zlb_config_t *cfg);
 /** An optional object-valued key: checks its type and hands it to fn under its path. */
@@ -145,7 +147,7 @@ int zlb_config_get_section(zlb_config_ctx_t *c, const json_t *obj, const char *k
 
 /* ---- sections (config_sections.c) and cross-field rules (config_check.c) -------------------- */
 
-/** Parses every key of the top-level object into cfg, then runs zlb_config_check_cross. */
+/** Parses every key of the top-level object into cfg (cross-field rules come after). */
 int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg);
 /** Target TLS defaults (verify on, 5 s handshake timeout) and their release. */
 void zlb_config_tls_defaults(zlb_tls_config_t *t);

@@ -36,6 +36,50 @@ expect_bad nodir '{}' 'report\.file: cannot write a report in /nonexistent-dir' 
 expect_bad badca '{"targets": [{"host": "127.0.0.1", "port": 9, "tls": {"ca_file": "/nonexistent/ca.pem"}}]}' \
     'badca\.json:1:[0-9]+: targets\[0\]\.tls\.ca_file: cannot read /nonexistent/ca\.pem'
 
+# A control port beyond loopback without a token: invalid at validate and at start alike (exit 2,
+# FILE:LINE:COLUMN and the key path, nothing started), from the file or from --control.
+for addr in 0.0.0.0:8089 10.1.2.3:8089 '[::]:8089'; do
+    printf '{"control": {"listen": "%s"}, "duration": "1s"}' "$addr" > "$T/ctl.json"
+    for how in validate start; do
+        set +e
+        if [ $how = validate ]; then
+            ( cd "$T" && "$ZLB" validate -c ctl.json ) >"$T/ctl.out" 2>"$T/ctl.err"
+        else
+            ( cd "$T" && "$ZLB" -c ctl.json -q --report "$T/ctl.report" ) >"$T/ctl.out" 2>"$T/ctl.err"
+        fi
+        rc=$?
+        set -e
+        [ $rc = 2 ] || fail "control $addr without a token, $how: exit $rc, expected 2 ($(cat "$T/ctl.err"))"
+        grep -Eq 'ctl\.json:1:[0-9]+: control\.listen: .*not a loopback address.*token_file' "$T/ctl.err" \
+            || fail "control $addr, $how: message '$(cat "$T/ctl.err")'"
+        [ ! -e "$T/ctl.report" ] || fail "control $addr, $how: a report was written: something started"
+    done
+    pass "control $addr without a token: exit 2 at validate and start: $(cat "$T/ctl.err")"
+done
+expect_bad ctlflag '{"duration": "1s"}' '^zlbench: ctlflag\.json: control\.listen: .*not a loopback' \
+    --control 0.0.0.0:0
+expect_bad ctlname '{"control": {"listen": "example.invalid:8089"}}' \
+    'ctlname\.json:1:[0-9]+: control\.listen: cannot listen on "example\.invalid:8089"'
+
+# The token file named by the environment (containers: a mounted secret) makes the same config
+# valid, shows in the effective config, and guards the port at start.
+printf 'env-s3cret\n' > "$T/env.token"; chmod 600 "$T/env.token"
+ZLB_CONTROL_TOKEN_FILE="$T/env.token" "$ZLB" validate -c "$T/ctl.json" >"$T/ctlenv.out" 2>"$T/ctlenv.err" \
+    || fail "ZLB_CONTROL_TOKEN_FILE did not make it valid: $(cat "$T/ctlenv.err")"
+jq -e --arg f "$T/env.token" '.control.token_file == $f' "$T/ctlenv.out" >/dev/null \
+    || fail "effective config token_file: $(jq -c .control "$T/ctlenv.out")"
+printf '{"control": {"listen": "127.0.0.1:0", "token_file": "/nonexistent/tok", "address_file": "%s"},
+  "connections": 1, "duration": "60s"}' "$T/envrun.addr" > "$T/envrun.json"
+ZLB_CONTROL_TOKEN_FILE="$T/env.token" start_bg envrun "$ZLB" -c "$T/envrun.json" -q --report "$T/envrun.report"
+wait_for test -s "$T/envrun.addr" || fail "env token run did not start: $(cat "$T/envrun.err")"
+URL="http://$(cat "$T/envrun.addr")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/stop")" = 401 ] || fail "env token: /stop without the token not 401"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer env-s3cret' "$URL/stop")" = 202 ] \
+    || fail "env token: /stop with the token from ZLB_CONTROL_TOKEN_FILE not 202"
+wait_exit "$BG_PID" 20
+[ "$EXIT_CODE" = 0 ] || fail "env token run: exit $EXIT_CODE $(cat "$T/envrun.err")"
+pass "ZLB_CONTROL_TOKEN_FILE: overrides control.token_file, validates, guards /stop"
+
 # A control port that is already taken: a clear error and exit 1, never a crash.
 start_serve --listen 127.0.0.1:0
 printf '{"duration": "1s", "connections": 10}' > "$T/busy.json"
