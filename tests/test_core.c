@@ -666,9 +666,64 @@ static void test_write_file_atomic(void)
     ASSERT_EQ(system(cmd), 0);
 }
 
+static void test_buf(void)
+{
+    zlb_buf_t b;
+    zlb_buf_init(&b);
+    ASSERT_STREQ(b.data, "");
+    size_t expect = 0;
+    for (int i = 0; i < 5000; i++) {
+        zlb_buf_printf(&b, "%d,", i);
+        expect += (size_t)snprintf(NULL, 0, "%d,", i);
+    }
+    ASSERT_UEQ(b.len, expect);
+    ASSERT_UEQ(strlen(b.data), expect);
+    ASSERT(strncmp(b.data, "0,1,2,", 6) == 0);
+    ASSERT(strcmp(b.data + b.len - 5, "4999,") == 0);
+    char big[3000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    zlb_buf_printf(&b, "%s", big);
+    ASSERT_UEQ(b.len, expect + sizeof(big) - 1);
+    zlb_buf_dispose(&b);
+
+    zlb_buf_t z = {0}; /* never initialised */
+    zlb_buf_printf(&z, "%s-%d", "a", 1);
+    ASSERT_STREQ(z.data, "a-1");
+    zlb_buf_dispose(&z);
+
+    zlb_buf_init(&z); /* one append far larger than the initial capacity */
+    zlb_buf_printf(&z, "<%s>", big);
+    ASSERT_UEQ(z.len, sizeof(big) + 1);
+    ASSERT_UEQ(strlen(z.data), z.len);
+    ASSERT(z.data[0] == '<' && z.data[z.len - 1] == '>' && z.data[z.len - 2] == 'x');
+    zlb_buf_dispose(&z);
+}
+
+static void test_format_double(void)
+{
+    char out[40];
+    zlb_format_double(6.401296076, out, sizeof(out)); /* %.17g: 6.4012960760000004 */
+    ASSERT_STREQ(out, "6.401296076");
+    zlb_format_double(0.1, out, sizeof(out));
+    ASSERT_STREQ(out, "0.1");
+    zlb_format_double(0, out, sizeof(out));
+    ASSERT_STREQ(out, "0");
+    zlb_format_double(200, out, sizeof(out));
+    ASSERT_STREQ(out, "200");
+    zlb_format_double(-3, out, sizeof(out));
+    ASSERT_STREQ(out, "-3");
+    zlb_format_double(1e21, out, sizeof(out));
+    ASSERT_STREQ(out, "1e+21");
+    zlb_format_double(1.0 / 3, out, sizeof(out));
+    ASSERT(strtod(out, NULL) == 1.0 / 3);
+}
+
 int main(void)
 {
     RUN_TEST(test_addr);
+    RUN_TEST(test_buf);
+    RUN_TEST(test_format_double);
     RUN_TEST(test_write_file_atomic);
     RUN_TEST(test_heap_order_and_ties);
     RUN_TEST(test_heap_random_remove);

@@ -1051,43 +1051,9 @@ static void test_stats(void)
 /* ---- Prometheus
  * ------------------------------------------------------------------------------------ */
 
-static void test_buf(void)
-{
-    zlb_buf_t b;
-    zlb_buf_init(&b);
-    ASSERT_STREQ(b.data, "");
-    size_t expect = 0;
-    for (int i = 0; i < 5000; i++) {
-        zlb_buf_printf(&b, "%d,", i);
-        expect += (size_t)snprintf(NULL, 0, "%d,", i);
-    }
-    ASSERT_UEQ(b.len, expect);
-    ASSERT_UEQ(strlen(b.data), expect);
-    ASSERT(strncmp(b.data, "0,1,2,", 6) == 0);
-    ASSERT(strcmp(b.data + b.len - 5, "4999,") == 0);
-    char big[3000];
-    memset(big, 'x', sizeof(big) - 1);
-    big[sizeof(big) - 1] = '\0';
-    zlb_buf_printf(&b, "%s", big);
-    ASSERT_UEQ(b.len, expect + sizeof(big) - 1);
-    zlb_buf_dispose(&b);
-
-    zlb_buf_t z = {0}; /* never initialised */
-    zlb_buf_printf(&z, "%s-%d", "a", 1);
-    ASSERT_STREQ(z.data, "a-1");
-    zlb_buf_dispose(&z);
-
-    zlb_buf_init(&z); /* one append far larger than the initial capacity */
-    zlb_buf_printf(&z, "<%s>", big);
-    ASSERT_UEQ(z.len, sizeof(big) + 1);
-    ASSERT_UEQ(strlen(z.data), z.len);
-    ASSERT(z.data[0] == '<' && z.data[z.len - 1] == '>' && z.data[z.len - 2] == 'x');
-    zlb_buf_dispose(&z);
-}
-
 /* Parses one rendered histogram back and checks it against the samples. */
 static void check_prom(const char *text, const char *name, const char *labels,
-                       const uint64_t *sorted, size_t n, double sum_s)
+                       const uint64_t *sorted, size_t n, double sum_s, size_t nbuckets)
 {
     char prefix[128], line[512];
     const char *p = text;
@@ -1159,8 +1125,47 @@ static void check_prom(const char *text, const char *name, const char *labels,
     ASSERT_EQ(saw_type, 1);
     ASSERT_EQ(saw_sum, 1);
     ASSERT_EQ(saw_count, 1);
-    ASSERT_EQ(buckets, 20);
+    ASSERT_UEQ((size_t)buckets, nbuckets + 1);
     ASSERT_UEQ(inf, n);
+}
+
+static void test_prom_buckets(void)
+{
+    zlb_prom_buckets_t bk;
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, ZLB_PROM_DEFAULT_MIN_NS, ZLB_PROM_DEFAULT_MAX_NS), 0);
+    ASSERT_UEQ(bk.n, 7 * 29 + 1); /* 10 µs .. 100 s: seven decades of 29, then 100 s itself */
+    ASSERT_UEQ(bk.ns[0], 10000);
+    ASSERT_STREQ(bk.le[0], "0.00001");
+    ASSERT_UEQ(bk.ns[1], 11000);
+    ASSERT_STREQ(bk.le[1], "0.000011");
+    ASSERT_UEQ(bk.ns[bk.n - 1], 100000000000ull);
+    ASSERT_STREQ(bk.le[bk.n - 1], "100");
+    double worst = 0;
+    for (size_t i = 0; i < bk.n; i++) {
+        /* Each label is the exact decimal of its bound: no float noise, no trailing zeros. */
+        ASSERT_UEQ((uint64_t)llround(strtod(bk.le[i], NULL) * 1e9), bk.ns[i]);
+        size_t l = strlen(bk.le[i]);
+        ASSERT(bk.le[i][l - 1] != '0' || !strchr(bk.le[i], '.'));
+        ASSERT(bk.le[i][l - 1] != '.');
+        if (i > 0) {
+            double step = (double)bk.ns[i] / (double)bk.ns[i - 1] - 1;
+            ASSERT_CMP_DBL(step, >, 0);
+            ASSERT_CMP_DBL(step, <=, 0.1 + 1e-12);
+            worst = step > worst ? step : worst;
+        }
+    }
+    fprintf(stderr, "   %zu buckets, widest step %.1f %%\n", bk.n, worst * 100);
+    /* A range between ladder values starts and ends on the ladder around it. */
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, 2500000, 3100000), 0);
+    ASSERT_UEQ(bk.n, 4); /* 2.6 2.8 3.0 3.3 ms */
+    ASSERT_STREQ(bk.le[0], "0.0026");
+    ASSERT_STREQ(bk.le[3], "0.0033");
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, 10, 100), 0);
+    ASSERT_STREQ(bk.le[0], "0.00000001");
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, 9, 100), -EINVAL);
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, 100, 100), -EINVAL);
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, 10, 10000000000000000000ull), -EINVAL); /* > 10 decades */
+    ASSERT_UEQ(bk.n, 0);
 }
 
 static void test_prom(void)
@@ -1176,27 +1181,41 @@ static void test_prom(void)
         zlb_hist_record(h, x[i]);
     }
     qsort(x, n, sizeof(x[0]), cmp_u64);
+    static zlb_prom_buckets_t bk;
+    ASSERT_EQ(zlb_prom_buckets_init(&bk, ZLB_PROM_DEFAULT_MIN_NS, ZLB_PROM_DEFAULT_MAX_NS), 0);
+
+    /* The one-walk cumulative counts equal the one-at-a-time ones. */
+    uint64_t cum[ZLB_PROM_BUCKETS_MAX];
+    zlb_hist_count_le_sorted(h, bk.ns, bk.n, cum);
+    for (size_t i = 0; i < bk.n; i++)
+        ASSERT_UEQ(cum[i], zlb_hist_count_le(h, bk.ns[i]));
 
     zlb_buf_t b;
     zlb_buf_init(&b);
     zlb_prom_histogram(&b, "zlb_connect_seconds", "TCP connect latency\\ with\nnewline",
-                       "target=\"a\",poller=\"0\"", h);
+                       "target=\"a\",poller=\"0\"", h, &bk);
     ASSERT(strstr(b.data, "# HELP zlb_connect_seconds TCP connect latency\\\\ with\\nnewline\n"));
     check_prom(b.data, "zlb_connect_seconds", "target=\"a\",poller=\"0\"", x, n,
-               (double)(sum / 1e9L));
+               (double)(sum / 1e9L), bk.n);
     zlb_buf_dispose(&b);
 
     zlb_buf_init(&b);
-    zlb_prom_histogram(&b, "zlb_rtt_seconds", "Echo round trip", "", h);
-    check_prom(b.data, "zlb_rtt_seconds", "", x, n, (double)(sum / 1e9L));
+    zlb_prom_histogram(&b, "zlb_rtt_seconds", "Echo round trip", "", h, &bk);
+    check_prom(b.data, "zlb_rtt_seconds", "", x, n, (double)(sum / 1e9L), bk.n);
     zlb_buf_dispose(&b);
 
     zlb_hist_reset(h);
     zlb_buf_init(&b);
-    zlb_prom_histogram(&b, "zlb_empty_seconds", "Nothing", "", h);
-    check_prom(b.data, "zlb_empty_seconds", "", x, 0, 0.0);
+    zlb_prom_histogram(&b, "zlb_empty_seconds", "Nothing", "", h, &bk);
+    check_prom(b.data, "zlb_empty_seconds", "", x, 0, 0.0, bk.n);
     ASSERT(strstr(b.data, "zlb_empty_seconds_sum 0\n"));
     zlb_buf_dispose(&b);
+
+    char esc[32];
+    zlb_prom_label_escape("a\"b\\c\nd", esc, sizeof(esc));
+    ASSERT_STREQ(esc, "a\\\"b\\\\c\\nd");
+    zlb_prom_label_escape("abcdefgh", esc, 5); /* truncated, terminated */
+    ASSERT_UEQ(strlen(esc), 4);
     zlb_hist_destroy(h);
     free(x);
 }
@@ -1241,7 +1260,7 @@ int main(void)
     RUN_TEST(test_counters);
     RUN_TEST(test_counters_json);
     RUN_TEST(test_stats);
-    RUN_TEST(test_buf);
+    RUN_TEST(test_prom_buckets);
     RUN_TEST(test_prom);
     RUN_TEST(measure_record);
     return 0;

@@ -245,6 +245,24 @@ int zlb_write_file_atomic(const char *path, const void *data, size_t len, int mo
  * limit) at once. Call before threads exist. 0 or -errno. */
 int zlb_fd_table_reserve(unsigned nfds);
 
+/* ---- text buffers ------------------------------------------------------------------------- */
+
+/* A growable text buffer (cold paths only: it allocates). data is always a NUL-terminated string
+ * once anything was printed or after init. */
+typedef struct zlb_buf {
+    char *data; /* owned */
+    size_t len, cap;
+} zlb_buf_t;
+/** Allocates a small initial buffer holding "". A zeroed, never-initialised buffer works too. */
+void zlb_buf_init(zlb_buf_t *b);
+/** Frees the data; the buffer may be initialised again. */
+void zlb_buf_dispose(zlb_buf_t *b);
+/** Appends formatted text, growing as needed (fatal on OOM). */
+void zlb_buf_printf(zlb_buf_t *b, const char *fmt, ...) ZLB_PRINTF(2, 3);
+/** Writes the shortest %g form of v that reads back as the same double ("6.401296076", not
+ * "6.4012960760000004"). */
+void zlb_format_double(double v, char *out, size_t len);
+
 /* ---- version -------------------------------------------------------------------------------- */
 
 /** "0.1.0" */

@@ -1,4 +1,4 @@
-/* render.c -- turns engine snapshots into the /stats JSON, the pollers table and /metrics. */
+/* render.c -- engine snapshots as the /stats JSON and the pollers table (/metrics: metrics.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -113,89 +113,6 @@ json_t *zlb_render_stats(const zlb_view_t *v)
     json_object_set_new(root, "targets", targets_json(v));
     json_object_set_new(root, "generator", generator_json(v));
     return root;
-}
-
-/* ---- /metrics ----------------------------------------------------------------------------- */
-
-static void prom_counter(zlb_buf_t *b, const char *name, const char *help, uint64_t value)
-{
-    zlb_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-                   (unsigned long long)value);
-}
-
-static void prom_gauge(zlb_buf_t *b, const char *name, const char *help, double value)
-{
-    zlb_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
-                   isfinite(value) ? value : 0.0);
-}
-
-void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)
-{
-    const zlb_stats_t *t = &v->snap->total;
-    const zlb_counters_t *c = &t->c;
-    prom_counter(b, "zlbench_connections_attempted_total", "Connection attempts started.",
-                 c->attempted);
-    prom_counter(b, "zlbench_connections_established_total", "Connections established.",
-                 c->established);
-    prom_counter(b, "zlbench_connections_closed_total",
-                 "Established connections closed cleanly (by zlbench or by the peer).",
-                 c->closed_by_us + c->closed_by_peer);
-    zlb_buf_printf(b, "# HELP zlbench_connections_failed_total Failed connections by reason and "
-                      "phase.\n# TYPE zlbench_connections_failed_total counter\n");
-    for (int f = 0; f < ZLB_FAIL__COUNT; f++) {
-        zlb_buf_printf(b,
-                       "zlbench_connections_failed_total{reason=\"%s\",phase=\"connect\"} %llu\n",
-                       zlb_fail_name((zlb_fail_t)f), (unsigned long long)c->failed_before[f]);
-        zlb_buf_printf(b,
-                       "zlbench_connections_failed_total{reason=\"%s\",phase=\"established\"} "
-                       "%llu\n",
-                       zlb_fail_name((zlb_fail_t)f), (unsigned long long)c->failed_after[f]);
-    }
-    prom_gauge(b, "zlbench_connections_open", "Connections open now.", (double)c->open);
-    prom_gauge(b, "zlbench_connections_in_flight", "Attempts started and not yet finished.",
-               (double)c->in_flight);
-    prom_gauge(b, "zlbench_connections_target", "Connections the run aims to hold.",
-               (double)v->cfg->connections);
-    prom_counter(b, "zlbench_bytes_received_total", "Bytes read from targets.", c->bytes_in);
-    prom_counter(b, "zlbench_bytes_sent_total", "Bytes written to targets.", c->bytes_out);
-    prom_counter(b, "zlbench_messages_total", "Workload round trips completed.", c->messages);
-    prom_counter(b, "zlbench_tls_handshakes_total", "TLS handshakes completed.", c->tls_handshakes);
-    prom_counter(b, "zlbench_tls_resumed_total", "TLS handshakes that resumed a session.",
-                 c->tls_resumed);
-    zlb_buf_printf(b, "# HELP zlbench_tls_failures_total TLS handshake failures by OpenSSL reason "
-                      "and certificate verification failures by X509 verify code.\n"
-                      "# TYPE zlbench_tls_failures_total counter\n");
-    for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
-        if (c->tls_fail_reason[i])
-            zlb_buf_printf(b, "zlbench_tls_failures_total{kind=\"handshake\",reason=\"%s\"} %llu\n",
-                           zlb_tls_reason_name((zlb_tls_reason_t)i),
-                           (unsigned long long)c->tls_fail_reason[i]);
-    for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
-        if (c->tls_verify_code[i])
-            zlb_buf_printf(b,
-                           "zlbench_tls_failures_total{kind=\"verify\",code=\"%d\",reason=\"%s\"} "
-                           "%llu\n",
-                           i, zlb_tls_verify_name(i), (unsigned long long)c->tls_verify_code[i]);
-    prom_gauge(b, "zlbench_elapsed_seconds", "Seconds since the run started.", v->elapsed_s);
-    prom_gauge(b, "zlbench_generator_saturated",
-               "1 when the generator itself is the bottleneck (its figures are suspect).",
-               v->saturation && v->saturation->saturated ? 1.0 : 0.0);
-    zlb_buf_printf(b, "# HELP zlbench_poller_load_ratio Share of time a poller was busy over its "
-                      "load window.\n# TYPE zlbench_poller_load_ratio gauge\n");
-    for (size_t i = 0; i < v->snap->npollers; i++)
-        zlb_buf_printf(b, "zlbench_poller_load_ratio{poller=\"%d\"} %.6f\n", v->snap->info[i].id,
-                       v->snap->info[i].stats.load_pct / 100.0);
-    zlb_buf_printf(b, "# HELP zlbench_poller_cpu_seconds_total Thread CPU time of a poller.\n"
-                      "# TYPE zlbench_poller_cpu_seconds_total counter\n");
-    for (size_t i = 0; i < v->snap->npollers; i++)
-        zlb_buf_printf(b, "zlbench_poller_cpu_seconds_total{poller=\"%d\"} %.9f\n",
-                       v->snap->info[i].id, ns_to_s(v->snap->info[i].stats.cpu_time_ns));
-    for (int l = 0; l < ZLB_LAT__COUNT; l++) {
-        char name[96], help[160];
-        snprintf(name, sizeof(name), "zlbench_%s_seconds", zlb_lat_name((zlb_lat_t)l));
-        snprintf(help, sizeof(help), "Latency of the %s phase.", zlb_lat_name((zlb_lat_t)l));
-        zlb_prom_histogram(b, name, help, "", t->lat[l]);
-    }
 }
 
 /* ---- host facts --------------------------------------------------------------------------- */

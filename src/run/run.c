@@ -50,6 +50,8 @@ typedef struct run {
 
     zlb_state_t state;
     uint64_t t_start, t_measure_start, t_stop_requested, t_end;
+    uint64_t t_start_wall_ns; /* t_start on the wall clock, for zlbench_start_time_seconds */
+    zlb_prom_buckets_t buckets;
     bool measuring; /* the warm-up is over: the base snapshot was taken */
     bool ramp_done;
     int signals_seen;
@@ -180,6 +182,8 @@ static zlb_view_t make_view(run_t *r)
         .saturation = &r->sat,
         .targets = r->targets,
         .ntargets = r->ntargets,
+        .started_unix_s = (double)(r->t_start_wall_ns / ZLB_NS_PER_MS) / 1e3,
+        .buckets = &r->buckets,
     };
     return v;
 }
@@ -773,6 +777,8 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->sigfd = r->stopfd = -1;
     r->state = ZLB_STATE_STARTING;
     r->tty = isatty(STDERR_FILENO);
+    if (zlb_prom_buckets_init(&r->buckets, ZLB_PROM_DEFAULT_MIN_NS, ZLB_PROM_DEFAULT_MAX_NS) != 0)
+        zlb_fatal("bad default /metrics buckets");
     /* Client sockets, the embedded target's sockets, and room for the rest. */
     uint64_t fds = cfg->connections * (cfg->embedded_target.enabled ? 2 : 1) + 256;
     int rc = zlb_fd_table_reserve((unsigned)ZLB_MIN(fds, (uint64_t)UINT32_MAX));
@@ -818,6 +824,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     }
 
     r->t_start = zlb_now_ns();
+    r->t_start_wall_ns = zlb_wall_ns();
     if (cfg->warmup_ns == 0)
         begin_measuring(r); /* the all-zero snapshot above is the base: measure from the start */
     rc = zlb_engine_start(r->engine);

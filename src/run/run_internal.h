@@ -50,6 +50,8 @@ typedef struct zlb_view {
     const zlb_saturation_t *saturation;
     const zlb_engine_target_t *targets;
     size_t ntargets;
+    double started_unix_s;             /* wall clock at the run's start (0 before) */
+    const zlb_prom_buckets_t *buckets; /* /metrics histogram bounds */
 } zlb_view_t;
 
 /** The /stats document. New reference. */

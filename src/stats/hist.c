@@ -321,6 +321,26 @@ uint64_t zlb_hist_count_le(const zlb_hist_t *h, uint64_t v)
     return n;
 }
 
+void zlb_hist_count_le_sorted(const zlb_hist_t *h, const uint64_t *v, size_t n, uint64_t *out)
+{
+    uint64_t cum = 0;
+    size_t s = h->total ? slot_of(h, h->min) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (h->total == 0 || v[i] < h->min) {
+            out[i] = 0;
+        } else if (v[i] >= h->max) {
+            out[i] = h->total;
+        } else {
+            /* Same rule as zlb_hist_count_le: the slot holding v counts only when v is its top. */
+            size_t vs = slot_of(h, v[i]);
+            size_t end = slot_highest(h, vs) == v[i] ? vs + 1 : vs;
+            while (s < end)
+                cum += h->counts[s++];
+            out[i] = cum;
+        }
+    }
+}
+
 /* ---- serialisation ------------------------------------------------------------------------ */
 
 /* "counts" is a run-length encoding of the slots in order, as comma-separated tokens:

@@ -1,81 +1,71 @@
-/* prom.c -- a growable text buffer and histograms in the Prometheus text format 0.0.4. */
+/* prom.c -- histograms in the Prometheus text format 0.0.4, on a fine log-linear bucket ladder. */
+#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
 #include "stats/stats_internal.h"
 
-#define BUF_INITIAL 256
+/* Two-digit mantissas with every step at most 10 % of the lower bound (20 -> 22, 30 -> 33 and
+ * 50 -> 55 are the widest). Round numbers, so a dashboard's le labels read as people write. */
+static const uint8_t mantissa[] = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 24, 26, 28,
+                                   30, 33, 36, 39, 42, 46, 50, 55, 60, 66, 72, 79, 86, 94};
 
-void zlb_buf_init(zlb_buf_t *b)
+/* ns as exact decimal seconds: 11000 -> "0.000011", 2500000000 -> "2.5". */
+static void seconds_label(uint64_t ns, char *out, size_t len)
 {
-    /* Allocated up front so data is a valid string even when nothing is ever printed. */
-    b->data = zlb_xmalloc(BUF_INITIAL);
-    b->data[0] = '\0';
-    b->len = 0;
-    b->cap = BUF_INITIAL;
+    char digits[32], frac[10];
+    /* At least ten digits, so there is always a whole part before the last nine. */
+    int n = snprintf(digits, sizeof(digits), "%010" PRIu64, ns);
+    memcpy(frac, digits + n - 9, 9);
+    size_t f = 9;
+    while (f > 0 && frac[f - 1] == '0')
+        f--;
+    frac[f] = '\0';
+    snprintf(out, len, "%.*s%s%s", n - 9, digits, f ? "." : "", frac);
 }
 
-void zlb_buf_dispose(zlb_buf_t *b)
+int zlb_prom_buckets_init(zlb_prom_buckets_t *b, uint64_t min_ns, uint64_t max_ns)
 {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+    b->n = 0;
+    if (min_ns < 10 || max_ns <= min_ns || max_ns > UINT64_MAX / 100)
+        return -EINVAL;
+    /* Decade d holds mantissa * 10^(d-1) ns, d >= 1. */
+    uint64_t scale = 1;
+    for (;;) {
+        for (size_t i = 0; i < ZLB_ARRAY_LEN(mantissa); i++) {
+            uint64_t v = mantissa[i] * scale;
+            if (v < min_ns)
+                continue;
+            if (b->n == ZLB_PROM_BUCKETS_MAX) {
+                b->n = 0;
+                return -EINVAL;
+            }
+            b->ns[b->n] = v;
+            seconds_label(v, b->le[b->n], sizeof(b->le[b->n]));
+            b->n++;
+            if (v >= max_ns)
+                return 0;
+        }
+        scale *= 10;
+    }
 }
 
-static void reserve(zlb_buf_t *b, size_t need)
+void zlb_prom_label_escape(const char *in, char *out, size_t len)
 {
-    if (need <= b->cap)
+    size_t o = 0;
+    if (!len)
         return;
-    size_t cap = b->cap ? b->cap : BUF_INITIAL;
-    while (cap < need)
-        cap *= 2;
-    b->data = zlb_xrealloc(b->data, cap);
-    b->cap = cap;
-}
-
-void zlb_buf_printf(zlb_buf_t *b, const char *fmt, ...)
-{
-    va_list ap, again;
-    /* A zeroed, never-initialised buffer is accepted too. */
-    reserve(b, b->len + 1);
-    va_start(ap, fmt);
-    va_copy(again, ap);
-    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        zlb_fatal("vsnprintf failed for \"%s\"", fmt);
-    if ((size_t)n >= b->cap - b->len) {
-        reserve(b, b->len + (size_t)n + 1);
-        vsnprintf(b->data + b->len, b->cap - b->len, fmt, again);
+    for (; *in; in++) {
+        bool esc = *in == '\\' || *in == '"' || *in == '\n';
+        if (o + (esc ? 2 : 1) >= len)
+            break; /* never half an escape */
+        if (esc)
+            out[o++] = '\\';
+        out[o++] = *in == '\n' ? 'n' : *in;
     }
-    va_end(again);
-    b->len += (size_t)n;
-}
-
-/* Bucket bounds: the usual latency ladder from 10 µs to 10 s. The label text is spelled out so
- * it reads as the decimal people expect; the ns value is what the histogram is asked about. */
-static const struct {
-    uint64_t ns;
-    const char *le;
-} bounds[] = {
-    {10000ull, "0.00001"},  {25000ull, "0.000025"}, {50000ull, "0.00005"},  {100000ull, "0.0001"},
-    {250000ull, "0.00025"}, {500000ull, "0.0005"},  {1000000ull, "0.001"},  {2500000ull, "0.0025"},
-    {5000000ull, "0.005"},  {10000000ull, "0.01"},  {25000000ull, "0.025"}, {50000000ull, "0.05"},
-    {100000000ull, "0.1"},  {250000000ull, "0.25"}, {500000000ull, "0.5"},  {1000000000ull, "1"},
-    {2500000000ull, "2.5"}, {5000000000ull, "5"},   {10000000000ull, "10"},
-};
-
-/* The shortest %g form that reads back as the same double. */
-static void format_double(double v, char *out, size_t len)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, len, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            return;
-    }
+    out[o] = '\0';
 }
 
 static void help_escaped(zlb_buf_t *b, const char *s)
@@ -92,19 +82,21 @@ static void help_escaped(zlb_buf_t *b, const char *s)
 }
 
 void zlb_prom_histogram(zlb_buf_t *b, const char *name, const char *help, const char *labels,
-                        const zlb_hist_t *h)
+                        const zlb_hist_t *h, const zlb_prom_buckets_t *bk)
 {
     const char *sep = labels[0] ? "," : "";
-    char sum[32];
+    uint64_t cum[ZLB_PROM_BUCKETS_MAX];
+    char sum[40];
 
     zlb_buf_printf(b, "# HELP %s ", name);
     help_escaped(b, help);
     zlb_buf_printf(b, "\n# TYPE %s histogram\n", name);
-    for (size_t i = 0; i < ZLB_ARRAY_LEN(bounds); i++)
-        zlb_buf_printf(b, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels, sep, bounds[i].le,
-                       zlb_hist_count_le(h, bounds[i].ns));
+    zlb_hist_count_le_sorted(h, bk->ns, bk->n, cum);
+    for (size_t i = 0; i < bk->n; i++)
+        zlb_buf_printf(b, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels, sep, bk->le[i],
+                       cum[i]);
     zlb_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, h->total);
-    format_double((double)((long double)h->sum / 1e9L), sum, sizeof(sum));
+    zlb_format_double((double)((long double)h->sum / 1e9L), sum, sizeof(sum));
     if (labels[0]) {
         zlb_buf_printf(b, "%s_sum{%s} %s\n", name, labels, sum);
         zlb_buf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, h->total);

@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "core/core.h"
+
 /* ---- histogram ------------------------------------------------------------------------------ */
 
 /* HDR-style log-linear histogram of uint64 values (ns). Buckets double in width; each holds a
@@ -48,6 +50,8 @@ uint64_t zlb_hist_lowest_equivalent(const zlb_hist_t *h, uint64_t v);
 uint64_t zlb_hist_highest_equivalent(const zlb_hist_t *h, uint64_t v);
 /** Number of values <= v (for cumulative Prometheus buckets). */
 uint64_t zlb_hist_count_le(const zlb_hist_t *h, uint64_t v);
+/** zlb_hist_count_le for each of n ascending values at once, in one walk over the slots. */
+void zlb_hist_count_le_sorted(const zlb_hist_t *h, const uint64_t *v, size_t n, uint64_t *out);
 
 /** Compact, exact serialisation: {"v":1,"highest":..,"sigfigs":3,"counts":"<run-length
  * encoded sparse counts>"} ... New reference. */
@@ -177,18 +181,29 @@ json_t *zlb_stats_histograms_json(const zlb_stats_t *s);
 
 /* ---- Prometheus text format 0.0.4 ------------------------------------------------------------ */
 
-/* A growable text buffer (cold path only). */
-typedef struct zlb_buf {
-    char *data;
-    size_t len, cap;
-} zlb_buf_t;
-void zlb_buf_init(zlb_buf_t *b);
-void zlb_buf_dispose(zlb_buf_t *b);
-void zlb_buf_printf(zlb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Bucket bounds (`le`, seconds) for exposed histograms: a log-linear ladder of two-digit
+ * mantissas per decade (10, 11, .., 19, 20, 22, .., 86, 94) whose steps are each at most 10 %
+ * wide, so histogram_quantile's interpolation inside a bucket is off by less than that. The
+ * labels are exact decimals of the ns bounds (no float noise). */
+#define ZLB_PROM_BUCKETS_MAX 320
+#define ZLB_PROM_DEFAULT_MIN_NS 10000ull        /* 10 µs */
+#define ZLB_PROM_DEFAULT_MAX_NS 100000000000ull /* 100 s */
+typedef struct zlb_prom_buckets {
+    size_t n;
+    uint64_t ns[ZLB_PROM_BUCKETS_MAX]; /* ascending */
+    char le[ZLB_PROM_BUCKETS_MAX][24];
+} zlb_prom_buckets_t;
+
+/** Fills b with the ladder from the first bound >= min_ns to the first bound >= max_ns
+ * (min_ns >= 10 ns, max_ns > min_ns, at most ZLB_PROM_BUCKETS_MAX bounds: 10 decades).
+ * 0 or -EINVAL. */
+int zlb_prom_buckets_init(zlb_prom_buckets_t *b, uint64_t min_ns, uint64_t max_ns);
 
 /** Appends `# HELP`/`# TYPE histogram` and cumulative `_bucket{le="..."}` lines (seconds) with
  * `_sum` and `_count` for h. `labels` is either "" or `key="v",...` without braces. */
 void zlb_prom_histogram(zlb_buf_t *b, const char *name, const char *help, const char *labels,
-                        const zlb_hist_t *h);
+                        const zlb_hist_t *h, const zlb_prom_buckets_t *buckets);
+/** Escapes a label value (backslash, quote, newline) into out (always terminated). */
+void zlb_prom_label_escape(const char *in, char *out, size_t len);
 
 #endif

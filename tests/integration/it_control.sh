@@ -78,7 +78,34 @@ cnt=$(awk '/^zlbench_connect_seconds_count/ {print $2}' "$T/metrics.txt")
 [ "$inf" = "$cnt" ] || fail "+Inf bucket $inf != count $cnt"
 awk -F'[ ]' '/^zlbench_connect_seconds_bucket/ { if ($2 < prev) exit 1; prev = $2 }' "$T/metrics.txt" \
     || fail "buckets not cumulative"
-pass "/metrics parsed ($(wc -l < "$T/metrics.txt") lines)"
+nb=$(grep -c '^zlbench_connect_seconds_bucket' "$T/metrics.txt")
+[ "$nb" -ge 150 ] || fail "only $nb connect buckets (the ladder has 204 + Inf)"
+# Prometheus conventions: base units, _total counters, build info, start time, run state, target.
+for m in 'zlbench_build_info{version="' 'zlbench_start_time_seconds ' 'zlbench_run_state{state="steady"} 1' \
+         'zlbench_received_bytes_total{target="127.0.0.1:' 'zlbench_sent_bytes_total{target="' \
+         'zlbench_connections_established_total{target="'; do
+    grep -qF "$m" "$T/metrics.txt" || fail "/metrics lacks $m"
+done
+grep -E '^[a-z_]+(\{[^}]*\})? [0-9.]*[0-9]{16,}' "$T/metrics.txt" && fail "float noise in /metrics"
+if command -v promtool >/dev/null; then
+    promtool check metrics < "$T/metrics.txt" >"$T/promtool.out" 2>&1 \
+        || fail "promtool check metrics: $(head -20 "$T/promtool.out")"
+    pass "promtool check metrics: clean"
+else
+    echo "SKIP: promtool not installed (Debian package prometheus); the line checks above still ran"
+fi
+# histogram_quantile over the buckets against /stats' percentiles of the same snapshot.
+ok=0
+for i in $(seq 1 20); do
+    curl -sf "$URL/metrics" -o "$T/m2.txt" "$URL/stats" -o "$T/s2.json" || fail "GET /metrics+/stats"
+    if python3 "$REPO/tests/tools/prom_quantile.py" "$T/m2.txt" "$T/s2.json" 10 >"$T/q.txt" 2>&1; then
+        ok=1; break
+    fi
+    grep -q 'not the same snapshot' "$T/q.txt" || fail "histogram_quantile vs /stats: $(cat "$T/q.txt")"
+done
+[ $ok = 1 ] || fail "never caught /metrics and /stats from one snapshot: $(cat "$T/q.txt")"
+cat "$T/q.txt"
+pass "/metrics parsed ($(wc -l < "$T/metrics.txt") lines), histogram_quantile within 10 % of /stats"
 
 # 4. POST /stop with the token: report written, exit 0.
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer s3cret-token' "$URL/stop")" = 202 ] \
