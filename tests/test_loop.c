@@ -1128,6 +1128,64 @@ static void test_pool_least_loaded(void)
     zlb_pool_destroy(pool);
 }
 
+typedef struct {
+    int cpu;
+    atomic_bool stop;
+} hog_t;
+
+static void *hog_main(void *arg)
+{
+    hog_t *h = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(h->cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    while (!atomic_load(&h->stop))
+        ;
+    return NULL;
+}
+
+/* A poller that shares its CPU with a busy thread spends a large share of its time waiting for
+ * it: zlb_pool_info reads that from the kernel (run-queue wait), apart from its CPU time. */
+static void test_pool_run_queue_wait(void)
+{
+    zlb_pool_opts_t opts;
+    zlb_pool_opts_default(&opts);
+    opts.count = 1;
+    zlb_pool_t *pool;
+    ASSERT_EQ(zlb_pool_create(&opts, &pool), 0);
+    zlb_poller_info_t a, b;
+    zlb_pool_info(pool, &a);
+    if (a.runq_wait_ns == UINT64_MAX || a.cpu < 0) {
+        fprintf(stderr, "skipped: no schedstat or no pinning here (cpu %d)\n", a.cpu);
+        zlb_pool_destroy(pool);
+        return;
+    }
+    ASSERT_GT(a.tid, 0);
+    spinner_t s = {.busy_ns = UINT64_MAX}; /* the poller wants the CPU all the time */
+    zlb_timer_init(&s.t, spinner_cb);
+    zlb_loop_post_fn(zlb_pool_loop(pool, 0), start_spinner_fn, &s);
+    hog_t hog = {.cpu = a.cpu};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, hog_main, &hog), 0);
+    usleep(100 * 1000);
+    zlb_pool_info(pool, &a);
+    uint64_t t0 = zlb_now_ns();
+    usleep(1000 * 1000);
+    zlb_pool_info(pool, &b);
+    uint64_t dt = zlb_now_ns() - t0;
+    atomic_store(&hog.stop, true);
+    pthread_join(th, NULL);
+    zlb_loop_post_fn(zlb_pool_loop(pool, 0), stop_spinner_fn, &s);
+    double runq = 100.0 * (double)(b.runq_wait_ns - a.runq_wait_ns) / (double)dt;
+    double run = 100.0 * (double)(b.run_ns - a.run_ns) / (double)dt;
+    fprintf(stderr, "poller on cpu %d beside a busy thread: on cpu %.1f%%, waiting %.1f%%\n", a.cpu,
+            run, runq);
+    ASSERT_CMP_DBL(runq, >, 25.0); /* two runnable threads on one CPU: about half each */
+    ASSERT_CMP_DBL(run, <, 80.0);
+    zlb_pool_destroy(pool);
+}
+
 static void test_pool_round_robin_and_prefer_current(void)
 {
     zlb_pool_opts_t opts;
@@ -1214,6 +1272,7 @@ int main(void)
     RUN_TEST(test_pool_priority);
     RUN_TEST(test_pool_least_loaded);
     RUN_TEST(test_pool_round_robin_and_prefer_current);
+    RUN_TEST(test_pool_run_queue_wait);
     RUN_TEST(test_pool_stop_destroy);
     return 0;
 }

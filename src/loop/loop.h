@@ -180,6 +180,12 @@ typedef struct zlb_poller_info {
     char policy[16];   /* "other", "fifo", "rr" as read back */
     int priority;      /* nice value for "other", rt priority otherwise */
     char warning[160]; /* why the requested pinning/priority was not applied, or "" */
+    int tid;           /* the thread's id (gettid), for /proc/self/task/TID */
+    /* From the kernel's schedstat at the time of zlb_pool_info, cumulative; UINT64_MAX when the
+     * kernel does not say (no CONFIG_SCHED_INFO). Once the thread has exited, the last values
+     * read. */
+    uint64_t run_ns;       /* time on a CPU */
+    uint64_t runq_wait_ns; /* time runnable but waiting for a CPU */
     zlb_loop_stats_t stats;
 } zlb_poller_info_t;
 
@@ -196,7 +202,9 @@ zlb_loop_t *zlb_pool_loop(const zlb_pool_t *pool, int i);
 /** Picks a poller for new work: the current poller if prefer_current and called from one;
  * else least load with rotation (ties go round-robin) or plain round-robin. Any thread. */
 zlb_loop_t *zlb_pool_select(zlb_pool_t *pool);
-/** Fills info[0..size) with what each poller got and its current stats. Any thread. */
+/** Fills info[0..size) with what each poller got and its current stats, and reads each thread's
+ * CPU and run-queue times from /proc/self/task/TID/schedstat (a file read per poller: call it
+ * from a controller thread, never from a poller). Any thread. */
 void zlb_pool_info(const zlb_pool_t *pool, zlb_poller_info_t *info);
 /** Stops every loop and joins the threads. Idempotent; accepts NULL. */
 void zlb_pool_stop(zlb_pool_t *pool);

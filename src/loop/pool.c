@@ -1,5 +1,6 @@
 /* pool.c -- the pool of poller threads: one loop each, pinned, prioritised, selected by load. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@ typedef struct poller {
     bool pin; /* false: leave the affinity alone */
     int want_cpu;
     zlb_poller_info_t info; /* written by the thread before the start gate, then immutable */
+    /* The last schedstat read, kept for when the thread has exited and its file is gone. */
+    _Atomic uint64_t last_run_ns, last_runq_ns;
 } poller_t;
 
 struct zlb_pool {
@@ -169,6 +172,7 @@ static void read_back(poller_t *p)
         warn(p, "asked for CPU %d, running on %d", p->want_cpu, info->cpu);
 
     pid_t tid = gettid();
+    info->tid = (int)tid;
     int policy = sched_getscheduler(tid);
     if (policy < 0) {
         warn(p, "reading the scheduling policy failed: %s", strerror(errno));
@@ -262,6 +266,10 @@ int zlb_pool_create(const zlb_pool_opts_t *opts, zlb_pool_t **out)
     if (!pool->pollers) {
         err = -ENOMEM;
         goto fail;
+    }
+    for (int i = 0; i < pool->n; i++) {
+        atomic_init(&pool->pollers[i].last_run_ns, UINT64_MAX); /* unknown until read */
+        atomic_init(&pool->pollers[i].last_runq_ns, UINT64_MAX);
     }
 
     int ncpus = 0;
@@ -364,11 +372,44 @@ zlb_loop_t *zlb_pool_select(zlb_pool_t *pool)
     return pool->pollers[best].loop;
 }
 
+/* "RUN_NS WAIT_NS SLICES\n": the kernel's own account of the thread's time on a CPU and in the
+ * run queue. 0 or -errno. */
+static int read_schedstat(int tid, uint64_t *run_ns, uint64_t *wait_ns)
+{
+    char path[64], buf[96];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int err = n < 0 ? -errno : 0;
+    close(fd);
+    if (n <= 0)
+        return err ? err : -EIO;
+    buf[n] = '\0';
+    unsigned long long r, w;
+    if (sscanf(buf, "%llu %llu", &r, &w) != 2)
+        return -EIO;
+    *run_ns = r;
+    *wait_ns = w;
+    return 0;
+}
+
 void zlb_pool_info(const zlb_pool_t *pool, zlb_poller_info_t *info)
 {
     for (int i = 0; i < pool->n; i++) {
-        info[i] = pool->pollers[i].info;
-        zlb_loop_read_stats(pool->pollers[i].loop, &info[i].stats);
+        poller_t *p = &pool->pollers[i];
+        info[i] = p->info;
+        zlb_loop_read_stats(p->loop, &info[i].stats);
+        uint64_t run, wait;
+        /* Only while its loop runs: once the thread is gone its TID may name another thread. */
+        if (zlb_loop_running(p->loop) && info[i].tid > 0 &&
+            read_schedstat(info[i].tid, &run, &wait) == 0) {
+            atomic_store_explicit(&p->last_run_ns, run, memory_order_relaxed);
+            atomic_store_explicit(&p->last_runq_ns, wait, memory_order_relaxed);
+        }
+        info[i].run_ns = atomic_load_explicit(&p->last_run_ns, memory_order_relaxed);
+        info[i].runq_wait_ns = atomic_load_explicit(&p->last_runq_ns, memory_order_relaxed);
     }
 }
 
