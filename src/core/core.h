@@ -240,6 +240,13 @@ void zlb_addr_set_port(struct sockaddr_storage *ss, uint16_t port);
 /** Writes a whole file atomically: a temp file beside it (created with `mode`), fsync, rename,
  * fsync of the folder. 0 or -errno. */
 int zlb_write_file_atomic(const char *path, const void *data, size_t len, int mode);
+/** Removes the temporaries zlb_write_file_atomic left beside `path` when a process writing it
+ * was killed: regular files named exactly "<basename>.XXXXXX" (mkostemp's six letters or digits)
+ * last modified before before_wall_s (seconds since the epoch). Nothing else is touched. Calls
+ * removed(name, arg) for each one removed (may be NULL). Returns how many, or -errno when the
+ * folder cannot be read. */
+int zlb_remove_stale_temps(const char *path, double before_wall_s,
+                           void (*removed)(const char *name, void *arg), void *arg);
 
 /** Raises RLIMIT_NOFILE to its hard limit and grows the process's fd table to hold nfds (or the
  * limit) at once. Call before threads exist. 0 or -errno. */

@@ -1,4 +1,6 @@
 /* file.c -- whole files written atomically: a reader sees the old file or the new, never half. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -61,6 +63,57 @@ int zlb_write_file_atomic(const char *path, const void *data, size_t len, int mo
         close(dfd);
     }
     return 0;
+}
+
+int zlb_remove_stale_temps(const char *path, double before_wall_s,
+                           void (*removed)(const char *name, void *arg), void *arg)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return -ENAMETOOLONG;
+    const char *base = path;
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        base = path + (slash - dir) + 1;
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    } else {
+        snprintf(dir, sizeof(dir), ".");
+    }
+    size_t blen = strlen(base);
+    if (blen == 0)
+        return 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int err = -errno;
+        close(dfd);
+        return err;
+    }
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strlen(n) != blen + 7 || strncmp(n, base, blen) != 0 || n[blen] != '.')
+            continue;
+        bool ours = true;
+        for (size_t i = blen + 1; i < blen + 7; i++)
+            ours = ours && isalnum((unsigned char)n[i]);
+        struct stat st;
+        /* Older than this run only: another process writing the same report right now keeps
+         * its temporary. */
+        if (!ours || fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9 >= before_wall_s)
+            continue;
+        if (unlinkat(dfd, n, 0) == 0) {
+            count++;
+            if (removed)
+                removed(n, arg);
+        }
+    }
+    closedir(d);
+    return count;
 }
 
 int zlb_fd_table_reserve(unsigned nfds)

@@ -769,6 +769,12 @@ static void teardown(run_t *r)
         close(r->stopfd);
 }
 
+static void log_removed_temp(const char *name, void *arg)
+{
+    (void)arg;
+    zlb_log_info("removed %s, a report temporary left by an earlier run that was killed", name);
+}
+
 int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
 {
     run_t *r = zlb_xcalloc(1, sizeof(*r));
@@ -779,6 +785,15 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->tty = isatty(STDERR_FILENO);
     if (zlb_prom_buckets_init(&r->buckets, ZLB_PROM_DEFAULT_MIN_NS, ZLB_PROM_DEFAULT_MAX_NS) != 0)
         zlb_fatal("bad default /metrics buckets");
+    if (cfg->report.file) {
+        /* A run killed while writing its report leaves the temporary behind; ours only, and
+         * only those older than this run (another writer's is newer). */
+        int n = zlb_remove_stale_temps(cfg->report.file, (double)zlb_wall_ns() / 1e9,
+                                       log_removed_temp, NULL);
+        if (n < 0 && n != -ENOENT)
+            zlb_log_warn("cannot look for stale report temporaries beside %s: %s", cfg->report.file,
+                         strerror(-n));
+    }
     /* Client sockets, the embedded target's sockets, and room for the rest. */
     uint64_t fds = cfg->connections * (cfg->embedded_target.enabled ? 2 : 1) + 256;
     int rc = zlb_fd_table_reserve((unsigned)ZLB_MIN(fds, (uint64_t)UINT32_MAX));
@@ -838,15 +853,27 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
                  cfg->duration_ns ? "until the duration ends" : "until stopped");
 
     uint64_t next_tick = r->t_start + TICK_NS;
+    /* The duration ends on its own deadline, not on the next tick: a 1 ms run is 1 ms long. */
+    uint64_t t_duration_end = cfg->duration_ns ? r->t_start + cfg->duration_ns : UINT64_MAX;
     for (;;) {
         uint64_t now = zlb_now_ns();
-        int timeout_ms = next_tick > now ? (int)((next_tick - now + 999999) / 1000000) : 0;
+        /* Draining: a cheap look each millisecond, so a drain that is done ends the run now. */
+        uint64_t wake = r->state == ZLB_STATE_DRAINING ? ZLB_MIN(next_tick, now + ZLB_NS_PER_MS)
+                                                       : ZLB_MIN(next_tick, t_duration_end);
+        uint64_t wait_ns = wake > now ? wake - now : 0;
+        struct timespec ts = {.tv_sec = (time_t)(wait_ns / ZLB_NS_PER_SEC),
+                              .tv_nsec = (long)(wait_ns % ZLB_NS_PER_SEC)};
         struct pollfd pfd[2] = {{.fd = r->sigfd, .events = POLLIN},
                                 {.fd = r->stopfd, .events = POLLIN}};
-        if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR)
-            zlb_fatal("poll: %s", strerror(errno));
+        if (ppoll(pfd, 2, &ts, NULL) < 0 && errno != EINTR)
+            zlb_fatal("ppoll: %s", strerror(errno));
         handle_signals(r);
-        if (zlb_now_ns() < next_tick && !r->immediate)
+        now = zlb_now_ns();
+        bool duration_over = r->state != ZLB_STATE_DRAINING && now >= t_duration_end;
+        if (duration_over)
+            zlb_engine_stop_opening(r->engine); /* first: the snapshot below takes a while */
+        bool drained = r->state == ZLB_STATE_DRAINING && zlb_engine_idle(r->engine);
+        if (now < next_tick && !r->immediate && !duration_over && !drained)
             continue;
         next_tick += TICK_NS;
         if (next_tick < zlb_now_ns())
