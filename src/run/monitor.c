@@ -12,27 +12,6 @@
 const zlb_lat_t zlb_monitor_lateness[] = {ZLB_LAT_SCHEDULE_LAG};
 const size_t zlb_monitor_nlateness = ZLB_ARRAY_LEN(zlb_monitor_lateness);
 
-void zlb_rates_between(const zlb_counters_t *a, const zlb_counters_t *b, double seconds,
-                       zlb_rates_t *out)
-{
-    static const zlb_counters_t zero;
-    memset(out, 0, sizeof(*out));
-    if (!(seconds > 0))
-        return;
-    if (!a)
-        a = &zero;
-    out->seconds = seconds;
-    out->connects_per_s = (double)(b->established - a->established) / seconds;
-    out->closes_per_s =
-        (double)((b->closed_by_us + b->closed_by_peer) - (a->closed_by_us + a->closed_by_peer)) /
-        seconds;
-    out->failures_per_s =
-        (double)(zlb_counters_failed_total(b) - zlb_counters_failed_total(a)) / seconds;
-    out->bytes_in_per_s = (double)(b->bytes_in - a->bytes_in) / seconds;
-    out->bytes_out_per_s = (double)(b->bytes_out - a->bytes_out) / seconds;
-    out->messages_per_s = (double)(b->messages - a->messages) / seconds;
-}
-
 void zlb_monitor_limits_default(zlb_mon_limits_t *l)
 {
     /* Busy and run-queue shares are judged only when they last: one slow second is noise on a
@@ -113,6 +92,7 @@ void zlb_monitor_sample(zlb_monitor_t *m, uint64_t t_ns, const zlb_counters_t *t
         m->ring_count++;
 
     memset(&m->last_interval, 0, sizeof(m->last_interval));
+    m->last_interval_s = 0;
     for (size_t i = 0; i < m->npollers; i++) {
         m->poller[i] =
             (zlb_mon_poller_t){.busy_pct = pollers[i].busy_pct,
@@ -127,7 +107,8 @@ void zlb_monitor_sample(zlb_monitor_t *m, uint64_t t_ns, const zlb_counters_t *t
             break;
     }
     uint64_t dt = t_ns - then->t_ns;
-    zlb_rates_between(&then->total, total, (double)dt / 1e9, &m->last_interval);
+    m->last_interval_s = (double)dt / 1e9;
+    zlb_rates_over(&m->last_interval, &then->total, total, m->last_interval_s);
     if (dt == 0)
         return;
     for (size_t i = 0; i < m->npollers; i++) {

@@ -11,21 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "report/report.h"
 #include "stats/stats.h"
-
-/* ---- rates ------------------------------------------------------------------------------------
- */
-
-/* Counter deltas turned into per-second rates over one named span. */
-typedef struct zlb_rates {
-    double seconds; /* the span the rates are over */
-    double connects_per_s, closes_per_s, failures_per_s, bytes_in_per_s, bytes_out_per_s,
-        messages_per_s;
-} zlb_rates_t;
-
-/** (b - a) / seconds for each rate; all zero when seconds <= 0. a may be NULL (all zero). */
-void zlb_rates_between(const zlb_counters_t *a, const zlb_counters_t *b, double seconds,
-                       zlb_rates_t *out);
 
 /* ---- per-poller samples ---------------------------------------------------------------------- */
 
@@ -110,8 +97,9 @@ typedef struct zlb_monitor {
     size_t ring_next, ring_count;
 
     /* outputs, refreshed by zlb_monitor_sample */
-    zlb_rates_t last_interval;
-    zlb_mon_poller_t *poller; /* npollers */
+    zlb_rates_t last_interval; /* over the trailing interval (poller_connects_per_s unused) */
+    double last_interval_s;    /* its actual length */
+    zlb_mon_poller_t *poller;  /* npollers */
 
     /* saturation */
     bool saturated;
