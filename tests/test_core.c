@@ -717,65 +717,67 @@ static void test_format_double(void)
     ASSERT_STREQ(out, "1e+21");
     zlb_format_double(1.0 / 3, out, sizeof(out));
     ASSERT(strtod(out, NULL) == 1.0 / 3);
-    /* A report writer killed between mkostemp and rename leaves "<report>.XXXXXX": the next run
-     * removes exactly those, and only when older than itself. */
-    static void test_remove_stale_temps(void)
-    {
-        char dir[] = "/tmp/zlb-core-XXXXXX", path[128], p[192];
-        ASSERT(mkdtemp(dir) != NULL);
-        snprintf(path, sizeof(path), "%s/report.json", dir);
-        static const char *const names[] = {
-            "report.json.aB3dE9", "report.json.zzzzzz", "report.json.abc",    "report.json.ab-d_f",
-            "report.json",        "other.json.aB3dE9",  "report.json.aB3dE9x"};
-        for (size_t i = 0; i < ZLB_ARRAY_LEN(names); i++) {
-            snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-            FILE *f = fopen(p, "w");
-            ASSERT(f != NULL);
-            fclose(f);
-        }
-        struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
-        for (size_t i = 0; i < ZLB_ARRAY_LEN(names); i++) {
-            if (i == 1)
-                continue; /* "zzzzzz" stays new: a writer of this run */
-            snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-            ASSERT_EQ(utimensat(AT_FDCWD, p, old, 0), 0);
-        }
-        double now = (double)zlb_wall_ns() / 1e9;
-        int n = zlb_remove_stale_temps(path, now - 1, NULL, NULL);
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "ls %s | tr '\\n' ' ' >&2; echo >&2", dir);
-        ASSERT_EQ(system(cmd), 0);
-        ASSERT_EQ(n, 1);
-        snprintf(p, sizeof(p), "%s/report.json.aB3dE9", dir);
-        ASSERT(access(p, F_OK) != 0);
-        for (size_t i = 1; i < ZLB_ARRAY_LEN(names); i++) {
-            snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-            ASSERT(access(p, F_OK) == 0);
-        }
-        ASSERT_EQ(zlb_remove_stale_temps("/nonexistent-dir/x", now, NULL, NULL), -ENOENT);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        ASSERT_EQ(system(cmd), 0);
-    }
+}
 
-    int main(void)
-    {
-        RUN_TEST(test_addr);
-        RUN_TEST(test_buf);
-        RUN_TEST(test_format_double);
-        RUN_TEST(test_write_file_atomic);
-        RUN_TEST(test_remove_stale_temps);
-        RUN_TEST(test_heap_order_and_ties);
-        RUN_TEST(test_heap_random_remove);
-        RUN_TEST(test_heap_reserve_and_growth);
-        RUN_TEST(test_list_splice);
-        RUN_TEST(test_parse_duration);
-        RUN_TEST(test_parse_size);
-        RUN_TEST(test_format_duration);
-        RUN_TEST(test_log_filtering);
-        RUN_TEST(test_log_repeat_suppression);
-        RUN_TEST(test_thread_names);
-        RUN_TEST(test_log_level_parse);
-        RUN_TEST(test_version_and_alloc);
-        RUN_TEST(test_fatal);
-        return 0;
+/* A report writer killed between mkostemp and rename leaves "<report>.XXXXXX": the next run
+ * removes exactly those, and only when older than itself. */
+static void test_remove_stale_temps(void)
+{
+    char dir[] = "/tmp/zlb-core-XXXXXX", path[128], p[192];
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/report.json", dir);
+    static const char *const names[] = {
+        "report.json.aB3dE9", "report.json.zzzzzz", "report.json.abc",    "report.json.ab-d_f",
+        "report.json",        "other.json.aB3dE9",  "report.json.aB3dE9x"};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(names); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        FILE *f = fopen(p, "w");
+        ASSERT(f != NULL);
+        fclose(f);
     }
+    struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(names); i++) {
+        if (i == 1)
+            continue; /* "zzzzzz" stays new: a writer of this run */
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        ASSERT_EQ(utimensat(AT_FDCWD, p, old, 0), 0);
+    }
+    double now = (double)zlb_wall_ns() / 1e9;
+    int n = zlb_remove_stale_temps(path, now - 1, NULL, NULL);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls %s | tr '\\n' ' ' >&2; echo >&2", dir);
+    ASSERT_EQ(system(cmd), 0);
+    ASSERT_EQ(n, 1);
+    snprintf(p, sizeof(p), "%s/report.json.aB3dE9", dir);
+    ASSERT(access(p, F_OK) != 0);
+    for (size_t i = 1; i < ZLB_ARRAY_LEN(names); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        ASSERT(access(p, F_OK) == 0);
+    }
+    ASSERT_EQ(zlb_remove_stale_temps("/nonexistent-dir/x", now, NULL, NULL), -ENOENT);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+int main(void)
+{
+    RUN_TEST(test_addr);
+    RUN_TEST(test_buf);
+    RUN_TEST(test_format_double);
+    RUN_TEST(test_write_file_atomic);
+    RUN_TEST(test_remove_stale_temps);
+    RUN_TEST(test_heap_order_and_ties);
+    RUN_TEST(test_heap_random_remove);
+    RUN_TEST(test_heap_reserve_and_growth);
+    RUN_TEST(test_list_splice);
+    RUN_TEST(test_parse_duration);
+    RUN_TEST(test_parse_size);
+    RUN_TEST(test_format_duration);
+    RUN_TEST(test_log_filtering);
+    RUN_TEST(test_log_repeat_suppression);
+    RUN_TEST(test_thread_names);
+    RUN_TEST(test_log_level_parse);
+    RUN_TEST(test_version_and_alloc);
+    RUN_TEST(test_fatal);
+    return 0;
+}
