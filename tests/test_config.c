@@ -905,6 +905,85 @@ static void test_positions(void)
     ASSERT_STREQ(p.buf, "");
     zlb_config_path_push_key(&p, "a\"b", 3);
     ASSERT_STREQ(p.buf, "[\"a\\\"b\"]");
+    zlb_config_path_dispose(&p);
+}
+
+/* Builds a string of n copies of c (caller frees). */
+static char *repeat_char(char c, size_t n)
+{
+    char *s = zlb_xmalloc(n + 1);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* Parses text expecting -EINVAL and a message that starts with `prefix` and contains `part`
+ * (unless NULL), and that was not cut (no "..." added at its end). */
+static void expect_error(const char *what, const char *text, const char *prefix, const char *part)
+{
+    zlb_config_t *cfg = (zlb_config_t *)1;
+    zlb_config_error_t err;
+    int rc = zlb_config_parse(text, "config.json", fake_metric_path, &cfg, &err);
+    fprintf(stderr, "   %s: %.200s%s\n", what, err.message, strlen(err.message) > 200 ? "..." : "");
+    ASSERT_EQ(rc, -EINVAL);
+    ASSERT(cfg == NULL);
+    if (strncmp(err.message, prefix, strlen(prefix)) != 0)
+        ZLB_TEST_FAIL("%s: message \"%s\" does not start with \"%s\"", what, err.message, prefix);
+    if (part && !strstr(err.message, part))
+        ZLB_TEST_FAIL("%s: message \"%s\" lacks \"%s\"", what, err.message, part);
+    size_t n = strlen(err.message);
+    if (n >= 3 && strcmp(err.message + n - 3, "...") == 0)
+        ZLB_TEST_FAIL("%s: message \"%s\" was cut", what, err.message);
+}
+
+/* No length of key, string or nesting loses LINE:COLUMN or the key path; a long path or key is
+ * shortened in the message (start...end) so that what is wrong still shows. */
+static void test_long_keys_and_deep_nesting(void)
+{
+    static const size_t lens[] = {251, 252, 253, 255, 256, 257, 511, 512, 1000, 100000};
+    size_t cap = 300000;
+    char *text = zlb_xmalloc(cap);
+
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(lens); i++) {
+        char *k = repeat_char('k', lens[i]);
+        /* an unknown key of that length, at the root and nested */
+        snprintf(text, cap, "{\n  \"%s\": 1}", k);
+        expect_error("long unknown key", text, "config.json:2:3: kkkkkkkkkk",
+                     "kkkkkkkkkk: unknown key 'kkkkkkkkkk");
+        ASSERT(strstr(text, "unknown") == NULL); /* the message's words are ours, not the text's */
+        snprintf(text, cap, "{\"socket\": {\"nodelay\": true,\n \"%s\": 1}}", k);
+        expect_error("long unknown key, nested", text, "config.json:2:2: socket.kkkkkkkk",
+                     ": unknown key 'kkk");
+        /* a duplicate key of that length */
+        snprintf(text, cap, "{\"a\": {\"%s\": 1,\n \"%s\": 2}}", k, k);
+        expect_error("long duplicate key", text, "config.json:2:2: a.kkkkkkkk",
+                     ": duplicate key 'k");
+        /* a key with characters that need quoting: the path escapes it as ["..."] */
+        k[0] = ' ';
+        snprintf(text, cap, "{\"thresholds\": {\"%s\": \"< 1\"}}", k);
+        expect_error("long threshold path", text, "config.json:1:17: thresholds[\" kkkk",
+                     ": unknown metric path ' kkk");
+        /* a string value of that length */
+        snprintf(text, cap, "{\"workload\": {\n  \"lifetime\": \"%s\"}}", k + 1);
+        expect_error("long string", text, "config.json:2:15: workload.lifetime: invalid duration",
+                     NULL);
+        free(k);
+    }
+
+    /* Nesting as deep as jansson takes (2048): the duplicate's path is 6000 bytes long. */
+    for (size_t depth = 100; depth <= 2000; depth += 950) {
+        size_t n = 0;
+        n += (size_t)snprintf(text + n, cap - n, "{\"x\": ");
+        for (size_t d = 0; d < depth; d++)
+            text[n++] = '[';
+        n += (size_t)snprintf(text + n, cap - n, "\n{\"a\": 1, \"a\": 2}");
+        for (size_t d = 0; d < depth; d++)
+            text[n++] = ']';
+        snprintf(text + n, cap - n, "}");
+        expect_error("deep duplicate", text, "config.json:2:10: x[0][0][0]",
+                     "[0][0].a: duplicate key 'a'");
+    }
+    free(text);
 }
 
 static void test_suggestions(void)
@@ -979,6 +1058,7 @@ int main(void)
     RUN_TEST(test_example_scenarios);
     RUN_TEST(test_parse_host_port);
     RUN_TEST(test_positions);
+    RUN_TEST(test_long_keys_and_deep_nesting);
     RUN_TEST(test_suggestions);
     RUN_TEST(test_large_range);
     RUN_TEST(test_damaged_configs);

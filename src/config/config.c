@@ -67,12 +67,17 @@ static int parse_text(const char *text, size_t len, const char *name,
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         zlb_config_path_t dup;
-        char key[128];
+        char *key, shortpath[ZLB_CONFIG_PATH_SHOWN + 8], shortkey[ZLB_CONFIG_KEY_SHOWN + 8];
         int line, col;
         if (json_error_code(&jerr) == json_error_duplicate_key &&
-            zlb_config_pos_first_duplicate(text, len, &dup, key, sizeof(key), &line, &col) == 0) {
-            zlb_config_set_message(err, "%s:%d:%d: %s: duplicate key '%s'", c.name, line, col,
-                                   dup.truncated ? "(path too long)" : dup.buf, key);
+            zlb_config_pos_first_duplicate(text, len, &dup, &key, &line, &col) == 0) {
+            zlb_config_set_message(
+                err, "%s:%d:%d: %s: duplicate key '%s'", c.name, line, col,
+                zlb_config_abbrev(zlb_config_path_str(&dup), ZLB_CONFIG_PATH_SHOWN, shortpath,
+                                  sizeof(shortpath)),
+                zlb_config_abbrev(key, ZLB_CONFIG_KEY_SHOWN, shortkey, sizeof(shortkey)));
+            zlb_config_path_dispose(&dup);
+            free(key);
         } else {
             zlb_config_set_message(err, "%s:%d:%d: invalid JSON: %s", c.name, jerr.line,
                                    jerr.column, jerr.text);
@@ -100,6 +105,7 @@ static int parse_text(const char *text, size_t len, const char *name,
     cfg = NULL;
     rc = 0;
 out:
+    zlb_config_path_dispose(&c.path);
     zlb_config_destroy(cfg);
     json_decref(root);
     return rc;
@@ -232,7 +238,9 @@ int zlb_config_check(const zlb_config_t *cfg, zlb_config_error_t *err)
     /* No text here: values may come from the command line, so no line:column is claimed. */
     zlb_config_ctx_t c = {.name = cfg->source_path, .err = err};
     err->message[0] = '\0';
-    return zlb_config_check_cross(&c, cfg);
+    int rc = zlb_config_check_cross(&c, cfg);
+    zlb_config_path_dispose(&c.path);
+    return rc;
 }
 
 void zlb_config_dispose(zlb_config_t *cfg)

@@ -90,7 +90,7 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
             (cfg->family == ZLB_FAMILY_IPV6 && host_is_ipv4_literal(t->host))) {
             snprintf(path, sizeof(path), "targets[%zu].host", i);
             return zlb_config_fail_at(c, path, "address \"%s\" does not match family \"%s\"",
-                                      t->host,
+                                      zlb_config_show(t->host),
                                       zlb_config_name(&zlb_config_family_names, (int)cfg->family));
         }
         if (tls->min_version && tls->max_version && tls->min_version > tls->max_version) {

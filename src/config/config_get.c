@@ -42,8 +42,13 @@ static int vfail_path(zlb_config_ctx_t *c, const char *path, bool at_key, const 
     /* Without a file name (a config built in memory) the message starts at the key path. */
     const char *name = c->name ? c->name : "";
     const char *sep = c->name ? ": " : "";
+    /* A path of any length is found above; in the message a long one is shortened so that what
+     * is wrong still fits after it. */
+    char shortpath[ZLB_CONFIG_PATH_SHOWN + 8];
     if (path && path[0])
-        zlb_config_set_message(c->err, "%s%s%s%s: %s", name, where, sep, path, msg);
+        zlb_config_set_message(
+            c->err, "%s%s%s%s: %s", name, where, sep,
+            zlb_config_abbrev(path, ZLB_CONFIG_PATH_SHOWN, shortpath, sizeof(shortpath)), msg);
     else
         zlb_config_set_message(c->err, "%s%s%s%s", name, where, sep, msg);
     return -EINVAL;
@@ -54,7 +59,7 @@ int zlb_config_fail(zlb_config_ctx_t *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = vfail_path(c, c->path.truncated ? NULL : c->path.buf, false, fmt, ap);
+    int rc = vfail_path(c, zlb_config_path_str(&c->path), false, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -64,7 +69,7 @@ int zlb_config_fail_key(zlb_config_ctx_t *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = vfail_path(c, c->path.truncated ? NULL : c->path.buf, true, fmt, ap);
+    int rc = vfail_path(c, zlb_config_path_str(&c->path), true, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -99,13 +104,14 @@ int zlb_config_check_file(zlb_config_ctx_t *c, const char *key, const char *path
     if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
         int e = errno;
         size_t mark = zlb_config_push(c, key);
-        int rc = zlb_config_fail(c, "cannot read %s: %s", path, strerror(e));
+        int rc = zlb_config_fail(c, "cannot read %s: %s", zlb_config_show(path), strerror(e));
         zlb_config_pop(c, mark);
         return rc;
     }
     if (dir ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode)) {
         size_t mark = zlb_config_push(c, key);
-        int rc = zlb_config_fail(c, "%s is %s", path, dir ? "not a directory" : "a directory");
+        int rc = zlb_config_fail(c, "%s is %s", zlb_config_show(path),
+                                 dir ? "not a directory" : "a directory");
         zlb_config_pop(c, mark);
         return rc;
     }
@@ -187,8 +193,11 @@ int zlb_config_check_keys(zlb_config_ctx_t *c, const json_t *obj, const char *co
             continue;
         size_t mark = zlb_config_push(c, key);
         const char *hint = zlb_config_suggest(key, allowed, n);
-        int rc = hint ? zlb_config_fail_key(c, "unknown key '%s' (did you mean '%s'?)", key, hint)
-                      : zlb_config_fail_key(c, "unknown key '%s'", key);
+        char shortkey[ZLB_CONFIG_KEY_SHOWN + 8];
+        const char *shown =
+            zlb_config_abbrev(key, ZLB_CONFIG_KEY_SHOWN, shortkey, sizeof(shortkey));
+        int rc = hint ? zlb_config_fail_key(c, "unknown key '%s' (did you mean '%s'?)", shown, hint)
+                      : zlb_config_fail_key(c, "unknown key '%s'", shown);
         zlb_config_pop(c, mark);
         return rc;
     }
@@ -282,21 +291,23 @@ int zlb_config_check_duration(zlb_config_ctx_t *c, const json_t *v, uint64_t min
     if (!json_is_string(v))
         return zlb_config_fail(c, "expected a duration such as \"10s\" or \"500ms\", got %s",
                                zlb_config_got(v, g, sizeof(g)));
-    const char *s = json_string_value(v);
+    const char *s = json_string_value(v), *shown = zlb_config_show(s);
     int rc = zlb_parse_duration(s, &ns);
     if (rc == -ERANGE)
-        return zlb_config_fail(c, "duration \"%s\" is out of range (at most about 584 years)", s);
+        return zlb_config_fail(c, "duration \"%s\" is out of range (at most about 584 years)",
+                               shown);
     if (rc < 0 && looks_numeric(s))
-        return zlb_config_fail(c, "\"%s\" needs a unit (ns, us, ms, s, m, h), e.g. \"%ss\"", s, s);
+        return zlb_config_fail(c, "\"%s\" needs a unit (ns, us, ms, s, m, h), e.g. \"%ss\"", shown,
+                               shown);
     if (rc < 0)
         return zlb_config_fail(
             c,
             "invalid duration \"%s\" (expected a number and a unit: ns, us, ms, s, m, h; "
             "e.g. \"500ms\")",
-            s);
+            shown);
     if (ns < min_ns) {
         zlb_format_duration(min_ns, buf, sizeof(buf));
-        return zlb_config_fail(c, "\"%s\" is too short (at least %s)", s, buf);
+        return zlb_config_fail(c, "\"%s\" is too short (at least %s)", shown, buf);
     }
     *out = ns;
     return 0;
@@ -330,11 +341,12 @@ int zlb_config_get_size(zlb_config_ctx_t *c, const json_t *obj, const char *key,
     } else if (json_is_string(v)) {
         rc = zlb_parse_size(json_string_value(v), &bytes);
         if (rc == -ERANGE)
-            rc = zlb_config_fail(c, "size \"%s\" is too large", json_string_value(v));
+            rc = zlb_config_fail(c, "size \"%s\" is too large",
+                                 zlb_config_show(json_string_value(v)));
         else if (rc < 0)
             rc =
                 zlb_config_fail(c, "invalid size \"%s\" (e.g. 4096, \"64KiB\", \"1MiB\", \"10KB\")",
-                                json_string_value(v));
+                                zlb_config_show(json_string_value(v)));
     } else {
         rc = zlb_config_fail(c,
                              "expected a size in bytes (a non-negative integer or a string like "
@@ -403,8 +415,9 @@ int zlb_config_check_enum(zlb_config_ctx_t *c, const json_t *v, const zlb_config
     const char *hint = zlb_config_suggest(json_string_value(v), t->names, t->n);
     if (hint)
         return zlb_config_fail(c, "expected one of %s, got \"%s\" (did you mean \"%s\"?)", list,
-                               json_string_value(v), hint);
-    return zlb_config_fail(c, "expected one of %s, got \"%s\"", list, json_string_value(v));
+                               zlb_config_show(json_string_value(v)), hint);
+    return zlb_config_fail(c, "expected one of %s, got \"%s\"", list,
+                           zlb_config_show(json_string_value(v)));
 }
 
 int zlb_config_get_enum(zlb_config_ctx_t *c, const json_t *obj, const char *key,
@@ -447,7 +460,8 @@ int zlb_config_check_listen(zlb_config_ctx_t *c, const char *path, const char *s
             c, path,
             "invalid address \"%s\" (expected HOST:PORT, e.g. "
             "\"127.0.0.1:8089\" or \"[::1]:0\"%s)",
-            s, strcmp(path, "control.listen") == 0 ? "; null disables the control port" : "");
+            zlb_config_show(s),
+            strcmp(path, "control.listen") == 0 ? "; null disables the control port" : "");
     free(host);
     /* What the listeners bind (zlb_addr_parse): a name other than localhost would pass the
      * syntax and fail only at start. */
@@ -455,6 +469,6 @@ int zlb_config_check_listen(zlb_config_ctx_t *c, const char *path, const char *s
         return zlb_config_fail_at(c, path,
                                   "cannot listen on \"%s\": expected an IP address or localhost, "
                                   "e.g. \"127.0.0.1:8089\" or \"[::1]:0\"",
-                                  s);
+                                  zlb_config_show(s));
     return 0;
 }

@@ -12,14 +12,11 @@
 
 /* Key paths as they appear in messages: `targets[1].tls.sni`. A key that is not a plain
  * identifier (threshold keys are metric paths with dots) is written `thresholds["a.b"]` so that
- * every path names exactly one place in the file. */
-#define ZLB_CONFIG_PATH_MAX 512
-
+ * every path names exactly one place in the file. The buffer grows: no length of key and no depth
+ * of nesting loses the path (and with it the line and column). A zeroed struct is an empty path. */
 typedef struct zlb_config_path {
-    char buf[ZLB_CONFIG_PATH_MAX];
-    size_t len;
-    bool truncated;       /* a component did not fit: positions are not looked up */
-    unsigned trunc_depth; /* pushes since then, so the pop that undoes it is known */
+    char *buf; /* owned; NULL while empty, else NUL-terminated */
+    size_t len, cap;
 } zlb_config_path_t;
 
 /** Appends ".key" (or "key" at the root, or ["key"]); returns the length to restore with
@@ -28,17 +25,34 @@ size_t zlb_config_path_push_key(zlb_config_path_t *p, const char *key, size_t ke
 /** Appends "[index]"; returns the length to restore. */
 size_t zlb_config_path_push_index(zlb_config_path_t *p, size_t index);
 void zlb_config_path_pop(zlb_config_path_t *p, size_t mark);
+/** The path as text ("" when empty). */
+const char *zlb_config_path_str(const zlb_config_path_t *p);
+/** dst becomes a copy of src (dst's old text is released). */
+void zlb_config_path_copy(zlb_config_path_t *dst, const zlb_config_path_t *src);
+void zlb_config_path_dispose(zlb_config_path_t *p);
+
+/* The most bytes of a key path and of a key that a message shows (the message holds 512). */
+#define ZLB_CONFIG_PATH_SHOWN 160
+#define ZLB_CONFIG_KEY_SHOWN 96
+#define ZLB_CONFIG_VALUE_SHOWN 120
+
+/** For messages: s itself when it has at most `keep` bytes, else its start and end around "..."
+ * in buf (cut at UTF-8 character boundaries), so that what follows it in the message survives. */
+const char *zlb_config_abbrev(const char *s, size_t keep, char *buf, size_t cap);
+/** A value quoted in a message, shortened to ZLB_CONFIG_VALUE_SHOWN bytes; the text lives until
+ * the fourth call after (a ring of buffers per thread). */
+const char *zlb_config_show(const char *s);
 
 /** Where in `text` the value at `path` starts (want_key false) or, for an object member, where
  * its key starts (want_key true). Lines and columns are 1-based; columns count UTF-8 characters,
  * as jansson's do. Returns 0, or -ENOENT when the path is not in the text. */
 int zlb_config_pos_find(const char *text, size_t len, const char *path, bool want_key, int *line,
                         int *col);
-/** The first key in document order that repeats a key of the same object: its path, the key
- * (NUL-terminated, cut to keycap - 1 bytes), line and column. Returns 0, or -ENOENT when there is
- * none. */
-int zlb_config_pos_first_duplicate(const char *text, size_t len, zlb_config_path_t *path, char *key,
-                                   size_t keycap, int *line, int *col);
+/** The first key in document order that repeats a key of the same object: its path (*path, to
+ * dispose), the key (*key, malloc'd, to free), line and column. Returns 0, or -ENOENT when there is
+ * none (nothing to release then). */
+int zlb_config_pos_first_duplicate(const char *text, size_t len, zlb_config_path_t *path,
+                                   char **key, int *line, int *col);
 
 /** Optimal-string-alignment (Damerau-Levenshtein) distance, case-insensitive for ASCII. */
 size_t zlb_config_edit_distance(const char *a, const char *b);

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config_internal.h"
@@ -29,56 +30,53 @@ static bool plain_key(const char *key, size_t len)
     return true;
 }
 
-/* Components are added whole or not at all, so a path is never cut in the middle of a key. */
+static void reserve(zlb_config_path_t *p, size_t more)
+{
+    if (p->len + more + 1 <= p->cap)
+        return;
+    size_t cap = p->cap ? p->cap : 64;
+    while (cap < p->len + more + 1)
+        cap *= 2;
+    p->buf = zlb_xrealloc(p->buf, cap);
+    p->cap = cap;
+}
+
 static size_t push_component(zlb_config_path_t *p, const char *s, size_t n)
 {
     size_t mark = p->len;
-    if (p->truncated) {
-        p->trunc_depth++;
-    } else if (p->len + n >= sizeof(p->buf)) {
-        p->truncated = true;
-        p->trunc_depth = 1;
-    } else {
-        memcpy(p->buf + p->len, s, n);
-        p->len += n;
-        p->buf[p->len] = '\0';
-    }
+    reserve(p, n);
+    memcpy(p->buf + p->len, s, n);
+    p->len += n;
+    p->buf[p->len] = '\0';
     return mark;
 }
 
 size_t zlb_config_path_push_key(zlb_config_path_t *p, const char *key, size_t keylen)
 {
-    char tmp[ZLB_CONFIG_PATH_MAX];
-    size_t n = 0;
-    if (keylen >= sizeof(tmp) / 2 - 4) {
-        /* Cannot fit even when escaped at the root: the same as any component that overflows. */
-        if (p->truncated) {
-            p->trunc_depth++;
-        } else {
-            p->truncated = true;
-            p->trunc_depth = 1;
-        }
-        return p->len;
-    }
+    size_t mark = p->len;
     if (plain_key(key, keylen)) {
         if (p->len > 0)
-            tmp[n++] = '.';
-        memcpy(tmp + n, key, keylen);
-        n += keylen;
-        return push_component(p, tmp, n);
+            push_component(p, ".", 1);
+        push_component(p, key, keylen);
+        return mark;
     }
-    tmp[n++] = '[';
-    tmp[n++] = '"';
+    /* Escaping at most doubles the key, plus [""]. */
+    reserve(p, 2 * keylen + 4);
+    char *q = p->buf + p->len;
+    *q++ = '[';
+    *q++ = '"';
     for (size_t i = 0; i < keylen; i++) {
         /* Only needs to be unambiguous and printable, not valid JSON. */
         unsigned char c = (unsigned char)key[i];
         if (c == '"' || c == '\\')
-            tmp[n++] = '\\';
-        tmp[n++] = c < 0x20 ? '?' : (char)c;
+            *q++ = '\\';
+        *q++ = c < 0x20 ? '?' : (char)c;
     }
-    tmp[n++] = '"';
-    tmp[n++] = ']';
-    return push_component(p, tmp, n);
+    *q++ = '"';
+    *q++ = ']';
+    *q = '\0';
+    p->len = (size_t)(q - p->buf);
+    return mark;
 }
 
 size_t zlb_config_path_push_index(zlb_config_path_t *p, size_t index)
@@ -90,13 +88,58 @@ size_t zlb_config_path_push_index(zlb_config_path_t *p, size_t index)
 
 void zlb_config_path_pop(zlb_config_path_t *p, size_t mark)
 {
-    if (p->truncated) {
-        if (--p->trunc_depth == 0)
-            p->truncated = false;
+    if (mark > p->len || !p->buf)
         return;
-    }
     p->len = mark;
     p->buf[mark] = '\0';
+}
+
+const char *zlb_config_path_str(const zlb_config_path_t *p)
+{
+    return p->buf ? p->buf : "";
+}
+
+void zlb_config_path_copy(zlb_config_path_t *dst, const zlb_config_path_t *src)
+{
+    dst->len = 0;
+    if (dst->buf)
+        dst->buf[0] = '\0';
+    push_component(dst, zlb_config_path_str(src), src->len);
+}
+
+void zlb_config_path_dispose(zlb_config_path_t *p)
+{
+    free(p->buf);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Moves i back to the start of the UTF-8 character it is in. */
+static size_t char_start(const char *s, size_t i)
+{
+    while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
+        i--;
+    return i;
+}
+
+const char *zlb_config_abbrev(const char *s, size_t keep, char *buf, size_t cap)
+{
+    size_t n = strlen(s);
+    if (n <= keep || cap < 8)
+        return s;
+    size_t half = ZLB_MIN(keep, cap - 4) / 2;
+    size_t head = char_start(s, half);
+    size_t tail = char_start(s, n - half);
+    snprintf(buf, cap, "%.*s...%s", (int)head, s, s + tail);
+    return buf;
+}
+
+const char *zlb_config_show(const char *s)
+{
+    /* A few at once: one message may quote a value, a key and a suggestion. */
+    static _Thread_local char ring[4][ZLB_CONFIG_VALUE_SHOWN + 8];
+    static _Thread_local unsigned next;
+    char *buf = ring[next++ % 4];
+    return zlb_config_abbrev(s, ZLB_CONFIG_VALUE_SHOWN, buf, ZLB_CONFIG_VALUE_SHOWN + 8);
 }
 
 /* ---- scanner ------------------------------------------------------------------------------- */
@@ -114,7 +157,7 @@ typedef struct scan {
     bool found;
     int found_line, found_col;
     zlb_config_path_t found_path;
-    char found_key[128];
+    char *found_key; /* duplicates: malloc'd */
 } scan_t;
 
 static int peek(const scan_t *sc)
@@ -147,7 +190,7 @@ static void found_here(scan_t *sc, int line, int col)
     sc->found = true;
     sc->found_line = line;
     sc->found_col = col;
-    sc->found_path = sc->path;
+    zlb_config_path_copy(&sc->found_path, &sc->path);
 }
 
 static int hexval(int c)
@@ -278,7 +321,7 @@ static int scan_value(scan_t *sc, int depth);
 
 static bool path_is_wanted(const scan_t *sc)
 {
-    return sc->want_path && !sc->path.truncated && strcmp(sc->path.buf, sc->want_path) == 0;
+    return sc->want_path && strcmp(zlb_config_path_str(&sc->path), sc->want_path) == 0;
 }
 
 typedef struct seen_key {
@@ -323,9 +366,9 @@ static int scan_object(scan_t *sc, int depth)
             for (size_t k = 0; k < nseen; k++) {
                 if (seen[k].len == keylen && memcmp(seen[k].key, key, keylen) == 0) {
                     found_here(sc, kline, kcol);
-                    size_t n = ZLB_MIN(keylen, sizeof(sc->found_key) - 1);
-                    memcpy(sc->found_key, key, n);
-                    sc->found_key[n] = '\0';
+                    sc->found_key = zlb_xmalloc(keylen + 1);
+                    memcpy(sc->found_key, key, keylen);
+                    sc->found_key[keylen] = '\0';
                     free(bigkey);
                     rc = 0;
                     goto out;
@@ -435,6 +478,13 @@ static void scan_init(scan_t *sc, const char *text, size_t len)
     sc->col = 1;
 }
 
+static void scan_dispose(scan_t *sc)
+{
+    zlb_config_path_dispose(&sc->path);
+    zlb_config_path_dispose(&sc->found_path);
+    free(sc->found_key);
+}
+
 int zlb_config_pos_find(const char *text, size_t len, const char *path, bool want_key, int *line,
                         int *col)
 {
@@ -445,26 +495,33 @@ int zlb_config_pos_find(const char *text, size_t len, const char *path, bool wan
     sc.want_path = path;
     sc.want_key = want_key;
     scan_value(&sc, 0);
-    if (!sc.found)
-        return -ENOENT;
-    *line = sc.found_line;
-    *col = sc.found_col;
-    return 0;
+    bool found = sc.found;
+    if (found) {
+        *line = sc.found_line;
+        *col = sc.found_col;
+    }
+    scan_dispose(&sc);
+    return found ? 0 : -ENOENT;
 }
 
-int zlb_config_pos_first_duplicate(const char *text, size_t len, zlb_config_path_t *path, char *key,
-                                   size_t keycap, int *line, int *col)
+int zlb_config_pos_first_duplicate(const char *text, size_t len, zlb_config_path_t *path,
+                                   char **key, int *line, int *col)
 {
     scan_t sc;
     scan_init(&sc, text, len);
     sc.find_dup = true;
     scan_value(&sc, 0);
-    if (!sc.found)
+    if (!sc.found) {
+        scan_dispose(&sc);
         return -ENOENT;
-    *path = sc.found_path;
-    snprintf(key, keycap, "%s", sc.found_key);
+    }
+    *path = sc.found_path; /* moved out */
+    sc.found_path = (zlb_config_path_t){0};
+    *key = sc.found_key;
+    sc.found_key = NULL;
     *line = sc.found_line;
     *col = sc.found_col;
+    scan_dispose(&sc);
     return 0;
 }
 

@@ -216,7 +216,7 @@ static int parse_host(zlb_config_ctx_t *c, const json_t *v, char **out)
             c,
             "invalid host \"%s\" (expected a name, an IPv4 address or an IPv6 address; "
             "the port goes in \"port\")",
-            s);
+            zlb_config_show(s));
     }
     free(*out);
     *out = host;
@@ -524,7 +524,7 @@ static int parse_thresholds(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *
         if (key[0] == '\0')
             return zlb_config_fail_key(c, "empty metric path");
         if (c->validate_path && !c->validate_path(key))
-            return zlb_config_fail_key(c, "unknown metric path '%s'", key);
+            return zlb_config_fail_key(c, "unknown metric path '%s'", zlb_config_show(key));
         if (!json_is_string(v))
             return zlb_config_fail(
                 c, "expected a condition string like \"< 5000\" or \"== false\", got %s",
@@ -534,7 +534,7 @@ static int parse_thresholds(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *
                 c,
                 "invalid condition \"%s\" (expected \"OP VALUE\": OP one of < <= > >= "
                 "== !=, VALUE a number, true or false)",
-                json_string_value(v));
+                zlb_config_show(json_string_value(v)));
         t->path = zlb_xstrdup(key);
         t->expr = zlb_xstrdup(json_string_value(v));
         cfg->nthresholds++;
@@ -587,11 +587,12 @@ static int parse_source_ips(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *
             return zlb_config_fail(c, "expected an address or a range \"A-B\", got %s",
                                    zlb_config_got(s, g, sizeof(g)));
         if (zlb_config_ip_range_parse(json_string_value(s), &first, &last, &count, &why) < 0)
-            return zlb_config_fail(c, "invalid source address \"%s\": %s", json_string_value(s),
-                                   why);
+            return zlb_config_fail(c, "invalid source address \"%s\": %s",
+                                   zlb_config_show(json_string_value(s)), why);
         if (count > ZLB_CONFIG_MAX_SOURCE_ADDRS)
             return zlb_config_fail(c, "range \"%s\" covers more than %u addresses",
-                                   json_string_value(s), ZLB_CONFIG_MAX_SOURCE_ADDRS);
+                                   zlb_config_show(json_string_value(s)),
+                                   ZLB_CONFIG_MAX_SOURCE_ADDRS);
         total += count;
         if (total > ZLB_CONFIG_MAX_SOURCE_ADDRS)
             return zlb_config_fail(c, "source_ips expand to more than %u addresses",

@@ -36,6 +36,13 @@ expect_bad nodir '{}' 'report\.file: cannot write a report in /nonexistent-dir' 
 expect_bad badca '{"targets": [{"host": "127.0.0.1", "port": 9, "tls": {"ca_file": "/nonexistent/ca.pem"}}]}' \
     'badca\.json:1:[0-9]+: targets\[0\]\.tls\.ca_file: cannot read /nonexistent/ca\.pem'
 
+# Keys of any length keep FILE:LINE:COLUMN and the key path (issue: a 252-byte key lost both).
+longkey=$(printf 'k%.0s' $(seq 1 252))
+expect_bad longkey "{\"$longkey\": 1}" "longkey\.json:1:2: kkkkkkkkkk.*\\.\\.\\.k+: unknown key 'kkk"
+longkey=$(printf 'k%.0s' $(seq 1 5000))
+expect_bad longkey2 "{\"socket\": {\"$longkey\": 1,
+  \"$longkey\": 2}}" "longkey2\.json:2:3: socket\.kkkkkkkkkk.*: duplicate key 'kkk"
+
 # A control port beyond loopback without a token: invalid at validate and at start alike (exit 2,
 # FILE:LINE:COLUMN and the key path, nothing started), from the file or from --control.
 for addr in 0.0.0.0:8089 10.1.2.3:8089 '[::]:8089'; do
