@@ -24,14 +24,15 @@ static const char usage_text[] =
     "       zlbench validate -c FILE [options]  check a config, print the effective one\n"
     "       zlbench serve [options]             run the built-in target alone\n"
     "       zlbench compare BASE CURRENT [...]  compare two reports (CI regression gate)\n"
-    "       zlbench merge A.json B.json... -o OUT.json\n"
+    "       zlbench merge A.json B.json... -o OUT.json  add up reports of runs side by side\n"
     "       zlbench --version | --help\n"
+    "Each subcommand describes its own options: zlbench serve --help, compare --help, ...\n"
     "\n"
     "zlbench opens thousands of TCP (and TLS) client connections from CPU-pinned event-loop\n"
     "threads (\"pollers\"), measures every phase of every connection, and serves live JSON\n"
     "stats on a control port (default http://127.0.0.1:8089/stats).\n"
     "\n"
-    "Run options (override the config file):\n"
+    "Run options (override the config file; the config's rules decide what is valid):\n"
     "  -c, --config FILE        the scenario (JSON; see configs/config.schema.json)\n"
     "  -d, --duration DUR       run time, e.g. 30s, 2m; 0s runs until stopped\n"
     "  -n, --connections N      connections to open and hold\n"
@@ -88,25 +89,6 @@ static int usage_error(const char *fmt, ...)
     return ZLB_EXIT_USAGE;
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-')
-        return -EINVAL;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return -ERANGE;
-    *out = v;
-    return 0;
-}
-
-static void replace_str(char **dst, const char *src)
-{
-    free(*dst);
-    *dst = src ? zlb_xstrdup(src) : NULL;
-}
-
 /* Worst outcome first: an internal error, then an invalid run, then failed thresholds. */
 static int worse_exit(int a, int b)
 {
@@ -153,29 +135,35 @@ static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
     return code;
 }
 
-int main(int argc, char **argv)
+/* The run options that override a config key. What a value may be is the config's to say
+ * (zlb_config_override): main only maps a flag to its key and a number-like text to a number. */
+static const struct override_flag {
+    int opt;
+    const char *flag;
+    const char *key;
+    bool numeric;
+} override_flags[] = {
+    {'d', "--duration", "duration", false},        {'n', "--connections", "connections", true},
+    {'r', "--connect-rate", "connect_rate", true}, {'t', "--pollers", "pollers.count", true},
+    {'C', "--control", "control.listen", false}, /* "off": null, no control port */
+    {'R', "--report", "report.file", false},       {'L', "--log-level", "log_level", false},
+};
+
+typedef struct cli {
+    bool validate;
+    zlb_run_opts_t opts;
+    const char *config_path;
+    const char *repeat;
+    struct {
+        const struct override_flag *f;
+        const char *value;
+    } overrides[32];
+    size_t noverrides;
+} cli_t;
+
+/* Parses `zlbench [run|validate] ...`. Returns -1 to go on, or the exit code to end with. */
+static int parse_cli(int argc, char **argv, int argi, cli_t *cli)
 {
-    zlb_thread_set_name("main");
-    block_signals();
-
-    bool validate = false;
-    int argi = 1;
-    if (argc > 1) {
-        const char *cmd = argv[1];
-        if (strcmp(cmd, "serve") == 0)
-            return zlb_serve_main(argc - 1, argv + 1);
-        if (strcmp(cmd, "compare") == 0)
-            return zlb_gate_compare(argc - 1, argv + 1);
-        if (strcmp(cmd, "merge") == 0)
-            return zlb_gate_merge(argc - 1, argv + 1);
-        if (strcmp(cmd, "validate") == 0) {
-            validate = true;
-            argi = 2;
-        } else if (strcmp(cmd, "run") == 0) {
-            argi = 2;
-        }
-    }
-
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"duration", required_argument, NULL, 'd'},
@@ -191,42 +179,29 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *duration = NULL, *connections = NULL, *rate = NULL, *pollers = NULL,
-               *control = NULL, *report = NULL, *log_level = NULL, *repeat = NULL;
-    zlb_run_opts_t opts = {0};
     int c;
     optind = argi;
     while ((c = getopt_long(argc, argv, "c:d:n:r:t:qVh", longopts, NULL)) != -1) {
+        const struct override_flag *f = NULL;
+        for (size_t i = 0; i < ZLB_ARRAY_LEN(override_flags); i++)
+            if (override_flags[i].opt == c)
+                f = &override_flags[i];
+        if (f) {
+            if (cli->noverrides == ZLB_ARRAY_LEN(cli->overrides))
+                return usage_error("too many options");
+            cli->overrides[cli->noverrides].f = f;
+            cli->overrides[cli->noverrides++].value = optarg;
+            continue;
+        }
         switch (c) {
         case 'c':
-            path = optarg;
-            break;
-        case 'd':
-            duration = optarg;
-            break;
-        case 'n':
-            connections = optarg;
-            break;
-        case 'r':
-            rate = optarg;
-            break;
-        case 't':
-            pollers = optarg;
-            break;
-        case 'C':
-            control = optarg;
-            break;
-        case 'R':
-            report = optarg;
-            break;
-        case 'L':
-            log_level = optarg;
+            cli->config_path = optarg;
             break;
         case 'q':
-            opts.quiet = true;
+            cli->opts.quiet = true;
             break;
         case 'N':
-            repeat = optarg;
+            cli->repeat = optarg;
             break;
         case 'V':
             print_version();
@@ -241,89 +216,104 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!path)
+    if (!cli->config_path)
         return usage_error("%s", "a config file is required: -c FILE");
+    return -1;
+}
 
+/* A flag's text as the JSON value a config file would hold there. */
+static json_t *flag_value(const struct override_flag *f, const char *text)
+{
+    if (strcmp(f->key, "control.listen") == 0 && strcmp(text, "off") == 0)
+        return json_null();
+    if (f->numeric) {
+        json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+        if (json_is_number(v))
+            return v;
+        json_decref(v);
+    }
+    return json_string(text);
+}
+
+/* The config file, then the command line's overrides in the order given. */
+static int load_config(const cli_t *cli, zlb_config_t **out)
+{
     zlb_config_t *cfg = NULL;
     zlb_config_error_t err = {{0}};
-    if (zlb_config_load(path, zlb_report_metric_valid, &cfg, &err) != 0) {
-        fprintf(stderr, "zlbench: %s\n", err.message);
-        return ZLB_EXIT_USAGE;
+    if (zlb_config_load(cli->config_path, zlb_report_metric_valid, &cfg, &err) != 0)
+        goto fail;
+    for (size_t i = 0; i < cli->noverrides; i++) {
+        const struct override_flag *f = cli->overrides[i].f;
+        if (zlb_config_override(cfg, f->flag, f->key, flag_value(f, cli->overrides[i].value),
+                                zlb_report_metric_valid, &err) != 0)
+            goto fail;
     }
-    int code = ZLB_EXIT_USAGE;
-    uint64_t v;
-    if (duration && zlb_parse_duration(duration, &cfg->duration_ns) != 0) {
-        usage_error("--duration: expected a duration like 30s or 2m, got '%s'", duration);
-        goto out;
-    }
-    if (connections) {
-        if (parse_u64(connections, 10000000, &v) != 0 || v == 0) {
-            usage_error("--connections: expected an integer 1..10000000, got '%s'", connections);
-            goto out;
+    *out = cfg;
+    return 0;
+fail:
+    fprintf(stderr, "zlbench: %s\n", err.message);
+    zlb_config_destroy(cfg);
+    return -EINVAL;
+}
+
+static int print_effective(const zlb_config_t *cfg, const char *path)
+{
+    json_t *j = zlb_config_to_json(cfg);
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    char hash[17];
+    zlb_config_hash(cfg, hash);
+    printf("%s\n", text);
+    fprintf(stderr, "zlbench: %s: valid (config hash %s)\n", path, hash);
+    free(text);
+    return ZLB_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    zlb_thread_set_name("main");
+    block_signals();
+
+    cli_t cli = {0};
+    int argi = 1;
+    if (argc > 1) {
+        const char *cmd = argv[1];
+        if (strcmp(cmd, "serve") == 0)
+            return zlb_serve_main(argc - 1, argv + 1);
+        if (strcmp(cmd, "compare") == 0)
+            return zlb_gate_compare(argc - 1, argv + 1);
+        if (strcmp(cmd, "merge") == 0)
+            return zlb_gate_merge(argc - 1, argv + 1);
+        if (strcmp(cmd, "validate") == 0 || strcmp(cmd, "run") == 0) {
+            cli.validate = cmd[0] == 'v';
+            argi = 2;
         }
-        cfg->connections = v;
     }
-    if (rate) {
+    int code = parse_cli(argc, argv, argi, &cli);
+    if (code >= 0)
+        return code;
+    int repeat = 1;
+    if (cli.repeat) {
         char *end;
         errno = 0;
-        double r = strtod(rate, &end);
-        if (errno || *end || end == rate || !(r >= 0) || r > 1e9) {
-            usage_error("--connect-rate: expected connections per second (0: unlimited), got "
-                        "'%s'",
-                        rate);
-            goto out;
-        }
-        cfg->connect_rate = r;
+        long v = strtol(cli.repeat, &end, 10);
+        if (errno || end == cli.repeat || *end || v < 1 || v > 100)
+            return usage_error("--repeat: expected an integer 1..100, got '%s'", cli.repeat);
+        repeat = (int)v;
     }
-    if (pollers) {
-        if (parse_u64(pollers, 1024, &v) != 0) {
-            usage_error("--pollers: expected an integer 0..1024, got '%s'", pollers);
-            goto out;
-        }
-        cfg->pollers.count = (int)v;
-    }
-    if (control) {
-        cfg->control.enabled = strcmp(control, "off") != 0;
-        replace_str(&cfg->control.listen, cfg->control.enabled ? control : NULL);
-    }
-    if (report)
-        replace_str(&cfg->report.file, report);
-    if (log_level)
-        replace_str(&cfg->log_level, log_level);
-    if (zlb_config_check(cfg, &err) != 0) {
-        fprintf(stderr, "zlbench: %s\n", err.message);
-        goto out;
-    }
-    zlb_log_level_t lvl;
-    if (zlb_log_level_parse(cfg->log_level, &lvl) != 0) {
-        usage_error("--log-level: expected trace, debug, info, warn, error or off, got '%s'",
-                    cfg->log_level);
-        goto out;
-    }
-    zlb_log_level = opts.quiet && lvl < ZLB_LOG_WARN ? ZLB_LOG_WARN : lvl;
+    zlb_config_t *cfg = NULL;
+    if (load_config(&cli, &cfg) != 0)
+        return ZLB_EXIT_USAGE;
+    zlb_log_level_t lvl = ZLB_LOG_INFO;
+    zlb_log_level_parse(cfg->log_level, &lvl); /* the config checked the name */
+    zlb_log_level = cli.opts.quiet && lvl < ZLB_LOG_WARN ? ZLB_LOG_WARN : lvl;
 
-    if (validate) {
-        json_t *j = zlb_config_to_json(cfg);
-        char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        json_decref(j);
-        char hash[17];
-        zlb_config_hash(cfg, hash);
-        printf("%s\n", text);
-        fprintf(stderr, "zlbench: %s: valid (config hash %s)\n", path, hash);
-        free(text);
-        code = ZLB_EXIT_OK;
-        goto out;
-    }
-    if (repeat) {
-        if (parse_u64(repeat, 100, &v) != 0 || v < 1) {
-            usage_error("--repeat: expected an integer 1..100, got '%s'", repeat);
-            goto out;
-        }
-        code = run_repeated(cfg, &opts, (int)v);
-        goto out;
-    }
-    code = zlb_run(cfg, &opts);
-out:
+    if (cli.validate)
+        code = print_effective(cfg, cli.config_path);
+    else if (cli.repeat)
+        code = run_repeated(cfg, &cli.opts, repeat);
+    else
+        code = zlb_run(cfg, &cli.opts);
     zlb_config_destroy(cfg);
     return code;
 }

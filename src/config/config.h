@@ -181,10 +181,18 @@ int zlb_config_parse(const char *text, const char *name, zlb_metric_path_cb vali
                      zlb_config_t **out, zlb_config_error_t *err);
 /** Re-checks cross-field rules after command-line overrides (e.g. warmup < duration). */
 int zlb_config_check(const zlb_config_t *cfg, zlb_config_error_t *err);
+/** Applies one command-line override to a loaded config: `value` (stolen) goes to key_path
+ * ("connections", "pollers.count", "control.listen": the file's layout) through the same
+ * parsers and cross-field rules as the file, so one place decides what is valid. On error
+ * returns -EINVAL with err->message "ORIGIN: message" (ORIGIN e.g. "--connections"); cfg may
+ * then hold the refused value and must not be used. */
+int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_path, json_t *value,
+                        zlb_metric_path_cb validate_path, zlb_config_error_t *err);
 /** The effective config as JSON in the file's own key layout (token contents never included).
  * New reference. */
 json_t *zlb_config_to_json(const zlb_config_t *cfg);
-/** 16 hex digits identifying the effective config (hash of its canonical JSON). */
+/** 16 hex digits identifying the scenario: a hash of the effective config's canonical JSON
+ * without the settings that only say where output goes (report.file, control, log_level). */
 void zlb_config_hash(const zlb_config_t *cfg, char out[17]);
 void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */

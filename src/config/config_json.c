@@ -226,6 +226,12 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
 void zlb_config_hash(const zlb_config_t *cfg, char out[17])
 {
     json_t *j = zlb_config_to_json(cfg);
+    /* The scenario, not where its output goes: two generators of one scenario writing different
+     * report files (or serving on different control ports) must hash alike, or `merge` and
+     * `compare` would call them different scenarios. */
+    json_object_del(json_object_get(j, "report"), "file");
+    json_object_del(j, "control");
+    json_object_del(j, "log_level");
     /* Sorted and compact, so the hash depends on the values only, not on key order or layout. */
     char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
     uint64_t h = 0xcbf29ce484222325ull;

@@ -30,6 +30,11 @@ expect_bad empty '' 'empty\.json'
 expect_bad duration '{"duration": "10"}' 'duration\.json:1:[0-9]+: duration: .*unit'
 expect_bad flag '{}' "--connections: expected an integer" --connections abc
 expect_bad flag2 '{}' "--duration" -d 10parsecs
+# Flags meet the config's own rules: its ranges, and the rules across fields.
+expect_bad flag3 '{}' "^zlbench: --pollers: expected an integer 0\.\.1024, got 2000" -t 2000
+expect_bad flag4 '{"warmup": "5s", "duration": "10s"}' \
+    "^zlbench: --duration: warmup: warmup \(5s\) must be shorter than duration \(3s\)" -d 3s
+expect_bad flag5 '{}' '^zlbench: --log-level: expected one of' --log-level loud
 expect_bad srcfam '{"targets": [{"host": "127.0.0.1", "port": 9}], "source_ips": ["::1"]}' \
     'srcfam\.json:1:[0-9]+: targets\[0\]\.host: an IPv4 target, but source_ips has no IPv4'
 expect_bad nodir '{}' 'report\.file: cannot write a report in /nonexistent-dir' --report /nonexistent-dir/r.json

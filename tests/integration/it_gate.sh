@@ -68,3 +68,59 @@ jq -e '.regressions >= 1 and any(.metrics[]; .metric == "latency_us.first_byte.p
     "$T/cmp.json" >/dev/null || fail "compare JSON"
 pass "compare: unchanged exit 0, slowed target exit 4"
 cat "$T/reg.txt"
+
+# Reports are inputs: one whose connections.attempted was raised by 5 breaks the accounting
+# invariant; merge and compare refuse it (exit 2) naming the file and the JSON path.
+jq '.connections.attempted += 5' "$T/base1.json" > "$T/tampered.json"
+set +e
+"$ZLB" merge "$T/base1.json" "$T/tampered.json" -o "$T/tm.json" >"$T/tm.out" 2>"$T/tm.err"; tm=$?
+"$ZLB" compare "$T/base1.json" "$T/tampered.json" >"$T/tc.out" 2>"$T/tc.err"; tc=$?
+set -e
+[ "$tm" = 2 ] || fail "merge of a tampered report: exit $tm $(cat "$T/tm.err")"
+[ ! -e "$T/tm.json" ] || fail "merge of a tampered report wrote an output"
+[ "$tc" = 2 ] || fail "compare of a tampered report: exit $tc $(cat "$T/tc.err")"
+for f in tm tc; do
+    grep -q "tampered.json: connections.attempted: " "$T/$f.err" \
+        || fail "$f: message does not name the file and path: $(cat "$T/$f.err")"
+done
+jq '.steady.histograms.connect.count += 1' "$T/base1.json" > "$T/tampered2.json"
+set +e; "$ZLB" compare "$T/base1.json" "$T/tampered2.json" >/dev/null 2>"$T/tc2.err"; tc2=$?; set -e
+[ "$tc2" = 2 ] && grep -q "tampered2.json: steady.histograms.connect: " "$T/tc2.err" \
+    || fail "histogram count edited: exit $tc2 $(cat "$T/tc2.err")"
+pass "tampered reports refused: $(cat "$T/tm.err")"
+
+# merge: the same scenario merges, with its verdict, host facts and targets (each run's built-in
+# target has its own port, so its own row; test_gate checks rows of one name adding up); another scenario
+# is refused unless --allow-mixed; compare warns about it.
+"$ZLB" merge "$T/base1.json" "$T/base2.json" -o "$T/m12.json" >/dev/null || fail "merge of one scenario"
+jq -e '.exit_code == 0 and .valid and .merged_from == 2 and (.host.kernel | type == "string")
+    and (.sources | length) == 2
+    and (.targets | map(.established) | add) == ([$a[0], $b[0]] | map(.targets[0].established) | add)
+    and .connections.attempted == .connections.established + .connections.failed_before_established.total + .connections.in_flight' \
+    --slurpfile a "$T/base1.json" --slurpfile b "$T/base2.json" "$T/m12.json" >/dev/null \
+    || fail "merged report: $(jq -c '{exit_code, valid, targets, host: (.host|type)}' "$T/m12.json")"
+set +e
+"$ZLB" merge "$T/base1.json" "$T/slow.json" -o "$T/mix.json" >/dev/null 2>"$T/mix.err"; mix=$?
+set -e
+[ "$mix" = 2 ] && grep -q "different scenarios" "$T/mix.err" || fail "mixed merge: exit $mix $(cat "$T/mix.err")"
+"$ZLB" merge --allow-mixed "$T/base1.json" "$T/slow.json" -o "$T/mix.json" >/dev/null || fail "--allow-mixed"
+grep -q "different scenarios" "$T/reg.txt" "$T/same.txt" && fail "compare warning went to stdout"
+"$ZLB" compare "$T/base1.json" "$T/slow.json" >/dev/null 2>"$T/cw.err" || true
+grep -q "warning: the reports are of different scenarios" "$T/cw.err" || fail "compare did not warn: $(cat "$T/cw.err")"
+pass "merge: verdict, host and targets carried; mixed scenarios refused; compare warns"
+
+# A threshold the merged figures fail: exit_code 3 in the merged report.
+run th1 "{ $base, \"thresholds\": {\"connections.established\": \"> 300\"} }"
+[ "$EXIT_CODE" = 3 ] || fail "one run of 200 should fail > 300 (exit $EXIT_CODE)"
+cp "$T/th1.json" "$T/th2.json"
+"$ZLB" merge "$T/th1.json" "$T/th2.json" -o "$T/th.json" >/dev/null || fail "merge th"
+jq -e '.thresholds[0].passed and .exit_code == 0 and .thresholds[0].observed >= 400' "$T/th.json" >/dev/null \
+    || fail "thresholds not re-evaluated on the merged figures: $(jq -c '{thresholds, exit_code}' "$T/th.json")"
+pass "merge re-evaluated thresholds: $(jq -c '.thresholds[0] | {expr, observed, passed}' "$T/th.json")"
+
+for cmd in merge compare serve; do
+    "$ZLB" "$cmd" --help >"$T/h.out" 2>&1 || fail "$cmd --help: exit $?"
+    grep -q "^usage: zlbench $cmd" "$T/h.out" || fail "$cmd --help: $(head -2 "$T/h.out")"
+done
+grep -q -- "--accept-delay DUR" "$T/h.out" || fail "serve --help does not describe its flags"
+pass "merge/compare/serve --help print their usage"
