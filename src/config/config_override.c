@@ -10,7 +10,8 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
                         zlb_metric_path_cb validate_path, zlb_config_error_t *err)
 {
     /* "pollers.count" = 4 becomes {"pollers": {"count": 4}}: a patch in the file's layout, read
-     * by the same section parsers (absent keys keep their values), then every cross-field rule. */
+     * by the same section parsers (absent keys keep their values), then every cross-field rule
+     * (parse_root leaves those to its caller). */
     json_t *patch = value;
     char key[128];
     const char *end = key_path + strlen(key_path);
@@ -28,6 +29,8 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
     zlb_config_ctx_t c = {.err = err, .validate_path = validate_path};
     err->message[0] = '\0';
     int rc = zlb_config_parse_root(&c, patch, cfg);
+    if (rc == 0)
+        rc = zlb_config_check_cross(&c, cfg);
     json_decref(patch);
     if (rc == 0)
         return 0;

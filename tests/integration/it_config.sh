@@ -68,7 +68,8 @@ for addr in 0.0.0.0:8089 10.1.2.3:8089 '[::]:8089'; do
     done
     pass "control $addr without a token: exit 2 at validate and start: $(cat "$T/ctl.err")"
 done
-expect_bad ctlflag '{"duration": "1s"}' '^zlbench: ctlflag\.json: control\.listen: .*not a loopback' \
+# The value came from the command line: the message names the flag, then the key it sets.
+expect_bad ctlflag '{"duration": "1s"}' '^zlbench: --control: control\.listen: .*not a loopback' \
     --control 0.0.0.0:0
 expect_bad ctlname '{"control": {"listen": "example.invalid:8089"}}' \
     'ctlname\.json:1:[0-9]+: control\.listen: cannot listen on "example\.invalid:8089"'
