@@ -21,7 +21,7 @@
 /* LO or HI held connections to the server, made by one measuring child. */
 static int measure(uint16_t port, uint64_t n, int pollers, bench_mem_sample_t *out)
 {
-    zlb_engine_target_t t = {.host = "127.0.0.1", .port = port, .weight = 1, .name = "server"};
+    zlb_work_target_t t = {.host = "127.0.0.1", .port = port, .weight = 1, .name = "server"};
     zlb_config_t cfg;
     int r;
 

@@ -49,9 +49,9 @@ static int run(const char *addr, uint64_t n, int pollers)
     uint16_t port;
     zlb_config_t cfg;
     zlb_pool_t *pool = NULL;
-    zlb_engine_t *e = NULL;
-    zlb_engine_snapshot_t s;
-    zlb_engine_target_t t;
+    zlb_work_t *e = NULL;
+    zlb_work_snapshot_t s;
+    zlb_work_target_t t;
     uint64_t deadline = zlb_now_ns() + 120 * ZLB_NS_PER_SEC;
     int r;
 
@@ -59,7 +59,7 @@ static int run(const char *addr, uint64_t n, int pollers)
         fprintf(stderr, "bench_connect: bad address %s\n", addr);
         return 2;
     }
-    t = (zlb_engine_target_t){.host = host, .port = port, .weight = 1, .name = addr};
+    t = (zlb_work_target_t){.host = host, .port = port, .weight = 1, .name = addr};
     zlb_config_init_default(&cfg);
     cfg.embedded_target.enabled = false;
     cfg.connections = n;
@@ -69,15 +69,15 @@ static int run(const char *addr, uint64_t n, int pollers)
     r = bench_engine_create(&cfg, &t, pollers, &pool, &e);
     if (r < 0)
         goto out;
-    zlb_engine_snapshot_init(e, &s);
-    r = zlb_engine_start(e);
+    zlb_work_snapshot_init(e, &s);
+    r = zlb_work_start(e);
     if (r < 0)
         goto out_snap;
     /* The timing comes from the engine's own stamps (first attempt, target reached), so the
      * polling interval does not enter the figure. */
     for (;;) {
         sleep_ms(20);
-        zlb_engine_snapshot(e, &s);
+        zlb_work_snapshot(e, &s);
         if (s.target_reached_ns)
             break;
         if (s.total.c.attempted == n && s.total.c.in_flight == 0)
@@ -100,9 +100,9 @@ static int run(const char *addr, uint64_t n, int pollers)
     r = s.target_reached_ns ? 0 : -ETIMEDOUT;
     bench_engine_stop(e, pool, 0);
 out_snap:
-    zlb_engine_snapshot_dispose(&s);
+    zlb_work_snapshot_dispose(&s);
 out:
-    zlb_engine_destroy(e);
+    zlb_work_destroy(e);
     zlb_pool_destroy(pool);
     zlb_config_dispose(&cfg);
     if (r < 0)

@@ -32,17 +32,17 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
                             .ca_file = (char *)ca_file,
                             .handshake_timeout_ns = 10 * ZLB_NS_PER_SEC};
     zlb_pool_t *pool = NULL;
-    zlb_engine_t *e = NULL;
-    zlb_engine_snapshot_t s;
+    zlb_work_t *e = NULL;
+    zlb_work_snapshot_t s;
     bool snap_ready = false;
-    zlb_engine_target_t t;
+    zlb_work_target_t t;
     int r;
 
     if (zlb_addr_split(addr, host, sizeof(host), &port) < 0) {
         fprintf(stderr, "bench_tls_handshake: bad address %s\n", addr);
         return 2;
     }
-    t = (zlb_engine_target_t){.host = host, .port = port, .weight = 1, .tls = &tls, .name = addr};
+    t = (zlb_work_target_t){.host = host, .port = port, .weight = 1, .tls = &tls, .name = addr};
     zlb_config_init_default(&cfg);
     cfg.embedded_target.enabled = false;
     cfg.connections = inflight;
@@ -54,17 +54,17 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
     r = bench_engine_create(&cfg, &t, pollers, &pool, &e);
     if (r < 0)
         goto out;
-    zlb_engine_snapshot_init(e, &s);
+    zlb_work_snapshot_init(e, &s);
     snap_ready = true;
-    r = zlb_engine_start(e);
+    r = zlb_work_start(e);
     if (r < 0)
         goto out;
     sleep_ms(WARMUP_MS);
-    zlb_engine_snapshot(e, &s);
+    zlb_work_snapshot(e, &s);
     uint64_t hs0 = s.total.c.tls_handshakes, f0 = zlb_counters_failed_total(&s.total.c);
     uint64_t t0 = s.taken_ns;
     sleep_ms((unsigned)(seconds * 1000));
-    zlb_engine_snapshot(e, &s);
+    zlb_work_snapshot(e, &s);
     double secs = (double)(s.taken_ns - t0) / 1e9;
     uint64_t hs = s.total.c.tls_handshakes - hs0;
     uint64_t failed = zlb_counters_failed_total(&s.total.c) - f0;
@@ -79,8 +79,8 @@ static int run(const char *addr, const char *ca_file, uint64_t inflight, double 
     bench_engine_stop(e, pool, 10000); /* at most 10 s */
 out:
     if (snap_ready)
-        zlb_engine_snapshot_dispose(&s);
-    zlb_engine_destroy(e);
+        zlb_work_snapshot_dispose(&s);
+    zlb_work_destroy(e);
     zlb_pool_destroy(pool);
     zlb_config_dispose(&cfg);
     if (r < 0)

@@ -29,7 +29,7 @@ static int measure(uint16_t port, const char *ca_file, uint64_t n, int pollers,
                             .verify = true,
                             .ca_file = (char *)ca_file,
                             .handshake_timeout_ns = 30 * ZLB_NS_PER_SEC};
-    zlb_engine_target_t t = {
+    zlb_work_target_t t = {
         .host = "127.0.0.1", .port = port, .weight = 1, .tls = &tls, .name = "server"};
     zlb_config_t cfg;
     int r;

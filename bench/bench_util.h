@@ -27,8 +27,8 @@ static inline void sleep_ms(unsigned ms)
 /* A pool of `pollers` pollers, not pinned (the server shares the machine: let the kernel place
  * them), and an engine on it for the one target t. On failure *pool and *e are what was made
  * (or NULL) for the caller to destroy. */
-static inline int bench_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *t,
-                                      int pollers, zlb_pool_t **pool, zlb_engine_t **e)
+static inline int bench_engine_create(const zlb_config_t *cfg, const zlb_work_target_t *t,
+                                      int pollers, zlb_pool_t **pool, zlb_work_t **e)
 {
     zlb_pool_opts_t po;
     int r;
@@ -39,18 +39,17 @@ static inline int bench_engine_create(const zlb_config_t *cfg, const zlb_engine_
     r = zlb_pool_create(&po, pool);
     if (r < 0)
         return r;
-    return zlb_engine_create(cfg, t, 1, *pool, e);
+    return zlb_work_create(cfg, t, 1, *pool, e);
 }
 
 /* Closes every connection, waits until the engine is idle (at most wait_ms; 0: no limit), then
- * stops the pool and marks the engine stopped. */
-static inline void bench_engine_stop(zlb_engine_t *e, zlb_pool_t *pool, unsigned wait_ms)
+ * stops the pool. */
+static inline void bench_engine_stop(zlb_work_t *e, zlb_pool_t *pool, unsigned wait_ms)
 {
-    zlb_engine_close_all(e);
-    for (unsigned waited = 0; (!wait_ms || waited < wait_ms) && !zlb_engine_idle(e); waited += 5)
+    zlb_work_close_all(e);
+    for (unsigned waited = 0; (!wait_ms || waited < wait_ms) && !zlb_work_idle(e); waited += 5)
         sleep_ms(5);
     zlb_pool_stop(pool);
-    zlb_engine_mark_stopped(e);
 }
 
 /* ---- memory benches -------------------------------------------------------------------------- */
@@ -135,28 +134,28 @@ static inline void bench_server_stop(bench_server_t *srv)
 /* The measuring child: an engine with `pollers` pollers holds cfg->connections idle connections
  * to t until all are open (with `settled`, or until every attempt has ended) or wait_s seconds
  * pass, idles idle_ms, writes its sample to wfd and closes everything. Returns its exit status. */
-static inline int bench_mem_child(int wfd, const zlb_config_t *cfg, const zlb_engine_target_t *t,
+static inline int bench_mem_child(int wfd, const zlb_config_t *cfg, const zlb_work_target_t *t,
                                   int pollers, unsigned wait_s, bool settled, unsigned idle_ms)
 {
     zlb_pool_t *pool = NULL;
-    zlb_engine_t *e = NULL;
-    zlb_engine_snapshot_t s;
+    zlb_work_t *e = NULL;
+    zlb_work_snapshot_t s;
     bench_mem_sample_t out = {0};
     uint64_t n = cfg->connections, dl = zlb_now_ns() + wait_s * ZLB_NS_PER_SEC;
 
     if (bench_engine_create(cfg, t, pollers, &pool, &e) < 0)
         return 1;
-    zlb_engine_snapshot_init(e, &s);
-    if (zlb_engine_start(e) < 0)
+    zlb_work_snapshot_init(e, &s);
+    if (zlb_work_start(e) < 0)
         return 1;
     do {
         sleep_ms(50);
-        zlb_engine_snapshot(e, &s);
+        zlb_work_snapshot(e, &s);
     } while (s.total.c.open < n && (!settled || s.total.c.attempted - s.total.c.in_flight < n) &&
              zlb_now_ns() < dl);
     /* Idle for a moment: nothing in flight, buffers released, only held connections. */
     sleep_ms(idle_ms);
-    zlb_engine_snapshot(e, &s);
+    zlb_work_snapshot(e, &s);
     struct mallinfo2 mi = mallinfo2();
     out.open = s.total.c.open;
     out.failed = zlb_counters_failed_total(&s.total.c);
@@ -165,14 +164,14 @@ static inline int bench_mem_child(int wfd, const zlb_config_t *cfg, const zlb_en
     if (write(wfd, &out, sizeof(out)) != sizeof(out))
         return 1;
     bench_engine_stop(e, pool, 0);
-    zlb_engine_snapshot_dispose(&s);
-    zlb_engine_destroy(e);
+    zlb_work_snapshot_dispose(&s);
+    zlb_work_destroy(e);
     zlb_pool_destroy(pool);
     return 0;
 }
 
 /* Runs bench_mem_child in a child process of its own and reads its sample into *out. */
-static inline int bench_mem_run(const zlb_config_t *cfg, const zlb_engine_target_t *t, int pollers,
+static inline int bench_mem_run(const zlb_config_t *cfg, const zlb_work_target_t *t, int pollers,
                                 unsigned wait_s, bool settled, unsigned idle_ms,
                                 bench_mem_sample_t *out)
 {

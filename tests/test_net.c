@@ -91,6 +91,7 @@ typedef struct tconn {
     _Atomic int closed;
     _Atomic int why;
     _Atomic int err;
+    _Atomic int err_kind; /* zlb_net_err_kind_t */
     _Atomic bool was_established;
     _Atomic uint64_t closed_after_ns; /* from the connect() call */
     _Atomic uint64_t bytes_in, bytes_out;
@@ -127,13 +128,14 @@ static void cb_sent(zlb_conn_t *c, size_t n)
     atomic_fetch_add(&t->bytes_out, n);
 }
 
-static void cb_closed(zlb_conn_t *c, zlb_fail_t why, int err, bool was_established)
+static void cb_closed(zlb_conn_t *c, zlb_fail_t why, zlb_net_err_t err, bool was_established)
 {
     tconn_t *t = ZLB_CONTAINER_OF(c, tconn_t, c);
     ASSERT_EQ(zlb_conn_state(c), ZLB_CONN_IDLE);
     atomic_store(&t->closed_after_ns, zlb_now_ns() - c->t_start);
     atomic_store(&t->why, (int)why);
-    atomic_store(&t->err, err);
+    atomic_store(&t->err, err.code);
+    atomic_store(&t->err_kind, (int)err.kind);
     atomic_store(&t->was_established, was_established);
     atomic_fetch_add(&t->closed, 1);
 }
@@ -179,7 +181,7 @@ static void do_start(void *arg)
     start_arg_t *a = arg;
     zlb_conn_init(&a->t->c, a->env->ctx, a->with_sq ? &a->t->sq : NULL);
     zlb_conn_set_tls(&a->t->c, &a->t->tls);
-    a->t->start_rc = zlb_conn_start(&a->t->c, a->dest);
+    a->t->start_rc = zlb_conn_start(&a->t->c, a->dest, 0);
     a->t->state_after_start = zlb_conn_state(&a->t->c);
 }
 
@@ -581,6 +583,7 @@ static void test_refused(void)
         ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 5000));
         ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_REFUSED);
         ASSERT_EQ(atomic_load(&t.err), ECONNREFUSED);
+        ASSERT_EQ(atomic_load(&t.err_kind), ZLB_NET_ERR_ERRNO);
         ASSERT(!atomic_load(&t.was_established));
     } else {
         ASSERT_EQ(t.start_rc, -ECONNREFUSED);
@@ -833,6 +836,7 @@ static int dns_failure_body(void)
     ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 15000));
     ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_DNS);
     ASSERT_NE(atomic_load(&t.err), 0);
+    ASSERT_EQ(atomic_load(&t.err_kind), ZLB_NET_ERR_EAI);
     ASSERT(!atomic_load(&t.was_established));
     ASSERT_EQ(atomic_load(&t.established), 0);
     fprintf(stderr, "   nonexistent.invalid: %s\n", gai_strerror(atomic_load(&t.err)));
@@ -1051,6 +1055,7 @@ static void test_tls_handshake_failures(void)
     ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 5000));
     ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_TLS_HANDSHAKE);
     ASSERT_EQ(atomic_load(&t.err), ZLB_TLS_R_WRONG_VERSION_NUMBER);
+    ASSERT_EQ(atomic_load(&t.err_kind), ZLB_NET_ERR_TLS);
     ASSERT(!atomic_load(&t.was_established));
     ASSERT_EQ(t.tls.err.kind, ZLB_TLS_ERR_PROTOCOL);
     env_stop(&env, all, 1);
@@ -1066,6 +1071,7 @@ static void test_tls_handshake_failures(void)
     ASSERT(WAIT_UNTIL(atomic_load(&t.closed) == 1, 5000));
     ASSERT_EQ(atomic_load(&t.why), ZLB_FAIL_TLS_VERIFY);
     ASSERT_EQ(atomic_load(&t.err), 62); /* X509_V_ERR_HOSTNAME_MISMATCH */
+    ASSERT_EQ(atomic_load(&t.err_kind), ZLB_NET_ERR_X509);
     ASSERT(!atomic_load(&t.was_established));
     ASSERT_UEQ(hist_count(&env, ZLB_LAT_TLS_FULL), 0);
     env_stop(&env, all, 1);

@@ -876,7 +876,9 @@ static void test_counters(void)
     ASSERT_STREQ(zlb_fail_name(ZLB_FAIL_ADDR_UNAVAILABLE), "addr_unavailable");
     ASSERT_STREQ(zlb_fail_name(ZLB_FAIL_OTHER), "other");
     ASSERT_STREQ(zlb_lat_name(ZLB_LAT_TLS_RESUMED), "tls_handshake_resumed");
-    ASSERT_STREQ(zlb_lat_name(ZLB_LAT_ECHO_RTT), "echo_rtt");
+    ASSERT_STREQ(zlb_lat_name(ZLB_LAT_MESSAGE_RT), "message_rt");
+    ASSERT_STREQ(zlb_lat_name(ZLB_LAT_CONNECT_SERVICE), "connect_service");
+    ASSERT_STREQ(zlb_lat_name(ZLB_LAT_HTTP_SERVICE), "http_service");
     ASSERT_STREQ(zlb_lat_name(ZLB_LAT__COUNT), "unknown");
 }
 
@@ -952,8 +954,8 @@ static void test_stats(void)
     s.c.scheduled = 70;
     zlb_stats_record(&s, ZLB_LAT_CONNECT, 250000);
     zlb_stats_record(&s, ZLB_LAT_CONNECT, 300000);
-    zlb_stats_record(&s, ZLB_LAT_ECHO_RTT, UINT64_MAX);
-    ASSERT_UEQ(zlb_hist_clamped(s.lat[ZLB_LAT_ECHO_RTT]), 1);
+    zlb_stats_record(&s, ZLB_LAT_MESSAGE_RT, UINT64_MAX);
+    ASSERT_UEQ(zlb_hist_clamped(s.lat[ZLB_LAT_MESSAGE_RT]), 1);
 
     /* copy into zeroed memory creates the histograms. */
     zlb_stats_copy(&snap, &s);
@@ -970,9 +972,20 @@ static void test_stats(void)
     double extra[] = {99.99};
     json_t *lat = zlb_stats_latency_json(&sum, extra, 1);
     ASSERT_EQ(json_object_size(lat), ZLB_LAT__COUNT);
-    static const char *const lat_keys[] = {
-        "connect",    "dns",     "schedule_lag", "tls_handshake_full", "tls_handshake_resumed",
-        "first_byte", "echo_rtt"};
+    static const char *const lat_keys[] = {"connect",
+                                           "connect_service",
+                                           "dns",
+                                           "schedule_lag",
+                                           "send_lag",
+                                           "tls_handshake_full",
+                                           "tls_handshake_resumed",
+                                           "first_byte",
+                                           "message_rt",
+                                           "message_service",
+                                           "http_first_byte",
+                                           "http_response",
+                                           "http_service"};
+    ASSERT_EQ(ZLB_ARRAY_LEN(lat_keys), ZLB_LAT__COUNT);
     for (size_t i = 0; i < ZLB_ARRAY_LEN(lat_keys); i++) {
         json_t *o = json_object_get(lat, lat_keys[i]);
         if (!json_is_object(o))
@@ -1022,7 +1035,7 @@ static void test_stats(void)
     ASSERT_UEQ(diff.c.open, 99);
     ASSERT_UEQ(diff.c.in_flight, 98);
     ASSERT_UEQ(zlb_hist_count(diff.lat[ZLB_LAT_CONNECT]), 0);
-    ASSERT_UEQ(zlb_hist_count(diff.lat[ZLB_LAT_ECHO_RTT]), 0);
+    ASSERT_UEQ(zlb_hist_count(diff.lat[ZLB_LAT_MESSAGE_RT]), 0);
     ASSERT_UEQ(zlb_hist_count(diff.lat[ZLB_LAT_DNS]), 1);
     ASSERT_UEQ(zlb_hist_max(diff.lat[ZLB_LAT_DNS]), 4242);
     zlb_stats_dispose(&later);

@@ -237,7 +237,7 @@ static void conn_teardown(zlb_conn_t *c, bool rst)
     c->state = ZLB_CONN_IDLE;
 }
 
-static void conn_fail(zlb_conn_t *c, zlb_fail_t why, int err)
+static void conn_fail(zlb_conn_t *c, zlb_fail_t why, zlb_net_err_t err)
 {
     bool was_established = c->state == ZLB_CONN_ESTABLISHED;
 
@@ -251,9 +251,9 @@ static void conn_fail_tls(zlb_conn_t *c)
     const zlb_tls_error_t *e = &c->tls->err;
 
     if (e->kind == ZLB_TLS_ERR_VERIFY)
-        conn_fail(c, ZLB_FAIL_TLS_VERIFY, e->code);
+        conn_fail(c, ZLB_FAIL_TLS_VERIFY, (zlb_net_err_t){ZLB_NET_ERR_X509, e->code});
     else
-        conn_fail(c, ZLB_FAIL_TLS_HANDSHAKE, (int)e->reason);
+        conn_fail(c, ZLB_FAIL_TLS_HANDSHAKE, zlb_net_err_tls((int)e->reason));
 }
 
 /* r: a negative errno or ERR_TLS. */
@@ -262,7 +262,7 @@ static void conn_fail_err(zlb_conn_t *c, int r)
     if (r == ERR_TLS)
         conn_fail_tls(c);
     else
-        conn_fail(c, zlb_net_classify(-r), -r);
+        conn_fail(c, zlb_net_classify(-r), zlb_net_err_errno(-r));
 }
 
 /* ---- connecting -------------------------------------------------------------------------- */
@@ -334,18 +334,18 @@ static void dest_resolved(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     while ((n = zlb_list_pop_front(&waiting))) {
         zlb_conn_t *c = ZLB_CONTAINER_OF(n, zlb_conn_t, node);
         if (q->status != 0) {
-            conn_fail(c, ZLB_FAIL_DNS, q->status);
+            conn_fail(c, ZLB_FAIL_DNS, (zlb_net_err_t){ZLB_NET_ERR_EAI, q->status});
             continue;
         }
         zlb_stats_record(ctx->stats, ZLB_LAT_DNS, now - c->t_start);
         int r = conn_connect(c, d);
         if (r < 0)
-            conn_fail(c, zlb_net_classify(-r), -r);
+            conn_fail(c, zlb_net_classify(-r), zlb_net_err_errno(-r));
     }
     ctx_unref(ctx);
 }
 
-int zlb_conn_start(zlb_conn_t *c, uint16_t dest)
+int zlb_conn_start(zlb_conn_t *c, uint16_t dest, uint64_t intended_ns)
 {
     zlb_net_ctx_t *ctx = c->ctx;
     dest_t *d;
@@ -355,6 +355,7 @@ int zlb_conn_start(zlb_conn_t *c, uint16_t dest)
     d = &ctx->dests[dest];
     c->dest = dest;
     c->flags = 0;
+    c->t_intended = intended_ns;
     if (d->expires_ns > zlb_loop_now(ctx->loop))
         return conn_connect(c, d);
 
@@ -450,13 +451,13 @@ static void conn_on_readable(zlb_conn_t *c, uint32_t events)
             continue;
         }
         if (n == 0) {
-            conn_fail(c, ZLB_FAIL_EOF, 0);
+            conn_fail(c, ZLB_FAIL_EOF, zlb_net_err_errno(0));
             return;
         }
         if (n == -EAGAIN) {
             int r = (c->flags & F_TLS) ? conn_rewatch(c) : 0;
             if (r < 0)
-                conn_fail(c, zlb_net_classify(-r), -r);
+                conn_fail(c, zlb_net_classify(-r), zlb_net_err_errno(-r));
             return;
         }
         conn_fail_err(c, (int)n);
@@ -564,7 +565,7 @@ static void conn_established(zlb_conn_t *c, uint32_t events)
      * connection that was not counted as one. */
     r = zlb_loop_rewatch(ctx->loop, &c->w, READ_INTEREST);
     if (r < 0) {
-        conn_fail(c, zlb_net_classify(-r), -r);
+        conn_fail(c, zlb_net_classify(-r), zlb_net_err_errno(-r));
         return;
     }
     c->state = ZLB_CONN_ESTABLISHED;
@@ -613,7 +614,7 @@ static void tls_step(zlb_conn_t *c)
         return;
     }
     if (r < 0)
-        conn_fail(c, zlb_net_classify(-r), -r);
+        conn_fail(c, zlb_net_classify(-r), zlb_net_err_errno(-r));
 }
 
 static void tls_start(zlb_conn_t *c)
@@ -628,7 +629,7 @@ static void tls_start(zlb_conn_t *c)
     struct ssl_session_st *resume = d->sessions ? zlb_tls_sessions_pick(d->sessions) : NULL;
     r = zlb_tls_conn_init_client(c->tls, d->tls, d->sessions, resume, c->w.fd);
     if (r < 0) {
-        conn_fail(c, zlb_net_classify(-r), -r);
+        conn_fail(c, zlb_net_classify(-r), zlb_net_err_errno(-r));
         return;
     }
     if (ctx->busy_traffic)
@@ -654,13 +655,16 @@ static void on_connect_event(zlb_conn_t *c, uint32_t events)
     if (err == 0 && !(events & EPOLLOUT))
         err = ECONNRESET; /* hung up without ever being writable */
     if (err) {
-        conn_fail(c, zlb_net_classify(err), err);
+        conn_fail(c, zlb_net_classify(err), zlb_net_err_errno(err));
         return;
     }
     now = event_stamp(ctx, c->t_start);
     zlb_timer_stop(ctx->loop, &c->timer);
     c->t_established = now;
-    zlb_stats_record(ctx->stats, ZLB_LAT_CONNECT, now - c->t_start);
+    zlb_stats_record(ctx->stats, ZLB_LAT_CONNECT_SERVICE, now - c->t_start);
+    zlb_stats_record(
+        ctx->stats, ZLB_LAT_CONNECT,
+        now - (c->t_intended && c->t_intended < c->t_start ? c->t_intended : c->t_start));
     if (ctx->dests[c->dest].tls)
         tls_start(c);
     else
@@ -716,10 +720,10 @@ static void conn_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
     /* Lookup timeout, connect timeout, handshake timeout, or a send queue that made no progress
      * for the send timeout. */
     if (c->state == ZLB_CONN_RESOLVING)
-        conn_fail(c, ZLB_FAIL_DNS, ETIMEDOUT);
+        conn_fail(c, ZLB_FAIL_DNS, zlb_net_err_errno(ETIMEDOUT));
     else if (c->state == ZLB_CONN_CONNECTING || c->state == ZLB_CONN_TLS_HANDSHAKE ||
              (c->state == ZLB_CONN_ESTABLISHED && (c->flags & F_WANT_WRITE)))
-        conn_fail(c, ZLB_FAIL_TIMEOUT, ETIMEDOUT);
+        conn_fail(c, ZLB_FAIL_TIMEOUT, zlb_net_err_errno(ETIMEDOUT));
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */

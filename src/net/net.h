@@ -144,8 +144,9 @@ void zlb_resolver_destroy(zlb_resolver_t *r);
  * TLS. The handshake starts as soon as TCP is established and is driven by epoll like the
  * rest: whichever interest OpenSSL asks for (WANT_READ/WANT_WRITE, from any operation) is the
  * one armed, with one epoll_ctl per change. Its deadline (the destination's handshake timeout)
- * runs from TCP establishment, apart from the connect timeout. Latencies: ZLB_LAT_CONNECT at
- * TCP establishment, then ZLB_LAT_TLS_FULL or ZLB_LAT_TLS_RESUMED at the handshake's end, and
+ * runs from TCP establishment, apart from the connect timeout. Latencies: ZLB_LAT_CONNECT (from
+ * the intended start) and ZLB_LAT_CONNECT_SERVICE (from the connect() call) at TCP
+ * establishment, then ZLB_LAT_TLS_FULL or ZLB_LAT_TLS_RESUMED at the handshake's end, and
  * only then is the connection ESTABLISHED (ops->established). Once established, the socket is
  * read whenever it is readable, whatever the workload: that is what processes TLS 1.3 session
  * tickets (feeding the session cache), key updates and alerts, and drains data the peer pushes.
@@ -162,6 +163,28 @@ typedef enum {
 typedef struct zlb_conn zlb_conn_t;
 typedef struct zlb_net_ctx zlb_net_ctx_t;
 
+/* The detail of a failure: one code, tagged with the vocabulary it belongs to. */
+typedef enum {
+    ZLB_NET_ERR_ERRNO, /* a positive errno; 0 for EOF */
+    ZLB_NET_ERR_EAI,   /* getaddrinfo's EAI_* code (a DNS failure) */
+    ZLB_NET_ERR_X509,  /* the X509 verify result, X509_V_ERR_* (tls_verify) */
+    ZLB_NET_ERR_TLS,   /* the tls module's zlb_tls_reason_t (tls_handshake) */
+} zlb_net_err_kind_t;
+
+typedef struct zlb_net_err {
+    zlb_net_err_kind_t kind;
+    int code;
+} zlb_net_err_t;
+
+static inline zlb_net_err_t zlb_net_err_errno(int e)
+{
+    return (zlb_net_err_t){ZLB_NET_ERR_ERRNO, e};
+}
+static inline zlb_net_err_t zlb_net_err_tls(int reason)
+{
+    return (zlb_net_err_t){ZLB_NET_ERR_TLS, reason};
+}
+
 /* The owner's callbacks, on the loop thread. Inside any of them the owner may close the
  * connection and even start it again; the state machine notices (generation counter). */
 typedef struct zlb_conn_ops {
@@ -171,16 +194,17 @@ typedef struct zlb_conn_ops {
     void (*data)(zlb_conn_t *c, const uint8_t *buf, size_t n);
     /** n bytes were handed to the kernel. */
     void (*sent)(zlb_conn_t *c, size_t n);
-    /** The state machine closed the connection: why and a detail: errno (0 for EOF, the
-     * EAI_* code for DNS), for tls_verify the X509 verify result (X509_V_ERR_*), for
-     * tls_handshake the tls module's zlb_tls_reason_t (c->tls->err keeps the whole error until
-     * the next attempt). A handshake that outlives its deadline is a timeout (ETIMEDOUT);
+    /** The state machine closed the connection: why, and its detail (err.kind says which
+     * vocabulary: an errno, 0 for EOF and ETIMEDOUT for a lookup that timed out; the EAI_* code
+     * of a failed lookup; for tls_verify the X509 verify result; for tls_handshake the tls
+     * module's zlb_tls_reason_t, with c->tls->err keeping the whole error until the next
+     * attempt). A handshake that outlives its deadline is a timeout (ETIMEDOUT);
      * every other failure during the handshake, a socket error included, is tls_handshake or
      * tls_verify. After establishment a TLS failure (an alert, e.g. a TLS 1.3 server refusing
      * our client certificate) is tls_handshake, a socket error is classified by its errno and
      * a close by the peer (close_notify or not) is eof. was_established tells failed-before
      * from failed-after. c is IDLE again. */
-    void (*closed)(zlb_conn_t *c, zlb_fail_t why, int err, bool was_established);
+    void (*closed)(zlb_conn_t *c, zlb_fail_t why, zlb_net_err_t err, bool was_established);
 } zlb_conn_ops_t;
 
 /* A send queue of borrowed segments with a byte cap (the owner keeps each segment's memory
@@ -206,6 +230,7 @@ struct zlb_conn {
     zlb_net_ctx_t *ctx;     /* borrowed */
     zlb_sendq_t *sq;        /* borrowed; NULL when the connection never writes */
     zlb_tls_conn_t *tls;    /* borrowed (zlb_conn_set_tls); NULL when it never speaks TLS */
+    uint64_t t_intended;    /* when the attempt was meant to start (zlb_conn_start) */
     uint64_t t_start;       /* resolve start, then the connect() call (monotonic ns) */
     uint64_t t_established; /* TCP established; for TLS then the handshake's end */
     uint32_t gen;           /* bumped at every close, so callbacks can tell reuse */
@@ -263,10 +288,11 @@ void zlb_conn_set_tls(zlb_conn_t *c, zlb_tls_conn_t *tls);
  * NULL (plain TCP, or IDLE). */
 zlb_tls_conn_t *zlb_conn_tls(const zlb_conn_t *c);
 /** Starts an attempt to destination `dest` from IDLE: resolves it (cache or resolver thread)
- * unless it is a literal, then connects. Returns 0 when the attempt is under way (its end comes
- * through ops), or -errno when it failed at once (c is IDLE, no callback; classify with
- * zlb_net_classify). Loop thread. */
-int zlb_conn_start(zlb_conn_t *c, uint16_t dest);
+ * unless it is a literal, then connects. intended_ns is when the owner meant it to start (0:
+ * now): ZLB_LAT_CONNECT runs from it, ZLB_LAT_CONNECT_SERVICE from the connect() call. Returns 0
+ * when the attempt is under way (its end comes through ops), or -errno when it failed at once (c is
+ * IDLE, no callback; classify with zlb_net_classify). Loop thread. */
+int zlb_conn_start(zlb_conn_t *c, uint16_t dest, uint64_t intended_ns);
 /** Queues len bytes of buf (borrowed until written) and writes what the socket takes now;
  * the rest goes out on EPOLLOUT, under the send timeout. ESTABLISHED only. Returns 0,
  * -ENOBUFS when the queue's cap would be passed, or -errno when the socket failed: the

@@ -93,8 +93,8 @@ const zlb_report_compared_t zlb_report_compared[] = {
     {"latency_us.connect.p99", -1},
     {"latency_us.tls_handshake_full.p50", -1},
     {"latency_us.tls_handshake_full.p99", -1},
-    {"latency_us.echo_rtt.p50", -1},
-    {"latency_us.echo_rtt.p99", -1},
+    {"latency_us.message_rt.p50", -1},
+    {"latency_us.message_rt.p99", -1},
     {"connections.failed.total", 0},
     {"ramp.seconds", -1},
 };

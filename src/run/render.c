@@ -30,7 +30,7 @@ static double ns_to_s(uint64_t ns)
 
 static json_t *ramp_json(const zlb_view_t *v)
 {
-    const zlb_engine_snapshot_t *s = v->snap;
+    const zlb_work_snapshot_t *s = v->snap;
     bool reached = s->target_reached_ns != 0;
     double seconds = 0;
     if (reached && s->first_attempt_ns)
@@ -50,7 +50,7 @@ static json_t *generator_json(const zlb_view_t *v)
 
 json_t *zlb_render_pollers(const zlb_view_t *v)
 {
-    const zlb_engine_snapshot_t *s = v->snap;
+    const zlb_work_snapshot_t *s = v->snap;
     json_t *arr = json_array();
     for (size_t i = 0; i < s->npollers; i++) {
         const zlb_poller_info_t *in = &s->info[i];

@@ -38,10 +38,10 @@ typedef struct run {
     zlb_tls_config_t embedded_tls; /* how the engine speaks to a TLS embedded target */
     char *embedded_ca_tmp;         /* owned: our temporary file of its CA, unlinked at teardown */
     char **target_names;           /* owned strings */
-    zlb_engine_target_t *targets;
+    zlb_work_target_t *targets;
     size_t ntargets;
     zlb_pool_t *pool;
-    zlb_engine_t *engine;
+    zlb_work_t *engine;
     zlb_control_t *control;
     char *token;
 
@@ -58,9 +58,9 @@ typedef struct run {
     bool immediate;
     const char *stop_reason;
 
-    zlb_engine_snapshot_t snap;
-    zlb_engine_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
-    zlb_stats_t at_stop;        /* when the stop was asked for, before the drain */
+    zlb_work_snapshot_t snap;
+    zlb_work_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
+    zlb_stats_t at_stop;      /* when the stop was asked for, before the drain */
     bool have_at_stop;
     zlb_rate_sample_t ring[RATE_RING];
     size_t ring_next, ring_count;
@@ -257,7 +257,7 @@ static void progress(run_t *r, bool final)
 
 static int take_snapshot(run_t *r)
 {
-    int rc = zlb_engine_snapshot(r->engine, &r->snap);
+    int rc = zlb_work_snapshot(r->engine, &r->snap);
     if (rc != 0)
         return rc;
     if (!zlb_counters_balanced(&r->snap.total.c))
@@ -304,7 +304,7 @@ static void request_stop(run_t *r, const char *reason, bool immediate)
     }
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
-    zlb_engine_close_all(r->engine);
+    zlb_work_close_all(r->engine);
     progress_break(r);
     zlb_log_info("stopping (%s): draining for at most %.1f s", reason,
                  (double)r->cfg->drain_timeout_ns / 1e9);
@@ -474,15 +474,19 @@ static void print_summary(run_t *r, json_t *report, int failed_thresholds)
         printf("  steady       %.0f connects/s", v);
     if (zlb_report_lookup(report, "steady.seconds", &v) == 0)
         printf(" over %.1f s\n", v);
-    printf("  latency (us)        count        p50        p90        p99      p99.9        max\n");
-    static const zlb_lat_t shown[] = {ZLB_LAT_CONNECT,     ZLB_LAT_DNS,        ZLB_LAT_TLS_FULL,
-                                      ZLB_LAT_TLS_RESUMED, ZLB_LAT_FIRST_BYTE, ZLB_LAT_ECHO_RTT,
-                                      ZLB_LAT_SCHEDULE_LAG};
+    printf(
+        "  latency (us)          count        p50        p90        p99      p99.9        max\n");
+    static const zlb_lat_t shown[] = {
+        ZLB_LAT_CONNECT,       ZLB_LAT_CONNECT_SERVICE, ZLB_LAT_DNS,
+        ZLB_LAT_TLS_FULL,      ZLB_LAT_TLS_RESUMED,     ZLB_LAT_FIRST_BYTE,
+        ZLB_LAT_MESSAGE_RT,    ZLB_LAT_MESSAGE_SERVICE, ZLB_LAT_HTTP_FIRST_BYTE,
+        ZLB_LAT_HTTP_RESPONSE, ZLB_LAT_HTTP_SERVICE,    ZLB_LAT_SCHEDULE_LAG,
+        ZLB_LAT_SEND_LAG};
     for (size_t i = 0; i < ZLB_ARRAY_LEN(shown); i++) {
         const zlb_hist_t *h = r->snap.total.lat[shown[i]];
         if (!zlb_hist_count(h))
             continue;
-        printf("    %-14s %10llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", zlb_lat_name(shown[i]),
+        printf("    %-16s %10llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", zlb_lat_name(shown[i]),
                (unsigned long long)zlb_hist_count(h), zlb_hist_percentile(h, 50) / 1e3,
                zlb_hist_percentile(h, 90) / 1e3, zlb_hist_percentile(h, 99) / 1e3,
                zlb_hist_percentile(h, 99.9) / 1e3, zlb_hist_max(h) / 1e3);
@@ -740,10 +744,10 @@ static void teardown(run_t *r)
 {
     zlb_control_destroy(r->control);
     zlb_pool_stop(r->pool);
-    zlb_engine_snapshot_dispose(&r->snap);
-    zlb_engine_snapshot_dispose(&r->base);
+    zlb_work_snapshot_dispose(&r->snap);
+    zlb_work_snapshot_dispose(&r->base);
     zlb_stats_dispose(&r->at_stop);
-    zlb_engine_destroy(r->engine);
+    zlb_work_destroy(r->engine);
     zlb_pool_destroy(r->pool);
     zlb_serve_destroy(r->target);
     if (r->embedded_ca_tmp) {
@@ -812,15 +816,15 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         goto out;
     if (build_targets(r) != 0 || make_pool(r) != 0)
         goto out;
-    rc = zlb_engine_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
+    rc = zlb_work_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
     if (rc != 0) {
         zlb_log_error("cannot create the connection engine: %s", strerror(-rc));
         if (rc == -EINVAL)
             code = ZLB_EXIT_USAGE; /* a target or TLS setting the libraries refused */
         goto out;
     }
-    zlb_engine_snapshot_init(r->engine, &r->snap);
-    zlb_engine_snapshot_init(r->engine, &r->base);
+    zlb_work_snapshot_init(r->engine, &r->snap);
+    zlb_work_snapshot_init(r->engine, &r->base);
     r->poller_cps = zlb_xcalloc(r->snap.npollers, sizeof(double));
     for (size_t i = 0; i < RATE_RING; i++)
         r->ring[i].poller_established = zlb_xcalloc(r->snap.npollers, sizeof(uint64_t));
@@ -842,7 +846,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->t_start_wall_ns = zlb_wall_ns();
     if (cfg->warmup_ns == 0)
         begin_measuring(r); /* the all-zero snapshot above is the base: measure from the start */
-    rc = zlb_engine_start(r->engine);
+    rc = zlb_work_start(r->engine);
     if (rc != 0) {
         zlb_log_error("cannot start the scheduler: %s", strerror(-rc));
         goto out;
@@ -900,7 +904,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     /* Every poller has answered its last task: a final snapshot after the pool stops sees
      * exactly what each poller recorded. */
     zlb_pool_stop(r->pool);
-    zlb_engine_mark_stopped(r->engine);
+
     take_snapshot(r);
     code = finish(r);
     if (opts->interrupted && r->stop_reason && strcmp(r->stop_reason, "duration") != 0 &&

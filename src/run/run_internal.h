@@ -45,10 +45,10 @@ typedef struct zlb_view {
     const char *config_hash;
     zlb_state_t state;
     double elapsed_s;
-    const zlb_engine_snapshot_t *snap;
+    const zlb_work_snapshot_t *snap;
     const zlb_rates_t *rates;
     const zlb_saturation_t *saturation;
-    const zlb_engine_target_t *targets;
+    const zlb_work_target_t *targets;
     size_t ntargets;
     double started_unix_s;             /* wall clock at the run's start (0 before) */
     const zlb_prom_buckets_t *buckets; /* /metrics histogram bounds */

@@ -27,12 +27,18 @@ static const char *const fail_names[] = {
 
 static const char *const lat_names[] = {
     [ZLB_LAT_CONNECT] = "connect",
+    [ZLB_LAT_CONNECT_SERVICE] = "connect_service",
     [ZLB_LAT_DNS] = "dns",
     [ZLB_LAT_SCHEDULE_LAG] = "schedule_lag",
+    [ZLB_LAT_SEND_LAG] = "send_lag",
     [ZLB_LAT_TLS_FULL] = "tls_handshake_full",
     [ZLB_LAT_TLS_RESUMED] = "tls_handshake_resumed",
     [ZLB_LAT_FIRST_BYTE] = "first_byte",
-    [ZLB_LAT_ECHO_RTT] = "echo_rtt",
+    [ZLB_LAT_MESSAGE_RT] = "message_rt",
+    [ZLB_LAT_MESSAGE_SERVICE] = "message_service",
+    [ZLB_LAT_HTTP_FIRST_BYTE] = "http_first_byte",
+    [ZLB_LAT_HTTP_RESPONSE] = "http_response",
+    [ZLB_LAT_HTTP_SERVICE] = "http_service",
 };
 
 /* A reason or phase added to the header without a name here fails the build, not a report. */

@@ -87,15 +87,26 @@ typedef enum {
 /** "dns", "refused", ... */
 const char *zlb_fail_name(zlb_fail_t f);
 
-/* The phases whose latency is recorded, each its own histogram. */
+/* The phases whose latency is recorded, each its own histogram. Scheduled actions come in pairs:
+ * the corrected figure from the INTENDED time (the headline, what thresholds and the summary use:
+ * a generator or target that falls behind shows as latency, not as fewer samples) and the
+ * service figure from the moment the action really started. The lateness phases (schedule_lag,
+ * send_lag) are the difference: how late we were. Waits the configuration asks for (a
+ * reconnect's backoff, the reconnect token bucket) move the intended time and are not lateness. */
 typedef enum {
-    ZLB_LAT_CONNECT,      /* connect() call to ESTABLISHED */
-    ZLB_LAT_DNS,          /* resolver request to answer */
-    ZLB_LAT_SCHEDULE_LAG, /* actual connect() time minus intended time */
-    ZLB_LAT_TLS_FULL,     /* full TLS handshake */
-    ZLB_LAT_TLS_RESUMED,  /* resumed TLS handshake */
-    ZLB_LAT_FIRST_BYTE,   /* established to first byte read */
-    ZLB_LAT_ECHO_RTT,     /* echo workload: message sent to its echo fully read */
+    ZLB_LAT_CONNECT,         /* attempt's intended start to ESTABLISHED (TCP; TLS apart) */
+    ZLB_LAT_CONNECT_SERVICE, /* connect() call to ESTABLISHED (TCP) */
+    ZLB_LAT_DNS,             /* resolver request to answer */
+    ZLB_LAT_SCHEDULE_LAG,    /* actual start of an attempt minus its intended time */
+    ZLB_LAT_SEND_LAG,    /* actual write of a scheduled message/request minus its intended time */
+    ZLB_LAT_TLS_FULL,    /* full TLS handshake */
+    ZLB_LAT_TLS_RESUMED, /* resumed TLS handshake */
+    ZLB_LAT_FIRST_BYTE,  /* established to first byte read */
+    ZLB_LAT_MESSAGE_RT,  /* echo: intended send time to the echo fully read */
+    ZLB_LAT_MESSAGE_SERVICE, /* echo: actual write to the echo fully read */
+    ZLB_LAT_HTTP_FIRST_BYTE, /* http: intended send time to the response's first byte */
+    ZLB_LAT_HTTP_RESPONSE,   /* http: intended send time to the response's end */
+    ZLB_LAT_HTTP_SERVICE,    /* http: actual write to the response's end */
     ZLB_LAT__COUNT
 } zlb_lat_t;
 

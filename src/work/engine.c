@@ -39,14 +39,14 @@ static void fill_sockopts(const zlb_config_t *cfg, zlb_net_sockopts_t *o)
 /* One client context per TLS target, built here, off the pollers: loading a CA store is file
  * I/O and parsing, and a config OpenSSL refuses is a start-up error, not a failure per
  * connection. */
-static int make_tls_clients(zlb_engine_t *e)
+static int make_tls_clients(zlb_work_t *e)
 {
     char err[256];
     int r;
 
     e->tls = zlb_xcalloc(e->ntargets, sizeof(*e->tls));
     for (size_t i = 0; i < e->ntargets; i++) {
-        const zlb_engine_target_t *t = &e->targets[i];
+        const zlb_work_target_t *t = &e->targets[i];
         const char *name = t->name ? t->name : t->host;
 
         if (!t->tls || !t->tls->enabled)
@@ -79,10 +79,10 @@ static void raise_fd_limit(const zlb_config_t *cfg)
                      (unsigned long long)cfg->connections, lim);
 }
 
-int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *targets, size_t ntargets,
-                      zlb_pool_t *pool, zlb_engine_t **out)
+int zlb_work_create(const zlb_config_t *cfg, const zlb_work_target_t *targets, size_t ntargets,
+                    zlb_pool_t *pool, zlb_work_t **out)
 {
-    zlb_engine_t *e;
+    zlb_work_t *e;
     bool need_resolver = false;
     int r;
 
@@ -95,7 +95,7 @@ int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *target
         if (!zlb_net_is_ip_literal(targets[i].host))
             need_resolver = true;
     }
-    if (cfg->workload.type == ZLB_WORK_ECHO && cfg->workload.message_size == 0)
+    if (!zlb_workload_ops(cfg->workload.type))
         return -EINVAL;
 
     e = zlb_xcalloc(1, sizeof(*e));
@@ -104,6 +104,7 @@ int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *target
     e->ntargets = ntargets;
     e->pool = pool;
     e->npollers = zlb_pool_size(pool);
+    e->wl = zlb_workload_ops(cfg->workload.type);
     pthread_mutex_init(&e->snap_call, NULL);
     pthread_mutex_init(&e->snap_mu, NULL);
     {
@@ -139,16 +140,12 @@ int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *target
         }
         e->nsources = cfg->nsource;
     }
-    if (cfg->workload.type == ZLB_WORK_ECHO) {
-        e->payload_len = cfg->workload.message_size;
-        e->payload = malloc(e->payload_len);
-        if (!e->payload) {
-            zlb_log_error("cannot allocate a %zu-byte echo message", e->payload_len);
-            r = -ENOMEM;
+    if (e->wl->init) {
+        size_t size = 0;
+        r = e->wl->init(e, &size);
+        if (r < 0)
             goto fail;
-        }
-        for (size_t i = 0; i < e->payload_len; i++)
-            e->payload[i] = (uint8_t)('a' + i % 26);
+        e->ws_size = (size + 15) & ~(size_t)15;
     }
     if (need_resolver) {
         r = zlb_resolver_create(2, cfg->dns_ttl_ns, &e->resolver);
@@ -173,28 +170,28 @@ int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *target
     *out = e;
     return 0;
 fail:
-    zlb_engine_destroy(e);
+    zlb_work_destroy(e);
     return r;
 }
 
-int zlb_engine_start(zlb_engine_t *e)
+int zlb_work_start(zlb_work_t *e)
 {
     return zlb_sched_start(e);
 }
 
-void zlb_engine_stop_opening(zlb_engine_t *e)
+void zlb_work_stop_opening(zlb_work_t *e)
 {
     atomic_store_explicit(&e->stop_opening, true, memory_order_relaxed);
 }
 
-void zlb_engine_close_all(zlb_engine_t *e)
+void zlb_work_close_all(zlb_work_t *e)
 {
-    zlb_engine_stop_opening(e);
+    zlb_work_stop_opening(e);
     for (int i = 0; i < e->npollers; i++)
         zlb_worker_post_close(e->workers[i]);
 }
 
-bool zlb_engine_idle(zlb_engine_t *e)
+bool zlb_work_idle(zlb_work_t *e)
 {
     for (int i = 0; i < e->npollers; i++)
         if (atomic_load_explicit(&e->workers[i]->busy, memory_order_relaxed))
@@ -202,12 +199,7 @@ bool zlb_engine_idle(zlb_engine_t *e)
     return true;
 }
 
-void zlb_engine_mark_stopped(zlb_engine_t *e)
-{
-    atomic_store_explicit(&e->pool_stopped, true, memory_order_release);
-}
-
-void zlb_engine_snapshot_init(zlb_engine_t *e, zlb_engine_snapshot_t *s)
+void zlb_work_snapshot_init(zlb_work_t *e, zlb_work_snapshot_t *s)
 {
     memset(s, 0, sizeof(*s));
     s->npollers = (size_t)e->npollers;
@@ -220,7 +212,7 @@ void zlb_engine_snapshot_init(zlb_engine_t *e, zlb_engine_snapshot_t *s)
     s->target = zlb_xcalloc(s->ntargets, sizeof(*s->target));
 }
 
-void zlb_engine_snapshot_dispose(zlb_engine_snapshot_t *s)
+void zlb_work_snapshot_dispose(zlb_work_snapshot_t *s)
 {
     if (!s)
         return;
@@ -236,7 +228,7 @@ void zlb_engine_snapshot_dispose(zlb_engine_snapshot_t *s)
 static void snap_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 {
     zlb_worker_t *w = ZLB_CONTAINER_OF(t, zlb_worker_t, snap_task);
-    zlb_engine_t *e;
+    zlb_work_t *e;
 
     (void)loop;
     atomic_store_explicit(&w->snap_queued, false, memory_order_relaxed);
@@ -256,9 +248,8 @@ static void snap_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_worker_unref(w);
 }
 
-int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
+int zlb_work_snapshot(zlb_work_t *e, zlb_work_snapshot_t *s)
 {
-    bool stopped = atomic_load_explicit(&e->pool_stopped, memory_order_acquire);
     struct timespec deadline;
     uint64_t dl;
     int rc = 0;
@@ -273,8 +264,9 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
     memset(s->target, 0, s->ntargets * sizeof(*s->target));
     for (int i = 0; i < e->npollers; i++) {
         zlb_worker_t *w = e->workers[i];
-        if (stopped) {
-            /* Nothing runs on a stopped poller: its state is ours to read. */
+        if (!zlb_loop_running(w->loop)) {
+            /* Nothing runs on a stopped poller (the pool was stopped): its state is ours to
+             * read, and a task posted to it would never run. */
             zlb_worker_copy_stats(w, s);
             w->snap_done = e->snap_gen;
             e->snap_count++;
@@ -287,10 +279,9 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
             zlb_loop_post(w->loop, &w->snap_task);
         }
     }
-    /* Wait in slices. A poller whose loop has returned (the pool was stopped without
-     * zlb_engine_mark_stopped) runs nothing any more: its state is read directly. A poller that is
-     * merely slow (one long close_all, thousands of handshake steps in one batch) is waited for,
-     * up to a limit. */
+    /* Wait in slices. A poller whose loop returned after the look above runs nothing any more:
+     * its state is read directly. A poller that is merely slow (one long close_all, thousands of
+     * handshake steps in one batch) is waited for, up to a limit. */
     for (uint64_t waited = 0; e->snap_count < (size_t)e->npollers; waited += SNAPSHOT_WAIT_NS) {
         if (waited >= SNAPSHOT_GIVE_UP_NS) {
             zlb_log_warn("a poller did not answer the snapshot in %llu s",
@@ -330,11 +321,11 @@ int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s)
     return rc;
 }
 
-void zlb_engine_destroy(zlb_engine_t *e)
+void zlb_work_destroy(zlb_work_t *e)
 {
     if (!e)
         return;
-    zlb_engine_stop_opening(e);
+    zlb_work_stop_opening(e);
     zlb_sched_dispose(e);
     /* Joined before the workers go: a lookup finishing now still posts to a live loop. */
     zlb_resolver_destroy(e->resolver);
@@ -352,7 +343,8 @@ void zlb_engine_destroy(zlb_engine_t *e)
     free(e->tls);
     free(e->sources);
     free(e->dests);
-    free(e->payload);
+    if (e->wl && e->wl->dispose)
+        e->wl->dispose(e);
     pthread_mutex_destroy(&e->snap_call);
     pthread_mutex_destroy(&e->snap_mu);
     pthread_cond_destroy(&e->snap_cv);

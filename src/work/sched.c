@@ -44,7 +44,7 @@ uint64_t zlb_sched_due(const zlb_work_sched_t *s, uint64_t t_ns)
     return due >= (double)s->total ? s->total : (uint64_t)due;
 }
 
-static void post_batch(zlb_engine_t *e, int p)
+static void post_batch(zlb_work_t *e, int p)
 {
     zlb_work_sched_t *s = &e->sched;
     zlb_work_batch_t *b = s->open[p];
@@ -58,7 +58,7 @@ static void post_batch(zlb_engine_t *e, int p)
 
 /* A batch with room on poller p, or NULL when its ring is full (all batches posted and not
  * yet taken). */
-static zlb_work_batch_t *batch_for(zlb_engine_t *e, int p)
+static zlb_work_batch_t *batch_for(zlb_work_t *e, int p)
 {
     zlb_work_sched_t *s = &e->sched;
     zlb_worker_t *w = e->workers[p];
@@ -74,7 +74,7 @@ static zlb_work_batch_t *batch_for(zlb_engine_t *e, int p)
     return b;
 }
 
-static int poller_index(zlb_engine_t *e, zlb_loop_t *l)
+static int poller_index(zlb_work_t *e, zlb_loop_t *l)
 {
     zlb_worker_t *w = l ? zlb_loop_data(l) : NULL;
 
@@ -86,7 +86,7 @@ static int poller_index(zlb_engine_t *e, zlb_loop_t *l)
     return e->sched.next_poller;
 }
 
-static zlb_work_batch_t *pick_batch(zlb_engine_t *e, int *pout)
+static zlb_work_batch_t *pick_batch(zlb_work_t *e, int *pout)
 {
     int p = poller_index(e, zlb_pool_select(e->pool));
 
@@ -105,7 +105,7 @@ static zlb_work_batch_t *pick_batch(zlb_engine_t *e, int *pout)
 
 static void sched_tick(zlb_loop_t *loop, zlb_timer_t *t)
 {
-    zlb_engine_t *e = ZLB_CONTAINER_OF(t, zlb_engine_t, sched.tick);
+    zlb_work_t *e = ZLB_CONTAINER_OF(t, zlb_work_t, sched.tick);
     zlb_work_sched_t *s = &e->sched;
     uint64_t now = zlb_now_ns();
     bool unlimited = s->rate <= 0;
@@ -141,7 +141,7 @@ static void sched_tick(zlb_loop_t *loop, zlb_timer_t *t)
 
 static void sched_begin(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 {
-    zlb_engine_t *e = ZLB_CONTAINER_OF(t, zlb_engine_t, sched.start_task);
+    zlb_work_t *e = ZLB_CONTAINER_OF(t, zlb_work_t, sched.start_task);
 
     if (discarded)
         return;
@@ -152,7 +152,7 @@ static void sched_begin(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 
 static void *sched_main(void *arg)
 {
-    zlb_engine_t *e = arg;
+    zlb_work_t *e = arg;
 
     /* Not a poller and not pinned: it only computes times and posts batches. */
     zlb_thread_set_name("zlb-sched");
@@ -160,7 +160,7 @@ static void *sched_main(void *arg)
     return NULL;
 }
 
-int zlb_sched_init(zlb_engine_t *e)
+int zlb_sched_init(zlb_work_t *e)
 {
     zlb_work_sched_t *s = &e->sched;
     const zlb_config_t *cfg = e->cfg;
@@ -184,7 +184,7 @@ int zlb_sched_init(zlb_engine_t *e)
     return r;
 }
 
-int zlb_sched_start(zlb_engine_t *e)
+int zlb_sched_start(zlb_work_t *e)
 {
     zlb_work_sched_t *s = &e->sched;
     int r;
@@ -199,7 +199,7 @@ int zlb_sched_start(zlb_engine_t *e)
     return 0;
 }
 
-void zlb_sched_dispose(zlb_engine_t *e)
+void zlb_sched_dispose(zlb_work_t *e)
 {
     zlb_work_sched_t *s = &e->sched;
 

@@ -12,15 +12,15 @@
 
 /* One destination as the engine sees it. The run module builds these from the config's targets
  * (or from the embedded target's bound address). All borrowed for the engine's life. */
-typedef struct zlb_engine_target {
+typedef struct zlb_work_target {
     const char *host; /* name or IP literal (no brackets) */
     uint16_t port;
     uint32_t weight;             /* >= 1 */
     const zlb_tls_config_t *tls; /* NULL or !enabled: plain TCP (see TLS below) */
     const char *name;            /* for reports: "127.0.0.1:9000" */
-} zlb_engine_target_t;
+} zlb_work_target_t;
 
-typedef struct zlb_engine zlb_engine_t;
+typedef struct zlb_work zlb_work_t;
 
 /*
  * TLS targets. The engine builds one TLS client context per TLS target, shared by every poller
@@ -52,26 +52,26 @@ typedef struct zlb_engine zlb_engine_t;
  * Returns 0, -EINVAL (a TLS config OpenSSL refuses, e.g. an unreadable ca_file, is logged with
  * the reason), -ENOMEM (with a log line saying what could not be allocated) or -errno. Not on a
  * poller thread. */
-int zlb_engine_create(const zlb_config_t *cfg, const zlb_engine_target_t *targets, size_t ntargets,
-                      zlb_pool_t *pool, zlb_engine_t **out);
+int zlb_work_create(const zlb_config_t *cfg, const zlb_work_target_t *targets, size_t ntargets,
+                    zlb_pool_t *pool, zlb_work_t **out);
 
 /** Starts the open-loop scheduler: attempts are issued at cfg->connect_rate (after the ramp)
  * until cfg->connections are open (hold/echo) or kept cycling (churn). Not on a poller thread. */
-int zlb_engine_start(zlb_engine_t *e);
+int zlb_work_start(zlb_work_t *e);
 
 /** Stops issuing attempts and reconnects; connections already open stay open. Idempotent. */
-void zlb_engine_stop_opening(zlb_engine_t *e);
+void zlb_work_stop_opening(zlb_work_t *e);
 
 /** Closes every open connection (closed_by_us) and cancels attempts still in flight (counted as
  * failed_before[ZLB_FAIL_CANCELLED], so every attempt stays accounted for). Also stops
- * opening. Returns at once; poll zlb_engine_idle(). Any non-poller thread. */
-void zlb_engine_close_all(zlb_engine_t *e);
+ * opening. Returns at once; poll zlb_work_idle(). Any non-poller thread. */
+void zlb_work_close_all(zlb_work_t *e);
 
 /** True when no connection is open or in flight (after close_all). Any thread; cheap. */
-bool zlb_engine_idle(zlb_engine_t *e);
+bool zlb_work_idle(zlb_work_t *e);
 
 /* A consistent copy of every poller's statistics, taken by a task posted to each poller. */
-typedef struct zlb_engine_snapshot {
+typedef struct zlb_work_snapshot {
     uint64_t taken_ns; /* monotonic */
     size_t npollers;
     zlb_stats_t total;       /* merge of every poller */
@@ -82,25 +82,19 @@ typedef struct zlb_engine_snapshot {
     uint64_t first_attempt_ns;  /* monotonic, 0 before the first attempt */
     uint64_t target_reached_ns; /* when cfg->connections were first open at once, else 0 */
     uint64_t scheduler_backlog; /* attempts due but not yet handed to a poller */
-} zlb_engine_snapshot_t;
+} zlb_work_snapshot_t;
 
 /** Allocates the snapshot's arrays and histograms for this engine. Fatal on OOM. */
-void zlb_engine_snapshot_init(zlb_engine_t *e, zlb_engine_snapshot_t *s);
-void zlb_engine_snapshot_dispose(zlb_engine_snapshot_t *s);
+void zlb_work_snapshot_init(zlb_work_t *e, zlb_work_snapshot_t *s);
+void zlb_work_snapshot_dispose(zlb_work_snapshot_t *s);
 /** Fills s: posts a copy task to every poller and waits for all of them (pollers whose loop has
- * stopped are copied directly, as nothing else touches them then: at once after
- * zlb_engine_mark_stopped, else once a poller has neither answered nor iterated for 1 s).
+ * returned, e.g. after zlb_pool_stop, are copied directly, as nothing else touches them then).
  * Blocks; never call from a poller thread. 0, or -ETIMEDOUT when a running poller has not
  * answered in 30 s (s is then incomplete). */
-int zlb_engine_snapshot(zlb_engine_t *e, zlb_engine_snapshot_t *s);
-
-/** Tells the engine its pool has stopped (call right after zlb_pool_stop): later snapshots read
- * the pollers' state directly instead of posting to loops that no longer run. Without it, a
- * snapshot waits 1 s for each silent poller before reading it directly. Any thread. */
-void zlb_engine_mark_stopped(zlb_engine_t *e);
+int zlb_work_snapshot(zlb_work_t *e, zlb_work_snapshot_t *s);
 
 /** Stops the scheduler and resolver threads, closes every socket, frees. The pool must be
  * stopped first (so no poller touches the engine). Accepts NULL. */
-void zlb_engine_destroy(zlb_engine_t *e);
+void zlb_work_destroy(zlb_work_t *e);
 
 #endif

@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <jansson.h>
+
 #include "net/net.h"
 #include "work/work.h"
 
@@ -29,14 +31,6 @@ typedef struct zlb_work_batch {
     uint64_t t[ZLB_WORK_BATCH_MAX]; /* intended start times, monotonic ns */
 } zlb_work_batch_t;
 
-/* Echo state, allocated with the slots' chunk and only for the echo workload. */
-typedef struct zlb_work_echo {
-    zlb_sendq_t sq;
-    uint64_t intended_ns; /* when the outstanding (or next) message was meant to be sent */
-    uint64_t received;    /* bytes of its echo read so far */
-    bool outstanding;
-} zlb_work_echo_t;
-
 typedef enum {
     ZLB_SLOT_FREE,    /* on the worker's free list */
     ZLB_SLOT_QUEUED,  /* waiting on q_start or q_retry for its attempt */
@@ -47,10 +41,10 @@ typedef enum {
 /* One connection's place: allocated once, reused by every reconnect. */
 typedef struct zlb_work_slot {
     zlb_conn_t conn;
-    zlb_timer_t timer;     /* backoff, churn lifetime or the next echo message */
-    zlb_list_t qnode;      /* free list or a start queue */
-    uint64_t intended_ns;  /* intended start of the attempt it waits for */
-    zlb_work_echo_t *echo; /* borrowed from the chunk; NULL unless echo */
+    zlb_timer_t timer;    /* backoff, else the workload's (zlb_workload_ops_t.timer) */
+    zlb_list_t qnode;     /* free list or a start queue */
+    uint64_t intended_ns; /* intended start of the attempt it waits for */
+    void *ws;             /* the workload's state, borrowed from the chunk; NULL if it has none */
     uint16_t target;
     uint8_t phase;
     uint8_t backoff_exp;
@@ -63,16 +57,16 @@ typedef struct zlb_worker {
      * tasks still queued when the pool stops are discarded only at pool destroy, after the
      * engine may be gone, and must find their memory. */
     _Atomic uint32_t refs;
-    struct zlb_engine *e; /* borrowed */
-    zlb_loop_t *loop;     /* borrowed */
+    struct zlb_work *e; /* borrowed */
+    zlb_loop_t *loop;   /* borrowed */
     int id;
     zlb_net_ctx_t *net; /* owned */
     zlb_stats_t stats;
     zlb_counters_t *tc; /* per target, owned */
     int64_t *swrr;      /* smooth weighted round-robin current weights, owned */
 
-    zlb_work_slot_t **chunks; /* owned array of owned chunks */
-    zlb_work_echo_t **echo_chunks;
+    zlb_work_slot_t **chunks;    /* owned array of owned chunks */
+    void **ws_chunks;            /* per chunk, the workloads' state (NULL when it has none) */
     zlb_tls_conn_t **tls_chunks; /* per chunk, only when a target speaks TLS */
     size_t nchunks, chunks_cap;
     zlb_list_t free_slots;
@@ -88,7 +82,6 @@ typedef struct zlb_worker {
     bool closing;
     bool first_attempt_seen;
     bool ramp_seen_done;
-    int last_errno[ZLB_FAIL__COUNT];
 
     zlb_task_t close_task;
     zlb_task_t snap_task;
@@ -96,7 +89,7 @@ typedef struct zlb_worker {
     uint64_t snap_done; /* the last request answered */
 
     /* Cross-thread, each on its own line so the poller's writes do not bounce the rest. */
-    _Alignas(64) _Atomic uint64_t busy;     /* open + in_flight, for zlb_engine_idle */
+    _Alignas(64) _Atomic uint64_t busy;     /* open + in_flight, for zlb_work_idle */
     _Alignas(64) _Atomic uint64_t consumed; /* batches taken by the poller */
     _Atomic bool close_queued;
     _Atomic bool snap_queued;
@@ -118,9 +111,9 @@ typedef struct zlb_work_sched {
     int next_poller;
 } zlb_work_sched_t;
 
-struct zlb_engine {
-    const zlb_config_t *cfg;            /* borrowed */
-    const zlb_engine_target_t *targets; /* borrowed */
+struct zlb_work {
+    const zlb_config_t *cfg;          /* borrowed */
+    const zlb_work_target_t *targets; /* borrowed */
     size_t ntargets;
     zlb_pool_t *pool; /* borrowed */
     int npollers;
@@ -132,13 +125,13 @@ struct zlb_engine {
     zlb_net_dest_spec_t *dests;
     zlb_tls_client_t **tls; /* ntargets entries, owned; NULL for plain targets */
     bool any_tls;
-    uint8_t *payload; /* echo message, immutable once created */
-    size_t payload_len;
+    const struct zlb_workload_ops *wl; /* the workload (workload.c's registry) */
+    void *wl_data;                     /* its engine-wide data (ops->init), immutable once made */
+    size_t ws_size;                    /* bytes of workload state per slot, 16-aligned */
     int64_t swrr_total;
     zlb_work_sched_t sched;
 
     _Atomic bool stop_opening;
-    _Atomic bool pool_stopped;
     _Atomic uint64_t backlog;
     _Atomic uint64_t first_attempt_ns;
     _Atomic uint64_t target_reached_ns;
@@ -152,26 +145,90 @@ struct zlb_engine {
     pthread_cond_t snap_cv;
     uint64_t snap_gen;
     size_t snap_count;
-    zlb_engine_snapshot_t *snap_dst;
+    zlb_work_snapshot_t *snap_dst;
 };
 
+/* ---- the workload seam ---------------------------------------------------------------------
+ *
+ * The worker (worker.c) owns slots, attempts, reconnects, the schedule and the connection
+ * counters; a workload (one file each, registered in workload.c) owns what happens on an
+ * established connection. The worker calls the ops below on the poller's thread; a workload acts
+ * through the zlb_wl_* services further down and knows nothing of queues or attempts. A new
+ * workload touches its own file, a line in workload.c, its config keys and its report section. */
+
+/* How an established connection ended, as counted. */
+typedef enum { ZLB_END_BY_US, ZLB_END_BY_PEER, ZLB_END_FAILED } zlb_work_end_t;
+
+typedef struct zlb_workload_ops {
+    const char *name;
+    /* Reopens after every end, whatever workload.reconnect says (churn). */
+    bool always_reconnect;
+    /* Connections carry traffic all the time: TLS keeps its buffers (see net.h). */
+    bool busy_traffic;
+    /** Engine-wide data made once before the run (a message, prebuilt requests), stored in
+     * e->wl_data; and the bytes of state each slot needs (0: none). 0 or -errno with a log
+     * line. NULL: nothing to make, no state. */
+    int (*init)(zlb_work_t *e, size_t *state_size);
+    void (*dispose)(zlb_work_t *e);
+    /** Once per slot, when its chunk is made (state zeroed): returns the connection's send
+     * queue (inside the state), or NULL for a workload that never writes. */
+    zlb_sendq_t *(*slot_init)(zlb_work_t *e, zlb_work_slot_t *s);
+    /** The connection is established (counted already). */
+    void (*established)(zlb_worker_t *w, zlb_work_slot_t *s);
+    /** Bytes arrived (buf valid during the call only). */
+    void (*data)(zlb_worker_t *w, zlb_work_slot_t *s, const uint8_t *buf, size_t n);
+    /** n bytes went to the kernel: the send queue has room again. May be NULL. */
+    void (*sent)(zlb_worker_t *w, zlb_work_slot_t *s, size_t n);
+    /** The slot's timer (zlb_wl_timer_at) fired; due is when it was set for. */
+    void (*timer)(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns);
+    /** The connection ended by the peer or a failure (k, why: as it would be counted), or by
+     * our close_all (ZLB_END_BY_US). Returns how to count it: a workload that was still owed a
+     * reply turns a clean close by the peer into a failure. May be NULL (counted as k). */
+    zlb_work_end_t (*closed)(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k,
+                             zlb_fail_t *why);
+    /** The workload's section of /stats and the report ({"http": {...}} members added to
+     * root), from merged counters. May be NULL. */
+    void (*stats_json)(const zlb_counters_t *c, json_t *root);
+} zlb_workload_ops_t;
+
+/* workload.c: the registry, indexed by zlb_work_type_t. */
+const zlb_workload_ops_t *zlb_workload_ops(zlb_work_type_t type);
+
+/* Services for workloads (worker.c), poller thread. After zlb_wl_fail, zlb_wl_close or a
+ * zlb_wl_send that failed, the slot belongs to the worker again: return at once. */
+/** Fails the established connection (counted failed_after[why]) and reconnects per policy. */
+void zlb_wl_fail(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why);
+/** Closes the established connection by our decision and queues its successor, due at due_ns
+ * (an attempt's intended start: a poller running late shows it as schedule lag). */
+void zlb_wl_close(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns);
+/** zlb_conn_send, with a failure counted and the connection failed (then returns < 0). */
+int zlb_wl_send(zlb_worker_t *w, zlb_work_slot_t *s, const void *buf, size_t len);
+/** Arms the slot's timer for the workload (replacing any). */
+void zlb_wl_timer_at(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t when_ns);
+/** Counter pointers of the whole poller and the slot's target, for workload counters. */
+static inline void zlb_wl_counters(zlb_worker_t *w, zlb_work_slot_t *s, zlb_counters_t *c[2])
+{
+    c[0] = &w->stats.c;
+    c[1] = &w->tc[s->target];
+}
+
 /* worker.c */
-int zlb_worker_create(zlb_engine_t *e, int id, zlb_worker_t **out);
+int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out);
 /** Closes sockets without the loop and frees all but the shell tasks may still point at. */
 void zlb_worker_destroy(zlb_worker_t *w);
 void zlb_worker_ref(zlb_worker_t *w);
 void zlb_worker_unref(zlb_worker_t *w);
 /** Copies the poller's statistics into the snapshot (poller thread, or any once stopped). */
-void zlb_worker_copy_stats(zlb_worker_t *w, zlb_engine_snapshot_t *s);
+void zlb_worker_copy_stats(zlb_worker_t *w, zlb_work_snapshot_t *s);
 /** Posts the close-all task (idempotent while one is queued). Any thread. */
 void zlb_worker_post_close(zlb_worker_t *w);
 /** The task run for each batch. */
 void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded);
 
 /* sched.c */
-int zlb_sched_init(zlb_engine_t *e);
-int zlb_sched_start(zlb_engine_t *e);
-void zlb_sched_dispose(zlb_engine_t *e);
+int zlb_sched_init(zlb_work_t *e);
+int zlb_sched_start(zlb_work_t *e);
+void zlb_sched_dispose(zlb_work_t *e);
 /** Offset of attempt i's intended time from the schedule's start, in ns. */
 uint64_t zlb_sched_offset_ns(const zlb_work_sched_t *s, uint64_t i);
 /** Attempts whose intended time is <= t ns after the start (capped by the total). */

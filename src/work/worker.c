@@ -84,24 +84,28 @@ static void count_tls_done(zlb_worker_t *w, uint16_t t, bool resumed)
     }
 }
 
-/* The detail of a tls_handshake or tls_verify failure (see zlb_conn_ops_t.closed for what err
- * holds), before or after establishment. The first of each reason or verify result per poller
- * and target is logged in full; later ones only counted, so a run failing every handshake
- * writes a handful of lines, not one per attempt. */
-static void count_tls_failure(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why, int err)
+/* The detail of a tls_handshake (err: a zlb_tls_reason_t) or tls_verify failure (err: the X509
+ * verify result), before or after establishment. The first of each reason or verify result per
+ * poller and target is logged in full; later ones only counted, so a run failing every
+ * handshake writes a handful of lines, not one per attempt. */
+static void count_tls_failure(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why,
+                              zlb_net_err_t err)
 {
     zlb_counters_t *tc = &w->tc[s->target];
-    const zlb_engine_target_t *t = &w->e->targets[s->target];
+    const zlb_work_target_t *t = &w->e->targets[s->target];
     char text[256];
     bool first;
+    int k = err.code;
 
     if (why == ZLB_FAIL_TLS_HANDSHAKE) {
-        int k = err >= 0 && err < ZLB_TLS_R_COUNT ? err : ZLB_TLS_R_OTHER;
+        if (err.kind != ZLB_NET_ERR_TLS || k < 0 || k >= ZLB_TLS_R_COUNT)
+            k = ZLB_TLS_R_OTHER;
         first = tc->tls_fail_reason[k] == 0;
         tc->tls_fail_reason[k]++;
         w->stats.c.tls_fail_reason[k]++;
     } else if (why == ZLB_FAIL_TLS_VERIFY) {
-        int k = err >= 0 && err < ZLB_TLS_VERIFY_CODES_MAX ? err : ZLB_TLS_VERIFY_CODES_MAX - 1;
+        if (err.kind != ZLB_NET_ERR_X509 || k < 0 || k >= ZLB_TLS_VERIFY_CODES_MAX)
+            k = ZLB_TLS_VERIFY_CODES_MAX - 1;
         first = tc->tls_verify_code[k] == 0;
         tc->tls_verify_code[k]++;
         w->stats.c.tls_verify_code[k]++;
@@ -115,17 +119,15 @@ static void count_tls_failure(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t wh
     }
 }
 
-typedef enum { END_BY_US, END_BY_PEER, END_FAILED } end_kind_t;
-
-static void count_ended(zlb_worker_t *w, uint16_t t, end_kind_t k, zlb_fail_t why)
+static void count_ended(zlb_worker_t *w, uint16_t t, zlb_work_end_t k, zlb_fail_t why)
 {
     zlb_counters_t *c[2] = {&w->stats.c, &w->tc[t]};
 
     for (int i = 0; i < 2; i++) {
         c[i]->open--;
-        if (k == END_BY_US)
+        if (k == ZLB_END_BY_US)
             c[i]->closed_by_us++;
-        else if (k == END_BY_PEER)
+        else if (k == ZLB_END_BY_PEER)
             c[i]->closed_by_peer++;
         else
             c[i]->failed_after[why]++;
@@ -137,7 +139,7 @@ static void count_ended(zlb_worker_t *w, uint16_t t, end_kind_t k, zlb_fail_t wh
 
 static void ramp_add(zlb_worker_t *w, int delta)
 {
-    zlb_engine_t *e = w->e;
+    zlb_work_t *e = w->e;
 
     if (w->ramp_seen_done)
         return;
@@ -162,35 +164,34 @@ static void ramp_add(zlb_worker_t *w, int delta)
 
 static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
 {
-    zlb_engine_t *e = w->e;
+    zlb_work_t *e = w->e;
     zlb_list_t *n = zlb_list_pop_front(&w->free_slots);
 
     if (!n) {
         /* A chunk at a time, only when the free list is empty: a worker's memory follows its
          * share of the connections, and no allocation happens per attempt or per event. */
-        bool echo = e->cfg->workload.type == ZLB_WORK_ECHO;
         zlb_work_slot_t *chunk = zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*chunk));
-        zlb_work_echo_t *ec = echo ? zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*ec)) : NULL;
+        uint8_t *ws = e->ws_size ? zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, e->ws_size) : NULL;
         /* TLS state lives apart from the slots so plain runs do not pay for it. */
         zlb_tls_conn_t *tc = e->any_tls ? zlb_xcalloc(ZLB_WORK_CHUNK_SLOTS, sizeof(*tc)) : NULL;
 
         if (w->nchunks == w->chunks_cap) {
             w->chunks_cap = w->chunks_cap ? 2 * w->chunks_cap : 8;
             w->chunks = zlb_xrealloc(w->chunks, w->chunks_cap * sizeof(*w->chunks));
-            w->echo_chunks = zlb_xrealloc(w->echo_chunks, w->chunks_cap * sizeof(*w->echo_chunks));
+            w->ws_chunks = zlb_xrealloc(w->ws_chunks, w->chunks_cap * sizeof(*w->ws_chunks));
             w->tls_chunks = zlb_xrealloc(w->tls_chunks, w->chunks_cap * sizeof(*w->tls_chunks));
         }
         w->chunks[w->nchunks] = chunk;
-        w->echo_chunks[w->nchunks] = ec;
+        w->ws_chunks[w->nchunks] = ws;
         w->tls_chunks[w->nchunks] = tc;
         w->nchunks++;
         for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
             zlb_work_slot_t *s = &chunk[i];
-            if (ec) {
-                s->echo = &ec[i];
-                zlb_sendq_init(&ec[i].sq, e->payload_len * ZLB_SENDQ_SEGS);
-            }
-            zlb_conn_init(&s->conn, w->net, ec ? &ec[i].sq : NULL);
+            zlb_sendq_t *sq = NULL;
+            s->ws = ws ? ws + i * e->ws_size : NULL;
+            if (e->wl->slot_init)
+                sq = e->wl->slot_init(e, s);
+            zlb_conn_init(&s->conn, w->net, sq);
             if (tc)
                 zlb_conn_set_tls(&s->conn, &tc[i]);
             zlb_timer_init(&s->timer, slot_on_timer);
@@ -221,7 +222,7 @@ static bool opening_stopped(const zlb_worker_t *w)
 
 static uint16_t pick_target(zlb_worker_t *w)
 {
-    zlb_engine_t *e = w->e;
+    zlb_work_t *e = w->e;
     size_t best = 0;
 
     if (e->ntargets == 1)
@@ -255,10 +256,9 @@ static void gate_at(zlb_worker_t *w, uint64_t when)
 }
 
 /* Failure of an attempt that never got established, synchronous or not. */
-static void attempt_failed(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why, int err)
+static void attempt_failed(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why)
 {
     count_failed_before(w, s->target, why);
-    w->last_errno[why] = err;
     if (zlb_net_fail_is_local(why))
         worker_pause(w);
     slot_end(w, s);
@@ -266,7 +266,7 @@ static void attempt_failed(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why, 
 
 static void attempt_start(zlb_worker_t *w, zlb_work_slot_t *s)
 {
-    zlb_engine_t *e = w->e;
+    zlb_work_t *e = w->e;
     uint64_t now;
     int r;
 
@@ -285,9 +285,9 @@ static void attempt_start(zlb_worker_t *w, zlb_work_slot_t *s)
     count_attempt(w, s->target);
     zlb_stats_record(&w->stats, ZLB_LAT_SCHEDULE_LAG,
                      now > s->intended_ns ? now - s->intended_ns : 0);
-    r = zlb_conn_start(&s->conn, s->target);
+    r = zlb_conn_start(&s->conn, s->target, s->intended_ns);
     if (r < 0)
-        attempt_failed(w, s, zlb_net_classify(-r), -r);
+        attempt_failed(w, s, zlb_net_classify(-r));
 }
 
 /* Called when a connection or attempt ended for any reason but our own close: reconnect with
@@ -298,7 +298,7 @@ static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
     uint64_t base, delay;
 
     zlb_timer_stop(w->loop, &s->timer);
-    if (opening_stopped(w) || (wl->type != ZLB_WORK_CHURN && !wl->reconnect)) {
+    if (opening_stopped(w) || (!w->e->wl->always_reconnect && !wl->reconnect)) {
         slot_free(w, s);
         return;
     }
@@ -370,9 +370,17 @@ static void worker_drain(zlb_worker_t *w)
             gate_at(w, now + (uint64_t)((1.0 - w->tokens) / w->token_rate * 1e9) + 1);
             return;
         }
-        w->tokens -= 1.0;
         n = zlb_list_pop_front(&w->q_retry);
-        attempt_start(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+        zlb_work_slot_t *s = ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode);
+        /* A wait for a token is one the configuration asks for (the reconnect rate limit), like
+         * the backoff before it: it moves the intended start to when this token came due, so
+         * only a poller late beyond it shows as schedule lag. The bucket filled linearly, so
+         * the token was there (tokens - 1) / rate before now. */
+        uint64_t token_at = now - (uint64_t)((w->tokens - 1.0) / w->token_rate * 1e9);
+        if (token_at > s->intended_ns && token_at <= now)
+            s->intended_ns = token_at;
+        w->tokens -= 1.0;
+        attempt_start(w, s);
     }
 }
 
@@ -382,10 +390,10 @@ static void gate_fired(zlb_loop_t *loop, zlb_timer_t *t)
     worker_drain(ZLB_CONTAINER_OF(t, zlb_worker_t, gate));
 }
 
-/* ---- workloads ------------------------------------------------------------------------------ */
+/* ---- services for workloads ---------------------------------------------------------------- */
 
 /* Our decision to end an established connection (churn lifetime, a protocol error, close_all). */
-static void close_established(zlb_worker_t *w, zlb_work_slot_t *s, end_kind_t k, zlb_fail_t why)
+static void close_established(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k, zlb_fail_t why)
 {
     zlb_timer_stop(w->loop, &s->timer);
     zlb_conn_close(&s->conn);
@@ -393,66 +401,49 @@ static void close_established(zlb_worker_t *w, zlb_work_slot_t *s, end_kind_t k,
     ramp_add(w, -1);
 }
 
-static void echo_send(zlb_worker_t *w, zlb_work_slot_t *s)
+void zlb_wl_fail(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why)
 {
-    zlb_work_echo_t *ec = s->echo;
-    int r;
+    const zlb_workload_ops_t *ops = w->e->wl;
 
-    ec->outstanding = true;
-    ec->received = 0;
-    r = zlb_conn_send(&s->conn, w->e->payload, w->e->payload_len);
+    if (ops->closed)
+        (void)ops->closed(w, s, ZLB_END_FAILED, &why);
+    close_established(w, s, ZLB_END_FAILED, why);
+    slot_end(w, s);
+}
+
+void zlb_wl_close(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
+{
+    close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
+    if (opening_stopped(w)) {
+        slot_free(w, s);
+        return;
+    }
+    s->phase = ZLB_SLOT_QUEUED;
+    s->intended_ns = due_ns;
+    zlb_list_push_back(&w->q_start, &s->qnode);
+    worker_drain(w);
+}
+
+int zlb_wl_send(zlb_worker_t *w, zlb_work_slot_t *s, const void *buf, size_t len)
+{
+    int r = zlb_conn_send(&s->conn, buf, len);
+
     if (r < 0) {
         zlb_tls_conn_t *tls = zlb_conn_tls(&s->conn);
         zlb_fail_t why = r == -ENOBUFS ? ZLB_FAIL_NO_BUFFERS : zlb_net_classify(-r);
-        int err = -r;
         if (r == -EPROTO && tls) {
             /* The TLS layer failed the write (its error, not the socket's). */
             why = ZLB_FAIL_TLS_HANDSHAKE;
-            err = (int)tls->err.reason;
-            count_tls_failure(w, s, why, err);
+            count_tls_failure(w, s, why, zlb_net_err_tls(tls->err.reason));
         }
-        w->last_errno[why] = err;
-        close_established(w, s, END_FAILED, why);
-        slot_end(w, s);
+        zlb_wl_fail(w, s, why);
     }
+    return r;
 }
 
-/* Sends now if the message is due, else waits for its intended time. */
-static void echo_schedule(zlb_worker_t *w, zlb_work_slot_t *s)
+void zlb_wl_timer_at(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t when_ns)
 {
-    if (s->echo->intended_ns <= zlb_loop_update_time(w->loop))
-        echo_send(w, s);
-    else
-        zlb_timer_start_at(w->loop, &s->timer, s->echo->intended_ns, 0);
-}
-
-static void echo_data(zlb_worker_t *w, zlb_work_slot_t *s, size_t n)
-{
-    zlb_work_echo_t *ec = s->echo;
-    const zlb_workload_config_t *wl = &w->e->cfg->workload;
-    uint64_t now;
-
-    ec->received += n;
-    if (!ec->outstanding || ec->received > w->e->payload_len) {
-        /* More than was sent: not an echo server. */
-        close_established(w, s, END_FAILED, ZLB_FAIL_PROTOCOL);
-        slot_end(w, s);
-        return;
-    }
-    if (ec->received < w->e->payload_len)
-        return;
-    /* Stamped when epoll saw the reply, not after the callbacks before this one in the batch. */
-    now = zlb_loop_event_time(w->loop);
-    if (now < ec->intended_ns)
-        now = zlb_now_ns();
-    ec->outstanding = false;
-    /* From the intended send time, not the actual one: a generator that falls behind its
-     * schedule reports the wait as latency instead of hiding it (coordinated omission). */
-    zlb_stats_record(&w->stats, ZLB_LAT_ECHO_RTT, now - ec->intended_ns);
-    w->stats.c.messages++;
-    w->tc[s->target].messages++;
-    ec->intended_ns = wl->message_interval_ns ? ec->intended_ns + wl->message_interval_ns : now;
-    echo_schedule(w, s);
+    zlb_timer_start_at(w->loop, &s->timer, when_ns, 0);
 }
 
 static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
@@ -467,24 +458,8 @@ static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
         worker_drain(w);
         break;
     case ZLB_SLOT_ACTIVE:
-        if (zlb_conn_state(&s->conn) != ZLB_CONN_ESTABLISHED)
-            break;
-        if (s->echo) {
-            echo_send(w, s);
-            break;
-        }
-        /* churn: the connection's life is over; its successor is due now. */
-        close_established(w, s, END_BY_US, ZLB_FAIL_OTHER);
-        if (opening_stopped(w)) {
-            slot_free(w, s);
-            break;
-        }
-        s->phase = ZLB_SLOT_QUEUED;
-        /* Due when the lifetime ended, not when this callback ran: a poller running late shows
-         * it as schedule lag. */
-        s->intended_ns = t->node.key;
-        zlb_list_push_back(&w->q_start, &s->qnode);
-        worker_drain(w);
+        if (zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED && w->e->wl->timer)
+            w->e->wl->timer(w, s, t->node.key);
         break;
     default:
         break;
@@ -497,7 +472,6 @@ static void on_established(zlb_conn_t *c)
 {
     zlb_worker_t *w = conn_worker(c);
     zlb_work_slot_t *s = conn_slot(c);
-    const zlb_workload_config_t *wl = &w->e->cfg->workload;
 
     count_established(w, s->target);
     if (zlb_conn_tls(c))
@@ -505,13 +479,8 @@ static void on_established(zlb_conn_t *c)
     w->pause_ns = 0;
     s->backoff_exp = 0;
     ramp_add(w, +1);
-    if (wl->type == ZLB_WORK_CHURN) {
-        zlb_timer_start_at(w->loop, &s->timer, c->t_established + wl->lifetime_ns, 0);
-    } else if (wl->type == ZLB_WORK_ECHO) {
-        s->echo->intended_ns = c->t_established;
-        s->echo->outstanding = false;
-        echo_schedule(w, s);
-    }
+    if (w->e->wl->established)
+        w->e->wl->established(w, s);
 }
 
 static void on_data(zlb_conn_t *c, const uint8_t *buf, size_t n)
@@ -519,37 +488,39 @@ static void on_data(zlb_conn_t *c, const uint8_t *buf, size_t n)
     zlb_worker_t *w = conn_worker(c);
     zlb_work_slot_t *s = conn_slot(c);
 
-    (void)buf;
     w->stats.c.bytes_in += n;
     w->tc[s->target].bytes_in += n;
-    if (s->echo)
-        echo_data(w, s, n);
+    if (w->e->wl->data)
+        w->e->wl->data(w, s, buf, n);
 }
 
 static void on_sent(zlb_conn_t *c, size_t n)
 {
     zlb_worker_t *w = conn_worker(c);
+    zlb_work_slot_t *s = conn_slot(c);
 
     w->stats.c.bytes_out += n;
-    w->tc[conn_slot(c)->target].bytes_out += n;
+    w->tc[s->target].bytes_out += n;
+    if (w->e->wl->sent)
+        w->e->wl->sent(w, s, n);
 }
 
-static void on_closed(zlb_conn_t *c, zlb_fail_t why, int err, bool was_established)
+static void on_closed(zlb_conn_t *c, zlb_fail_t why, zlb_net_err_t err, bool was_established)
 {
     zlb_worker_t *w = conn_worker(c);
     zlb_work_slot_t *s = conn_slot(c);
+    zlb_work_end_t k;
 
     count_tls_failure(w, s, why, err);
     if (!was_established) {
-        attempt_failed(w, s, why, err);
+        attempt_failed(w, s, why);
         return;
     }
-    w->last_errno[why] = err;
-    /* A clean FIN is the peer's decision, unless an echo was still owed to us. */
-    if (why == ZLB_FAIL_EOF && !(s->echo && s->echo->outstanding))
-        count_ended(w, s->target, END_BY_PEER, why);
-    else
-        count_ended(w, s->target, END_FAILED, why);
+    /* A clean FIN is the peer's decision, unless the workload was still owed a reply. */
+    k = why == ZLB_FAIL_EOF ? ZLB_END_BY_PEER : ZLB_END_FAILED;
+    if (w->e->wl->closed)
+        k = w->e->wl->closed(w, s, k, &why);
+    count_ended(w, s->target, k, why);
     ramp_add(w, -1);
     slot_end(w, s);
 }
@@ -624,7 +595,10 @@ static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
                 zlb_conn_close(&s->conn);
                 count_failed_before(w, s->target, ZLB_FAIL_CANCELLED);
             } else if (st == ZLB_CONN_ESTABLISHED) {
-                close_established(w, s, END_BY_US, ZLB_FAIL_OTHER);
+                zlb_fail_t why = ZLB_FAIL_OTHER;
+                if (w->e->wl->closed)
+                    (void)w->e->wl->closed(w, s, ZLB_END_BY_US, &why);
+                close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
             }
             slot_free(w, s);
         }
@@ -641,7 +615,7 @@ void zlb_worker_post_close(zlb_worker_t *w)
     zlb_loop_post(w->loop, &w->close_task);
 }
 
-void zlb_worker_copy_stats(zlb_worker_t *w, zlb_engine_snapshot_t *s)
+void zlb_worker_copy_stats(zlb_worker_t *w, zlb_work_snapshot_t *s)
 {
     zlb_stats_copy(&s->poller[w->id], &w->stats);
     for (size_t t = 0; t < w->e->ntargets; t++)
@@ -650,7 +624,7 @@ void zlb_worker_copy_stats(zlb_worker_t *w, zlb_engine_snapshot_t *s)
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
-int zlb_worker_create(zlb_engine_t *e, int id, zlb_worker_t **out)
+int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out)
 {
     const zlb_config_t *cfg = e->cfg;
     zlb_net_ctx_opts_t no;
@@ -705,7 +679,7 @@ int zlb_worker_create(zlb_engine_t *e, int id, zlb_worker_t **out)
     no.sources = e->sources;
     no.nsources = e->nsources;
     no.source_offset = (size_t)id;
-    no.busy_traffic = cfg->workload.type == ZLB_WORK_ECHO;
+    no.busy_traffic = e->wl->busy_traffic;
     r = zlb_net_ctx_create(&no, &w->net);
     if (r < 0) {
         zlb_worker_destroy(w);
@@ -723,18 +697,18 @@ void zlb_worker_destroy(zlb_worker_t *w)
         for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++)
             zlb_conn_dispose(&w->chunks[k][i].conn);
         free(w->chunks[k]);
-        free(w->echo_chunks[k]);
+        free(w->ws_chunks[k]);
         free(w->tls_chunks[k]);
     }
     free(w->chunks);
-    free(w->echo_chunks);
+    free(w->ws_chunks);
     free(w->tls_chunks);
     zlb_net_ctx_destroy(w->net);
     zlb_stats_dispose(&w->stats);
     free(w->tc);
     free(w->swrr);
     w->chunks = NULL;
-    w->echo_chunks = NULL;
+    w->ws_chunks = NULL;
     w->tls_chunks = NULL;
     w->nchunks = 0;
     w->net = NULL;

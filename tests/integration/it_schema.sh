@@ -31,7 +31,7 @@ pass "$i snapshots valid (states:$(echo "$states" | tr ' ' '\n' | sort -u | tr '
 
 errs=$(validate "$T/report.json")
 [ -z "$errs" ] || fail "report does not match the schema: $errs"
-jq -e '.latency_us.echo_rtt.count > 0 and (.latency_us.connect | has("p9999"))' "$T/report.json" >/dev/null \
+jq -e '.latency_us.message_rt.count > 0 and (.latency_us.connect | has("p9999"))' "$T/report.json" >/dev/null \
     || fail "echo latencies or extra percentile missing"
 pass "report valid"
 
