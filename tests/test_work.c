@@ -423,11 +423,12 @@ static void test_refused_rate_limited(void)
     ASSERT_GT(rate, 40);
     /* Each reconnect waited up to half a second for its token: a wait the configuration asks
      * for, which moves the intended start, so it is not schedule lag (lateness of the
-     * generator). Counted in the lag, p99 would be ~400 ms. */
+     * generator). Counted in the lag, p99 would be ~500 ms (measured 502 ms); a loaded machine
+     * adds real lateness of its own (85 ms seen at load average 12 on 2 cores). */
     uint64_t lag99 = zlb_hist_percentile(r.s.total.lat[ZLB_LAT_SCHEDULE_LAG], 99);
-    fprintf(stderr, "   refused: schedule_lag p99 %.2f ms (token waits excluded), bound 50 ms\n",
+    fprintf(stderr, "   refused: schedule_lag p99 %.2f ms (token waits excluded), bound 250 ms\n",
             (double)lag99 / 1e6);
-    ASSERT_LT(lag99, 50 * ZLB_NS_PER_MS);
+    ASSERT_LT(lag99, 250 * ZLB_NS_PER_MS);
     ASSERT_UEQ(r.s.total.c.established, 0);
     ASSERT_UEQ(r.s.total.c.failed_before[ZLB_FAIL_REFUSED],
                r.s.total.c.attempted - r.s.total.c.in_flight);
