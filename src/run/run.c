@@ -875,8 +875,8 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         now = zlb_now_ns();
         bool duration_over = r->state != ZLB_STATE_DRAINING && now >= t_duration_end;
         if (duration_over)
-            zlb_engine_stop_opening(r->engine); /* first: the snapshot below takes a while */
-        bool drained = r->state == ZLB_STATE_DRAINING && zlb_engine_idle(r->engine);
+            zlb_work_stop_opening(r->engine); /* first: the snapshot below takes a while */
+        bool drained = r->state == ZLB_STATE_DRAINING && zlb_work_idle(r->engine);
         if (now < next_tick && !r->immediate && !duration_over && !drained)
             continue;
         next_tick += TICK_NS;
