@@ -16,16 +16,6 @@
 #define CONNS_PER_CHUNK 256
 /* Reads that drain what a closing peer already sent (each up to the 64 KiB buffer). */
 #define CLOSE_DRAIN_READS 16
-/* Largest Content-Length accepted; anything bigger is a malformed request to this server. */
-#define MAX_CONTENT_LENGTH (1ull << 50)
-
-const char tgt_http_response[] = "HTTP/1.1 200 OK\r\n"
-                                 "Content-Length: 2\r\n"
-                                 "Content-Type: text/plain\r\n"
-                                 "\r\n"
-                                 "ok";
-const size_t tgt_http_response_len = sizeof(tgt_http_response) - 1;
-
 static void conn_run(tgt_conn_t *c);
 static void conn_close(tgt_conn_t *c);
 
@@ -192,14 +182,6 @@ static tgt_conn_t *pool_get(tgt_thread_t *th)
     return ZLB_CONTAINER_OF(zlb_list_pop_front(&th->free), tgt_conn_t, node);
 }
 
-static void http_reset(tgt_http_t *h)
-{
-    h->content_len = 0;
-    h->line_len = 0;
-    h->first_line = true;
-    h->close = h->keep_alive = h->http10 = false;
-}
-
 /* ---- life and death -------------------------------------------------------------------------- */
 
 static void set_blocked(tgt_conn_t *c, bool blocked)
@@ -223,6 +205,8 @@ static void conn_close(tgt_conn_t *c)
             zlb_fatal("target: unwatch fd %d: %s", c->w.fd, strerror(-err));
     }
     zlb_timer_stop(th->loop, &c->hs_timer);
+    if (th->target->mode == ZLB_SERVE_HTTP)
+        tgt_http_conn_dispose(c);
     /* Every TLS connection is counted once: as a handshake when it completes, or here as a
      * failure, whatever ended it first (an error on either side, the peer leaving, the
      * timeout), so that accepted = handshakes + failed + those still in their handshake. */
@@ -306,8 +290,8 @@ void tgt_conn_accepted(tgt_thread_t *th, int fd)
     c->closing = false;
     c->out = NULL;
     c->out_len = c->out_off = 0;
-    c->http_owed = c->http_sent = 0;
-    c->http = (tgt_http_t){.first_line = true};
+    if (t->mode == ZLB_SERVE_HTTP)
+        tgt_http_conn_init(c);
     zlb_watcher_init(&c->w, fd, conn_cb);
     /* Registering a socket that already holds data reports it at once: nothing to read here. */
     err = zlb_loop_watch(th->loop, &c->w, EPOLLIN);
@@ -346,6 +330,8 @@ void tgt_conns_dispose(tgt_thread_t *th)
             c->w.fd = -1;
             free(c->out);
             c->out = NULL;
+            free(c->http.in);
+            c->http.in = NULL;
         }
         free(block);
     }
@@ -361,7 +347,7 @@ void tgt_conns_dispose(tgt_thread_t *th)
 
 static bool has_output(const tgt_conn_t *c)
 {
-    return c->out != NULL || c->http_owed > 0;
+    return c->out != NULL;
 }
 
 /* Writes what is pending. 0 when all of it went, -EAGAIN (conn->want set), or -errno. */
@@ -381,22 +367,6 @@ static int flush(tgt_conn_t *c)
             c->out = NULL;
             c->out_len = c->out_off = 0;
         }
-    }
-    while (c->http_owed > 0) {
-        /* Every response is the same bytes, so what is owed is a count, and a buffer of whole
-         * responses serves any position: start at the offset inside the current one. A TLS
-         * write retried after WANT_WRITE then sees the same bytes, as SSL_write requires
-         * (with SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
-        size_t phase = (size_t)(c->http_sent % tgt_http_response_len);
-        size_t len = th->http_resp_len - phase;
-        if (len > c->http_owed)
-            len = (size_t)c->http_owed;
-        ssize_t n = c->io->write(c, th->http_resp + phase, len);
-        if (n <= 0)
-            return n < 0 ? (int)n : -EIO;
-        tgt_count(&th->c.bytes_out, (uint64_t)n);
-        c->http_sent += (uint64_t)n;
-        c->http_owed -= (uint64_t)n;
     }
     return 0;
 }
@@ -422,136 +392,6 @@ static int echo(tgt_conn_t *c, const char *buf, size_t len)
             return -EAGAIN;
         }
         return n < 0 ? (int)n : -EIO;
-    }
-    return 0;
-}
-
-/* ---- http ------------------------------------------------------------------------------------ */
-
-static const char *trim(const char *s, const char *end, const char **out_end)
-{
-    while (s < end && (*s == ' ' || *s == '\t'))
-        s++;
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    *out_end = end;
-    return s;
-}
-
-static bool token_eq(const char *s, const char *end, const char *lit)
-{
-    size_t n = strlen(lit);
-    return (size_t)(end - s) == n && strncasecmp(s, lit, n) == 0;
-}
-
-static void request_done(tgt_conn_t *c)
-{
-    tgt_http_t *h = &c->http;
-
-    c->http_owed += tgt_http_response_len;
-    if (h->close || (h->http10 && !h->keep_alive))
-        c->closing = true;
-    http_reset(h);
-}
-
-/* One complete line (without its "\n"); lines longer than line[] were cut, which loses
- * nothing this parser looks at. 0 or -EPROTO. */
-static int http_line(tgt_conn_t *c)
-{
-    tgt_http_t *h = &c->http;
-    const char *s = h->line, *end = h->line + h->line_len;
-
-    if (end > s && end[-1] == '\r')
-        end--;
-    h->line_len = 0;
-    if (h->first_line) {
-        if (end == s)
-            return 0; /* RFC 9112: a server should skip empty lines before a request */
-        h->first_line = false;
-        h->http10 = end - s >= 8 && memcmp(end - 8, "HTTP/1.0", 8) == 0;
-        return 0;
-    }
-    if (end == s) {
-        if (h->content_len > 0) {
-            h->in_body = true;
-            h->body_left = h->content_len;
-        } else {
-            request_done(c);
-        }
-        return 0;
-    }
-
-    const char *colon = memchr(s, ':', (size_t)(end - s));
-    if (!colon)
-        return -EPROTO;
-    const char *name_end, *val_end;
-    const char *name = trim(s, colon, &name_end);
-    const char *val = trim(colon + 1, end, &val_end);
-
-    if (token_eq(name, name_end, "content-length")) {
-        uint64_t v = 0;
-        if (val == val_end)
-            return -EPROTO;
-        for (const char *p = val; p < val_end; p++) {
-            if (*p < '0' || *p > '9')
-                return -EPROTO;
-            v = v * 10 + (uint64_t)(*p - '0');
-            if (v > MAX_CONTENT_LENGTH)
-                return -EPROTO;
-        }
-        h->content_len = v;
-    } else if (token_eq(name, name_end, "connection")) {
-        while (val < val_end) {
-            const char *comma = memchr(val, ',', (size_t)(val_end - val));
-            const char *tok_end = comma ? comma : val_end, *t_end;
-            const char *tok = trim(val, tok_end, &t_end);
-            if (token_eq(tok, t_end, "close"))
-                h->close = true;
-            else if (token_eq(tok, t_end, "keep-alive"))
-                h->keep_alive = true;
-            val = comma ? comma + 1 : val_end;
-        }
-    } else if (token_eq(name, name_end, "transfer-encoding")) {
-        /* Chunked bodies are not parsed: answer this request, then close rather than read
-         * the body as requests. */
-        h->close = true;
-    }
-    return 0;
-}
-
-/* Feeds received bytes to the request parser; each complete request adds a response to what
- * is owed. Stops at a request that closes the connection: what follows it is dropped. */
-static int http_consume(tgt_conn_t *c, const char *buf, size_t len)
-{
-    tgt_http_t *h = &c->http;
-    size_t i = 0;
-
-    while (i < len && !c->closing) {
-        if (h->in_body) {
-            size_t k = len - i;
-            if (k > h->body_left)
-                k = (size_t)h->body_left;
-            i += k;
-            h->body_left -= k;
-            if (h->body_left == 0) {
-                h->in_body = false;
-                request_done(c);
-            }
-            continue;
-        }
-        const char *nl = memchr(buf + i, '\n', len - i);
-        size_t end = nl ? (size_t)(nl - buf) : len;
-        size_t room = sizeof(h->line) - h->line_len;
-        size_t k = end - i < room ? end - i : room;
-        memcpy(h->line + h->line_len, buf + i, k);
-        h->line_len += (uint16_t)k;
-        i = end;
-        if (!nl)
-            break;
-        i++;
-        int err = http_line(c);
-        if (err < 0)
-            return err;
     }
     return 0;
 }
@@ -607,7 +447,8 @@ void tgt_ready_task_cb(zlb_loop_t *loop, zlb_task_t *task, bool discarded)
         conn_run(ZLB_CONTAINER_OF(n, tgt_conn_t, ready));
 }
 
-/* Makes all the progress the socket allows: output first (while any is pending the peer is
+/* Echo and sink (http has its own, tgt_http_run): makes all the progress the socket allows:
+ * output first (while any is pending the peer is
  * not keeping up, so reading more would only grow it), then requests, then close. */
 static void conn_run(tgt_conn_t *c)
 {
@@ -615,6 +456,10 @@ static void conn_run(tgt_conn_t *c)
     zlb_serve_mode_t mode = th->target->mode;
     int err;
 
+    if (mode == ZLB_SERVE_HTTP) {
+        tgt_http_run(c);
+        return;
+    }
     if (has_output(c)) {
         err = flush(c);
         if (err == -EAGAIN) {
@@ -652,13 +497,8 @@ static void conn_run(tgt_conn_t *c)
         tgt_count(&th->c.bytes_in, (uint64_t)n);
 
         err = 0;
-        if (mode == ZLB_SERVE_ECHO) {
+        if (mode == ZLB_SERVE_ECHO)
             err = echo(c, th->rbuf, (size_t)n);
-        } else if (mode == ZLB_SERVE_HTTP) {
-            err = http_consume(c, th->rbuf, (size_t)n);
-            if (err == 0 && c->http_owed > 0)
-                err = flush(c); /* pipelined requests of this read share one write */
-        }
         if (err == -EAGAIN) {
             set_blocked(c, true);
             if (arm(c, c->want) < 0)
@@ -675,5 +515,32 @@ static void conn_run(tgt_conn_t *c)
         }
     }
     /* Still readable (edge-triggered: no new event will say so); let the others run first. */
+    queue_ready(c);
+}
+
+/* ---- for http.c -------------------------------------------------------------------------- */
+
+void tgt_conn_close(tgt_conn_t *c)
+{
+    conn_close(c);
+}
+
+int tgt_conn_arm(tgt_conn_t *c, uint32_t events)
+{
+    return arm(c, events);
+}
+
+void tgt_conn_set_blocked(tgt_conn_t *c, bool blocked)
+{
+    set_blocked(c, blocked);
+}
+
+void tgt_conn_close_after_reply(tgt_conn_t *c)
+{
+    close_after_reply(c);
+}
+
+void tgt_conn_queue_ready(tgt_conn_t *c)
+{
     queue_ready(c);
 }

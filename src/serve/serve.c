@@ -278,16 +278,7 @@ static int thread_init(zlb_serve_t *t, int i, const struct sockaddr_storage *ss,
     th->rbuf = malloc(ZLB_TARGET_READ_BUF);
     if (!th->rbuf)
         return -ENOMEM;
-    if (t->mode == ZLB_SERVE_HTTP) {
-        size_t n = ZLB_TARGET_READ_BUF / tgt_http_response_len;
-        th->http_resp = malloc(n * tgt_http_response_len);
-        if (!th->http_resp)
-            return -ENOMEM;
-        for (size_t k = 0; k < n; k++)
-            memcpy(th->http_resp + k * tgt_http_response_len, tgt_http_response,
-                   tgt_http_response_len);
-        th->http_resp_len = n * tgt_http_response_len;
-    }
+    th->rng = zlb_now_ns() ^ ((uint64_t)i << 32) ^ 0x9e3779b97f4a7c15ull;
     err = zlb_loop_create(&lopts, &th->loop);
     if (err < 0)
         return err;
@@ -309,8 +300,7 @@ static void thread_dispose(tgt_thread_t *th)
         close(th->listener.fd);
     th->listener.fd = -1;
     free(th->rbuf);
-    free(th->http_resp);
-    th->rbuf = th->http_resp = NULL;
+    th->rbuf = NULL;
 }
 
 /* ---- TLS set-up ---------------------------------------------------------------------------- */
@@ -416,6 +406,8 @@ int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t
     err = check_tls_opts(opts);
     if (err < 0)
         return err;
+    if (opts->http && opts->mode != ZLB_SERVE_HTTP)
+        return -EINVAL;
     err = zlb_addr_parse(opts->listen, &ss, &len);
     if (err < 0)
         return err;
@@ -435,6 +427,11 @@ int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t
                                                                      : DEFAULT_HANDSHAKE_TIMEOUT_NS;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cond, NULL);
+    if (t->mode == ZLB_SERVE_HTTP) {
+        err = tgt_http_build(t, opts->http);
+        if (err < 0)
+            goto fail;
+    }
     /* aligned_alloc: the counters inside are aligned to a cache line (size is a multiple). */
     t->threads = aligned_alloc(ZLB_TARGET_CACHE_LINE, (size_t)nthreads * sizeof(*t->threads));
     if (!t->threads) {
@@ -608,6 +605,7 @@ void zlb_serve_destroy(zlb_serve_t *t)
     zlb_tls_server_destroy(t->tls_srv);
     zlb_tls_cert_destroy(t->ca);
     free(t->ca_pem);
+    tgt_http_free(t);
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->mu);
     free(t);

@@ -18,6 +18,20 @@ typedef enum {
     ZLB_SERVE_CERT_SELF_SIGNED, /* localhost, 127.0.0.1 and ::1, signed by its own key */
 } zlb_serve_cert_kind_t;
 
+/* What the http mode answers: the same response to every request, in request order (pipelined
+ * requests are answered in order, those of one read in one write). */
+typedef struct zlb_serve_http_opts {
+    uint16_t status;       /* 200..599; 204 and 304 carry no body (and no Content-Length) */
+    uint64_t body_size;    /* body bytes ("okok..."), at most ZLB_SERVE_HTTP_MAX_BODY */
+    bool chunked;          /* Transfer-Encoding: chunked (HTTP/1.0 requests get Content-Length) */
+    uint64_t delay_ns;     /* each response waits this long after its request was read */
+    uint64_t delay_max_ns; /* above delay_ns: a uniform random delay in [delay_ns, delay_max_ns] */
+} zlb_serve_http_opts_t;
+
+#define ZLB_SERVE_HTTP_MAX_BODY (64ull << 20)
+/* What http mode answers without options: "HTTP/1.1 200 OK" and the 2-byte body "ok". */
+#define ZLB_SERVE_HTTP_DEFAULTS ((zlb_serve_http_opts_t){.status = 200, .body_size = 2})
+
 typedef struct zlb_serve_opts {
     zlb_serve_mode_t mode;
     const char *listen;       /* "127.0.0.1:0", "[::1]:9000" (borrowed) */
@@ -27,6 +41,9 @@ typedef struct zlb_serve_opts {
     const char *ca_out_file;  /* write the generated CA (PEM) here, or NULL (borrowed) */
     uint64_t accept_delay_ns; /* sleep-free artificial delay before each accept (slow target) */
     uint32_t max_conns; /* connections kept at once; beyond it new ones are closed. 0: no cap */
+    /* http mode's responses; NULL: ZLB_SERVE_HTTP_DEFAULTS. Borrowed, read by start only. Start
+     * returns -EINVAL for a status or body size out of range, or with another mode. */
+    const zlb_serve_http_opts_t *http;
     /* TLS only (each must keep its zero value without tls, else start returns -EINVAL): */
     zlb_serve_cert_kind_t tls_cert_kind; /* default VALID */
     bool tls_require_client_cert;        /* mTLS: refuse clients without a certificate issued by the

@@ -82,17 +82,63 @@ typedef struct tgt_io {
     void (*dispose)(tgt_conn_t *c);
 } tgt_io_t;
 
-/* State of the HTTP request parser, kept across reads: requests may arrive a byte at a time. */
+/* The http mode's responses, built at start and read-only after (the threads share them). A
+ * kind is one variant of the response: bit 0 a HEAD request's (no body), bits 1-2 the
+ * connection: 0 HTTP/1.1 kept, 1 HTTP/1.1 "Connection: close", 2 HTTP/1.0 "Connection:
+ * keep-alive", 3 HTTP/1.0 "Connection: close" (HTTP/1.0 ones never chunked). */
+#define TGT_HTTP_KINDS 8
+#define TGT_HTTP_KIND_HEAD 1
+#define TGT_HTTP_KIND_CLOSE 2
+#define TGT_HTTP_KIND_HTTP10 4
+typedef struct tgt_http_resp {
+    char *hdr[TGT_HTTP_KINDS]; /* owned: status line and header fields, through the CRLF CRLF */
+    size_t hdr_len[TGT_HTTP_KINDS];
+    const char *body[TGT_HTTP_KINDS]; /* borrowed from body_raw / body_chunked, NULL: none */
+    size_t resp_len[TGT_HTTP_KINDS];  /* header + body */
+    /* owned: whole responses repeated to fill the read buffer, so pipelined answers go in one
+     * write; NULL when one response is larger than half of it */
+    char *rep[TGT_HTTP_KINDS];
+    size_t rep_len[TGT_HTTP_KINDS];
+    char *body_raw, *body_chunked;    /* owned */
+    uint64_t delay_ns, delay_span_ns; /* delay of each response: delay_ns + [0, delay_span_ns] */
+} tgt_http_resp_t;
+
+/* Responses owed on one connection, in request order: runs of requests that want the same kind
+ * at the same time. Beyond TGT_HTTP_QUEUE runs, a request joins the last run of its kind (its
+ * response then waits for the latest of their times); a request that cannot join waits, unread,
+ * in `in`. */
+#define TGT_HTTP_QUEUE 16
+typedef struct tgt_http_run {
+    uint64_t due; /* when the run's responses may go (0: now) */
+    uint32_t count;
+    uint8_t kind;
+} tgt_http_run_t;
+
+/* The http mode's state of one connection: the request parser, kept across reads (requests may
+ * arrive a byte at a time), and the queue of responses owed. */
 typedef struct tgt_http {
     uint64_t body_left;   /* Content-Length bytes of the current request still to skip */
     uint64_t content_len; /* of the request whose headers are being read */
+    uint32_t head_bytes;  /* bytes of the current request head, bounded */
     uint16_t line_len;    /* bytes kept in line[] (a longer line is truncated, never grown) */
+    uint8_t tail_len;
     bool in_body;
     bool first_line; /* the request line, not a header */
+    bool has_cl;     /* a Content-Length was read */
     bool close;      /* the current request asked for Connection: close */
     bool keep_alive; /* the current request asked for Connection: keep-alive */
     bool http10;     /* the current request is HTTP/1.0 (closes unless keep-alive) */
+    bool head;       /* the current request is HEAD */
+    bool peer_eof;   /* the peer sent its last byte: answer what it asked, then close */
+    bool waiting;    /* a complete request waits for room in the queue */
+    char tail[9];    /* the last bytes of the current line (the request line's version) */
     char line[96];
+    /* the queue */
+    uint8_t q_head, q_n;
+    uint64_t q_sent; /* bytes of the first run already written */
+    char *in;        /* owned: input not parsed yet because the queue was full */
+    uint32_t in_len, in_off;
+    tgt_http_run_t q[TGT_HTTP_QUEUE];
 } tgt_http_t;
 
 struct tgt_conn {
@@ -111,9 +157,8 @@ struct tgt_conn {
     /* echo: bytes read that the peer would not take yet (owned, allocated only then) */
     char *out;
     uint32_t out_len, out_off;
-    /* http: responses owed, as a byte count into an endless repetition of the one response */
-    uint64_t http_owed;
-    uint64_t http_sent;
+    /* http: the parser and the responses owed; the timer fires when a delayed one is due */
+    zlb_timer_t http_timer;
     tgt_http_t http;
 };
 
@@ -137,9 +182,8 @@ struct tgt_thread {
     tgt_conn_t **chunks;   /* owned array of owned blocks of CONNS_PER_CHUNK */
     uint32_t nchunks, chunks_cap;
     uint32_t nopen;
-    char *rbuf;           /* owned, ZLB_TARGET_READ_BUF: shared by every connection */
-    char *http_resp;      /* owned: the response repeated to fill ZLB_TARGET_READ_BUF */
-    size_t http_resp_len; /* whole responses only */
+    char *rbuf;   /* owned, ZLB_TARGET_READ_BUF: shared by every connection */
+    uint64_t rng; /* xorshift state for random response delays */
     /* On its own cache line: a reader summing the stats must not bounce the line holding
      * this thread's hot state, nor its neighbour's in the array. */
     _Alignas(ZLB_TARGET_CACHE_LINE) tgt_counters_t c;
@@ -147,6 +191,7 @@ struct tgt_thread {
 
 struct zlb_serve {
     zlb_serve_mode_t mode;
+    tgt_http_resp_t http; /* http mode only */
     int backlog;
     uint64_t accept_delay_ns;
     uint32_t max_conns;
@@ -177,8 +222,27 @@ void tgt_conn_accepted(tgt_thread_t *th, int fd);
 void tgt_conns_dispose(tgt_thread_t *th);
 /** Resumes connections whose reads stopped at the per-event budget. */
 void tgt_ready_task_cb(zlb_loop_t *loop, zlb_task_t *task, bool discarded);
-/** The response every HTTP request gets. */
+/** The response every HTTP request gets by default (ZLB_SERVE_HTTP_DEFAULTS, HTTP/1.1 kept). */
 extern const char tgt_http_response[];
 extern const size_t tgt_http_response_len;
+
+/* conn.c, for http.c */
+void tgt_conn_close(tgt_conn_t *c);
+int tgt_conn_arm(tgt_conn_t *c, uint32_t events);
+void tgt_conn_set_blocked(tgt_conn_t *c, bool blocked);
+void tgt_conn_close_after_reply(tgt_conn_t *c);
+void tgt_conn_queue_ready(tgt_conn_t *c);
+
+/* http.c */
+/** Builds t->http from o (NULL: defaults). 0, -EINVAL for values out of range, -ENOMEM. */
+int tgt_http_build(zlb_serve_t *t, const zlb_serve_http_opts_t *o);
+/** Frees what tgt_http_build made. Idempotent. */
+void tgt_http_free(zlb_serve_t *t);
+/** A new connection's http state. Loop thread. */
+void tgt_http_conn_init(tgt_conn_t *c);
+/** Releases a connection's http state (stash, timer). Loop thread, or after the loop stopped. */
+void tgt_http_conn_dispose(tgt_conn_t *c);
+/** Makes all the progress the socket and the clock allow on an http connection. Loop thread. */
+void tgt_http_run(tgt_conn_t *c);
 
 #endif
