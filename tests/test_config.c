@@ -1044,6 +1044,45 @@ static void test_damaged_configs(void)
     free(buf);
 }
 
+/* The built-in target's http keys: read in mode http, refused elsewhere and out of range. */
+static void test_embedded_http(void)
+{
+    zlb_config_t *cfg = parse_ok(
+        "{\"embedded_target\": {\"mode\": \"http\", \"http_status\": 503, \"http_body_size\": "
+        "\"16KiB\", \"http_chunked\": true, \"http_delay\": \"5ms\", \"http_delay_max\": "
+        "\"20ms\"}}");
+    ASSERT_EQ(cfg->embedded_target.http_status, 503);
+    ASSERT_UEQ(cfg->embedded_target.http_body_size, 16384);
+    ASSERT(cfg->embedded_target.http_chunked);
+    ASSERT_UEQ(cfg->embedded_target.http_delay_ns, 5 * ZLB_NS_PER_MS);
+    ASSERT_UEQ(cfg->embedded_target.http_delay_max_ns, 20 * ZLB_NS_PER_MS);
+    zlb_config_destroy(cfg);
+    cfg = parse_ok("{\"embedded_target\": {\"mode\": \"http\"}}");
+    ASSERT_EQ(cfg->embedded_target.http_status, 200);
+    ASSERT_UEQ(cfg->embedded_target.http_body_size, 2);
+    zlb_config_destroy(cfg);
+
+    static const struct {
+        const char *text, *expect;
+    } bad[] = {
+        {"{\"embedded_target\": {\"http_status\": 404}}", "applies to mode \"http\" only"},
+        {"{\"embedded_target\": {\"mode\": \"http\", \"http_status\": 99}}", "99"},
+        {"{\"embedded_target\": {\"mode\": \"http\", \"http_body_size\": \"65MiB\"}}",
+         "out of range"},
+        {"{\"embedded_target\": {\"mode\": \"http\", \"http_delay\": \"9ms\", "
+         "\"http_delay_max\": \"5ms\"}}",
+         "below http_delay"},
+    };
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(bad); i++) {
+        zlb_config_error_t err;
+        int rc = zlb_config_parse(bad[i].text, "config.json", fake_metric_path, &cfg, &err);
+        ASSERT_EQ(rc, -EINVAL);
+        fprintf(stderr, "   %s\n", err.message);
+        if (!strstr(err.message, bad[i].expect))
+            ZLB_TEST_FAIL("%s: \"%s\" lacks \"%s\"", bad[i].text, err.message, bad[i].expect);
+    }
+}
+
 int main(void)
 {
     RUN_TEST(test_bad_configs);
@@ -1062,6 +1101,7 @@ int main(void)
     RUN_TEST(test_suggestions);
     RUN_TEST(test_large_range);
     RUN_TEST(test_damaged_configs);
+    RUN_TEST(test_embedded_http);
     fprintf(stderr, "all config tests passed\n");
     return 0;
 }

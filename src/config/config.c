@@ -130,6 +130,8 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->embedded_target.listen = zlb_xstrdup("127.0.0.1:0");
     cfg->embedded_target.backlog = 4096;
     cfg->embedded_target.threads = 1;
+    cfg->embedded_target.http_status = 200;
+    cfg->embedded_target.http_body_size = 2;
 
     cfg->connections = 2000;
     cfg->connect_rate = 5000;

@@ -52,6 +52,12 @@ typedef struct zlb_embedded_target_config {
     char *ca_out_file;        /* where to write the generated CA certificate (PEM), or NULL */
     uint64_t accept_delay_ns; /* artificial delay before each accept (to simulate a slow target) */
     double resumption;        /* with tls: share of zlbench's handshakes that resume (0..1) */
+    /* mode http: what every request gets (zlb_serve_http_opts_t) */
+    int http_status;            /* default 200 */
+    uint64_t http_body_size;    /* default 2 ("ok") */
+    bool http_chunked;          /* Transfer-Encoding: chunked */
+    uint64_t http_delay_ns;     /* each response waits this long */
+    uint64_t http_delay_max_ns; /* above http_delay: a random delay in [http_delay, this] */
 } zlb_embedded_target_config_t;
 
 typedef enum { ZLB_CFG_PRIO_NORMAL, ZLB_CFG_PRIO_HIGH, ZLB_CFG_PRIO_REALTIME } zlb_cfg_priority_t;

@@ -112,6 +112,13 @@ static json_t *embedded_json(const zlb_embedded_target_config_t *e)
     json_object_set_new(o, "ca_out_file", string_or_null(e->ca_out_file));
     json_object_set_new(o, "accept_delay", duration(e->accept_delay_ns));
     json_object_set_new(o, "resumption", number(e->resumption));
+    if (e->mode == ZLB_TARGET_MODE_HTTP) { /* the keys of mode http are refused elsewhere */
+        json_object_set_new(o, "http_status", json_integer(e->http_status));
+        json_object_set_new(o, "http_body_size", json_integer((json_int_t)e->http_body_size));
+        json_object_set_new(o, "http_chunked", json_boolean(e->http_chunked));
+        json_object_set_new(o, "http_delay", duration(e->http_delay_ns));
+        json_object_set_new(o, "http_delay_max", duration(e->http_delay_max_ns));
+    }
     return o;
 }
 

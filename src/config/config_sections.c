@@ -289,8 +289,12 @@ static int parse_targets(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *cfg
 
 static int parse_embedded(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg)
 {
-    static const char *const keys[] = {"mode", "listen",      "backlog",      "threads",
-                                       "tls",  "ca_out_file", "accept_delay", "resumption"};
+    static const char *const keys[] = {
+        "mode",         "listen",       "backlog",       "threads",     "tls",
+        "ca_out_file",  "accept_delay", "resumption",    "http_status", "http_body_size",
+        "http_chunked", "http_delay",   "http_delay_max"};
+    static const char *const http_keys[] = {"http_status", "http_body_size", "http_chunked",
+                                            "http_delay", "http_delay_max"};
     zlb_embedded_target_config_t *e = &cfg->embedded_target;
     int64_t x;
     int m;
@@ -312,6 +316,24 @@ static int parse_embedded(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cf
     TRY(zlb_config_get_string(c, o, "ca_out_file", true, &e->ca_out_file));
     TRY(zlb_config_get_duration(c, o, "accept_delay", 0, &e->accept_delay_ns));
     TRY(zlb_config_get_number(c, o, "resumption", 0, 1, "0..1", &e->resumption));
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(http_keys); i++) {
+        if (json_object_get(o, http_keys[i]) && e->mode != ZLB_TARGET_MODE_HTTP) {
+            char path[64];
+            snprintf(path, sizeof(path), "embedded_target.%s", http_keys[i]);
+            return zlb_config_fail_at(c, path, "applies to mode \"http\" only");
+        }
+    }
+    x = e->http_status;
+    TRY(zlb_config_get_int(c, o, "http_status", 200, 599, &x));
+    e->http_status = (int)x;
+    /* The target builds each response whole at start: the cap bounds that memory. */
+    TRY(zlb_config_get_size(c, o, "http_body_size", 0, 64ull << 20, &e->http_body_size));
+    TRY(zlb_config_get_bool(c, o, "http_chunked", &e->http_chunked));
+    TRY(zlb_config_get_duration(c, o, "http_delay", 0, &e->http_delay_ns));
+    TRY(zlb_config_get_duration(c, o, "http_delay_max", 0, &e->http_delay_max_ns));
+    if (e->http_delay_max_ns && e->http_delay_max_ns < e->http_delay_ns)
+        return zlb_config_fail_at(c, "embedded_target.http_delay_max",
+                                  "is below http_delay (the random delay is drawn between them)");
     return 0;
 }
 

@@ -615,6 +615,13 @@ static int start_embedded_target(run_t *r)
         .ca_out_file = ca_file,
         .accept_delay_ns = et->accept_delay_ns,
     };
+    zlb_serve_http_opts_t http = {.status = (uint16_t)et->http_status,
+                                  .body_size = et->http_body_size,
+                                  .chunked = et->http_chunked,
+                                  .delay_ns = et->http_delay_ns,
+                                  .delay_max_ns = et->http_delay_max_ns};
+    if (o.mode == ZLB_SERVE_HTTP)
+        o.http = &http;
     int rc = zlb_serve_start(&o, &r->target);
     if (rc != 0) {
         zlb_log_error("cannot start the built-in target on %s: %s", et->listen, strerror(-rc));
