@@ -122,4 +122,4 @@ podman build --pull=never --network host --format docker \
 podman image prune -f --filter label=org.opencontainers.image.title=zlbench >/dev/null || true
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 say "built $IMAGE in $(($(date +%s) - start)) s: $((size / 1000000)) MB" \
-    "($(podman run --rm --network none "$IMAGE" --version | head -1))"
+    "($(podman run --rm --no-healthcheck --network none "$IMAGE" --version | head -1))"
