@@ -116,10 +116,17 @@ say "building $IMAGE (commit $commit)"
 start=$(date +%s)
 # --format docker: OCI image configs have no HEALTHCHECK. --network host: RUN steps reach the
 # apt mirror as the host does.
-podman build --pull=never --network host --format docker \
-    --build-arg ZLB_GIT_COMMIT="$commit" -f "$ctx/docker/Dockerfile" -t "$IMAGE" "$@" "$ctx"
-# Images this script built before, now untagged: remove them, keep the build cache.
-podman image prune -f --filter label=org.opencontainers.image.title=zlbench >/dev/null || true
+build=(podman build --pull=never --network host --format docker
+    --build-arg ZLB_GIT_COMMIT="$commit" -f "$ctx/docker/Dockerfile" "$@")
+# The build stage gets a tag of its own, so that the clean-up below keeps the latest one as the
+# cache of an unchanged checkout; the second command reuses its layers.
+"${build[@]}" --target build -t localhost/zlbench-build:cache "$ctx"
+"${build[@]}" -t "$IMAGE" "$ctx"
+# Images this script built before, now untagged, and their build stages: remove them (the base
+# and the package layers stay cached).
+for label in org.opencontainers.image.title=zlbench zlbench.stage=build; do
+    podman image prune -f --filter "label=$label" >/dev/null || true
+done
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 say "built $IMAGE in $(($(date +%s) - start)) s: $((size / 1000000)) MB" \
     "($(podman run --rm --no-healthcheck --network none "$IMAGE" --version | head -1))"
