@@ -60,7 +60,7 @@ if [ "$(podman image inspect --format '{{index .Labels "zlbench.base"}}' "$BASE"
     rootfs=$(mktemp -d /var/tmp/zlb-rootfs.XXXXXX)
     # --one-file-system: never follow a /proc or /sys debootstrap left mounted after a failure.
     trap 'rm -rf --one-file-system "$rootfs"' EXIT
-    say "making $BASE with debootstrap from $mirror (once; about a minute)"
+    say "making $BASE with debootstrap from $mirror (once; a few minutes)"
     start=$(date +%s)
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
         tail -20 "$rootfs.log" >&2
