@@ -304,9 +304,7 @@ int main(int argc, char **argv)
     zlb_config_t *cfg = NULL;
     if (load_config(&cli, &cfg) != 0)
         return ZLB_EXIT_USAGE;
-    zlb_log_level_t lvl = ZLB_LOG_INFO;
-    zlb_log_level_parse(cfg->log_level, &lvl); /* the config checked the name */
-    zlb_log_level = cli.opts.quiet && lvl < ZLB_LOG_WARN ? ZLB_LOG_WARN : lvl;
+    zlb_log_level = cli.opts.quiet && cfg->log_level < ZLB_LOG_WARN ? ZLB_LOG_WARN : cfg->log_level;
 
     if (cli.validate)
         code = print_effective(cfg, cli.config_path);

@@ -371,7 +371,7 @@ static void check_defaults(const zlb_config_t *cfg)
     ASSERT_UEQ(cfg->pollers.load_window_ns, ZLB_NS_PER_SEC);
     ASSERT_UEQ(cfg->ntargets, 0);
     ASSERT(cfg->embedded_target.enabled);
-    ASSERT_EQ(cfg->embedded_target.mode, ZLB_TARGET_MODE_ECHO);
+    ASSERT_EQ(cfg->embedded_target.mode, ZLB_SERVE_ECHO);
     ASSERT_STREQ(cfg->embedded_target.listen, "127.0.0.1:0");
     ASSERT_EQ(cfg->embedded_target.backlog, 4096);
     ASSERT_EQ(cfg->embedded_target.threads, 1);
@@ -411,7 +411,7 @@ static void check_defaults(const zlb_config_t *cfg)
     ASSERT(!cfg->abort_on_fail);
     ASSERT_UEQ(cfg->abort_grace_ns, 0);
     ASSERT_UEQ(cfg->stats_interval_ns, ZLB_NS_PER_SEC);
-    ASSERT_STREQ(cfg->log_level, "info");
+    ASSERT_EQ(cfg->log_level, ZLB_LOG_INFO);
 }
 
 static char *dump(const zlb_config_t *cfg)
@@ -451,7 +451,7 @@ static void test_defaults(void)
                                &parsed, &err),
               0);
     ASSERT(parsed->embedded_target.enabled);
-    ASSERT_EQ(parsed->embedded_target.mode, ZLB_TARGET_MODE_HTTP);
+    ASSERT_EQ(parsed->embedded_target.mode, ZLB_SERVE_HTTP);
     zlb_config_destroy(parsed);
     ASSERT_EQ(
         zlb_config_parse("{\"targets\": [{\"host\": \"[::1]\", \"port\": 443, \"tls\": true}]}",
@@ -582,7 +582,7 @@ static void test_full_config(void)
     ASSERT_UEQ(cfg->report.npercentiles, 3);
     ASSERT_UEQ(cfg->nthresholds, 3);
     ASSERT(cfg->abort_on_fail);
-    ASSERT_STREQ(cfg->log_level, "debug");
+    ASSERT_EQ(cfg->log_level, ZLB_LOG_DEBUG);
 
     /* to_json -> parse -> to_json is a fixed point, and nothing is lost on the way. */
     char *a = dump(cfg);
@@ -699,6 +699,39 @@ static void test_control_token_rule(void)
     ASSERT(strstr(err.message, "c.json:1:24: control.listen: \"0.0.0.0:8089\" is not a loopback") ==
            err.message);
     ASSERT_EQ(unsetenv(ZLB_CONFIG_TOKEN_FILE_ENV), 0);
+}
+
+/* One enum and one name table for the built-in target's modes: the config, `zlbench serve
+ * --mode` and the effective config all spell them the same. */
+static void test_serve_mode_names(void)
+{
+    zlb_serve_mode_t m = (zlb_serve_mode_t)-1;
+    ASSERT_EQ(zlb_config_serve_mode_parse("echo", &m), 0);
+    ASSERT_EQ(m, ZLB_SERVE_ECHO);
+    ASSERT_EQ(zlb_config_serve_mode_parse("sink", &m), 0);
+    ASSERT_EQ(m, ZLB_SERVE_SINK);
+    ASSERT_EQ(zlb_config_serve_mode_parse("http", &m), 0);
+    ASSERT_EQ(m, ZLB_SERVE_HTTP);
+    ASSERT_EQ(zlb_config_serve_mode_parse("HTTP", &m), -EINVAL);
+    ASSERT_EQ(zlb_config_serve_mode_parse("", &m), -EINVAL);
+    ASSERT_EQ(zlb_config_serve_mode_parse("echo ", &m), -EINVAL);
+    ASSERT_EQ(zlb_config_serve_mode_parse(NULL, &m), -EINVAL);
+    ASSERT(zlb_config_serve_mode_name((zlb_serve_mode_t)3) == NULL);
+    for (int i = ZLB_SERVE_ECHO; i <= ZLB_SERVE_HTTP; i++) {
+        char text[128];
+        const char *name = zlb_config_serve_mode_name((zlb_serve_mode_t)i);
+        ASSERT_EQ(zlb_config_serve_mode_parse(name, &m), 0);
+        ASSERT_EQ(m, i);
+        snprintf(text, sizeof(text), "{\"embedded_target\": {\"mode\": \"%s\"}}", name);
+        zlb_config_t *cfg = parse_ok(text);
+        ASSERT_EQ(cfg->embedded_target.mode, i);
+        json_t *j = zlb_config_to_json(cfg);
+        ASSERT_STREQ(
+            json_string_value(json_object_get(json_object_get(j, "embedded_target"), "mode")),
+            name);
+        json_decref(j);
+        zlb_config_destroy(cfg);
+    }
 }
 
 static void write_file(const char *path, const char *text)
@@ -1092,6 +1125,7 @@ int main(void)
     RUN_TEST(test_full_config);
     RUN_TEST(test_check_after_overrides);
     RUN_TEST(test_control_token_rule);
+    RUN_TEST(test_serve_mode_names);
     RUN_TEST(test_load_files);
     RUN_TEST(test_example_configs);
     RUN_TEST(test_example_scenarios);

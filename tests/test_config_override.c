@@ -45,7 +45,7 @@ static void test_values_applied(void)
     ASSERT_STREQ(cfg->control.listen, "127.0.0.1:0");
     ASSERT_EQ(
         zlb_config_override(cfg, "--log-level", "log_level", json_string("debug"), NULL, &err), 0);
-    ASSERT_STREQ(cfg->log_level, "debug");
+    ASSERT_EQ(cfg->log_level, ZLB_LOG_DEBUG);
     zlb_config_destroy(cfg);
 }
 

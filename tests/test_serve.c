@@ -158,21 +158,6 @@ static void fill_pattern(char *buf, size_t len, size_t seed)
 
 /* ---- options and set-up errors ------------------------------------------------------------ */
 
-static void test_mode_parse(void)
-{
-    zlb_serve_mode_t m = (zlb_serve_mode_t)-1;
-    ASSERT_EQ(zlb_serve_mode_parse("echo", &m), 0);
-    ASSERT_EQ(m, ZLB_SERVE_ECHO);
-    ASSERT_EQ(zlb_serve_mode_parse("sink", &m), 0);
-    ASSERT_EQ(m, ZLB_SERVE_SINK);
-    ASSERT_EQ(zlb_serve_mode_parse("http", &m), 0);
-    ASSERT_EQ(m, ZLB_SERVE_HTTP);
-    ASSERT_EQ(zlb_serve_mode_parse("HTTP", &m), -EINVAL);
-    ASSERT_EQ(zlb_serve_mode_parse("", &m), -EINVAL);
-    ASSERT_EQ(zlb_serve_mode_parse("echo ", &m), -EINVAL);
-    ASSERT_EQ(zlb_serve_mode_parse(NULL, &m), -EINVAL);
-}
-
 static void test_bad_options(void)
 {
     static const char *bad[] = {
@@ -2155,7 +2140,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* First, while this process has no other threads: fork() copies only the caller. */
     RUN(test_emfile);
-    RUN(test_mode_parse);
     RUN(test_bad_options);
     RUN(test_address_in_use);
     RUN(test_address);

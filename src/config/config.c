@@ -126,7 +126,7 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->pollers.load_window_ns = ZLB_NS_PER_SEC;
 
     cfg->embedded_target.enabled = true;
-    cfg->embedded_target.mode = ZLB_TARGET_MODE_ECHO;
+    cfg->embedded_target.mode = ZLB_SERVE_ECHO;
     cfg->embedded_target.listen = zlb_xstrdup("127.0.0.1:0");
     cfg->embedded_target.backlog = 4096;
     cfg->embedded_target.threads = 1;
@@ -165,7 +165,7 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->report.npercentiles = ZLB_ARRAY_LEN(percentiles);
 
     cfg->stats_interval_ns = ZLB_NS_PER_SEC;
-    cfg->log_level = zlb_xstrdup("info");
+    cfg->log_level = ZLB_LOG_INFO;
 }
 
 int zlb_config_parse(const char *text, const char *name, zlb_metric_path_cb validate_path,
@@ -272,7 +272,6 @@ void zlb_config_dispose(zlb_config_t *cfg)
         free(cfg->thresholds[i].expr);
     }
     free(cfg->thresholds);
-    free(cfg->log_level);
     memset(cfg, 0, sizeof(*cfg));
 }
 

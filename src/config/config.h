@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "core/core.h" /* zlb_log_level_t */
+
 /* Every field below is validated and in range once zlb_config_load returns 0. Strings are owned
  * by the config (freed by zlb_config_destroy). After start-up the struct is read-only and may be
  * read from any thread. */
@@ -40,11 +42,13 @@ typedef struct zlb_target_config {
     zlb_tls_config_t tls;
 } zlb_target_config_t;
 
-typedef enum { ZLB_TARGET_MODE_ECHO, ZLB_TARGET_MODE_SINK, ZLB_TARGET_MODE_HTTP } zlb_target_mode_t;
+/* What the built-in target does with what it reads: one enum for embedded_target.mode and for
+ * `zlbench serve --mode`, named by zlb_config_serve_mode_name/parse. The serve module takes it. */
+typedef enum { ZLB_SERVE_ECHO, ZLB_SERVE_SINK, ZLB_SERVE_HTTP } zlb_serve_mode_t;
 
 typedef struct zlb_embedded_target_config {
     bool enabled;
-    zlb_target_mode_t mode;
+    zlb_serve_mode_t mode;
     char *listen; /* "127.0.0.1:0" */
     int backlog;  /* default 4096 */
     int threads;  /* default 1 */
@@ -161,7 +165,7 @@ typedef struct zlb_config {
     bool abort_on_fail;
     uint64_t abort_grace_ns;
     uint64_t stats_interval_ns; /* rates and the live line, default 1 s */
-    char *log_level;            /* default "info" */
+    zlb_log_level_t log_level;  /* default ZLB_LOG_INFO */
 } zlb_config_t;
 
 /** Validates a threshold path against the report schema; provided by the run module. */
@@ -203,6 +207,11 @@ void zlb_config_hash(const zlb_config_t *cfg, char out[17]);
 void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);
+
+/** "echo", "sink", "http" (NULL for a value out of range); the config's own name table. */
+const char *zlb_config_serve_mode_name(zlb_serve_mode_t mode);
+/** Exact (case-sensitive) names as above. 0 or -EINVAL. */
+int zlb_config_serve_mode_parse(const char *s, zlb_serve_mode_t *out);
 
 /** Parses "127.0.0.1:8089", "[::1]:0", "localhost:80" into host (malloc'd, brackets removed)
  * and port. 0 or -EINVAL. */

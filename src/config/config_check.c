@@ -72,7 +72,7 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     if (cfg->ntargets == 0 && !cfg->embedded_target.enabled)
         return zlb_config_fail_at(c, "targets", "no target: give targets or embedded_target");
     if (cfg->embedded_target.enabled && cfg->workload.type == ZLB_WORK_ECHO &&
-        cfg->embedded_target.mode != ZLB_TARGET_MODE_ECHO)
+        cfg->embedded_target.mode != ZLB_SERVE_ECHO)
         return zlb_config_fail_at(
             c, "workload.type",
             "the echo workload needs a target that echoes; embedded_target.mode is "
@@ -191,13 +191,10 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     if (cfg->embedded_target.enabled && cfg->embedded_target.listen)
         TRY(zlb_config_check_listen(c, "embedded_target.listen", cfg->embedded_target.listen,
                                     NULL));
-    bool level_ok = false;
-    for (size_t i = 0; cfg->log_level && i < zlb_config_log_level_names.n; i++)
-        level_ok |= strcmp(cfg->log_level, zlb_config_log_level_names.names[i]) == 0;
-    if (!level_ok)
-        return zlb_config_fail_at(
-            c, "log_level",
-            "expected one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", "
-            "\"off\"");
+    /* An enum here, but a config built in memory may hold anything. */
+    if ((unsigned)cfg->log_level > ZLB_LOG_OFF)
+        return zlb_config_fail_at(c, "log_level",
+                                  "expected one of \"trace\", \"debug\", \"info\", \"warn\", "
+                                  "\"error\", \"off\"");
     return 0;
 }

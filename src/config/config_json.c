@@ -112,7 +112,7 @@ static json_t *embedded_json(const zlb_embedded_target_config_t *e)
     json_object_set_new(o, "ca_out_file", string_or_null(e->ca_out_file));
     json_object_set_new(o, "accept_delay", duration(e->accept_delay_ns));
     json_object_set_new(o, "resumption", number(e->resumption));
-    if (e->mode == ZLB_TARGET_MODE_HTTP) { /* the keys of mode http are refused elsewhere */
+    if (e->mode == ZLB_SERVE_HTTP) { /* the keys of mode http are refused elsewhere */
         json_object_set_new(o, "http_status", json_integer(e->http_status));
         json_object_set_new(o, "http_body_size", json_integer((json_int_t)e->http_body_size));
         json_object_set_new(o, "http_chunked", json_boolean(e->http_chunked));
@@ -226,7 +226,7 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     json_object_set_new(root, "abort_on_fail", json_boolean(cfg->abort_on_fail));
     json_object_set_new(root, "abort_grace", duration(cfg->abort_grace_ns));
     json_object_set_new(root, "stats_interval", duration(cfg->stats_interval_ns));
-    json_object_set_new(root, "log_level", string_or_null(cfg->log_level));
+    json_object_set_new(root, "log_level", name(&zlb_config_log_level_names, (int)cfg->log_level));
     return root;
 }
 

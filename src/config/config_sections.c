@@ -302,7 +302,7 @@ static int parse_embedded(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cf
     TRY(zlb_config_check_keys(c, o, keys, ZLB_ARRAY_LEN(keys)));
     m = (int)e->mode;
     TRY(zlb_config_get_enum(c, o, "mode", &zlb_config_mode_names, &m));
-    e->mode = (zlb_target_mode_t)m;
+    e->mode = (zlb_serve_mode_t)m;
     TRY(zlb_config_get_string(c, o, "listen", false, &e->listen));
     if (json_object_get(o, "listen"))
         TRY(zlb_config_check_listen(c, "embedded_target.listen", e->listen, NULL));
@@ -317,7 +317,7 @@ static int parse_embedded(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cf
     TRY(zlb_config_get_duration(c, o, "accept_delay", 0, &e->accept_delay_ns));
     TRY(zlb_config_get_number(c, o, "resumption", 0, 1, "0..1", &e->resumption));
     for (size_t i = 0; i < ZLB_ARRAY_LEN(http_keys); i++) {
-        if (json_object_get(o, http_keys[i]) && e->mode != ZLB_TARGET_MODE_HTTP) {
+        if (json_object_get(o, http_keys[i]) && e->mode != ZLB_SERVE_HTTP) {
             char path[64];
             snprintf(path, sizeof(path), "embedded_target.%s", http_keys[i]);
             return zlb_config_fail_at(c, path, "applies to mode \"http\" only");
@@ -719,11 +719,8 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
     TRY(zlb_config_get_duration(c, root, "abort_grace", 0, &cfg->abort_grace_ns));
     TRY(zlb_config_get_duration(c, root, "stats_interval", 10 * ZLB_NS_PER_MS,
                                 &cfg->stats_interval_ns));
-    if (json_object_get(root, "log_level")) {
-        e = 0;
-        TRY(zlb_config_get_enum(c, root, "log_level", &zlb_config_log_level_names, &e));
-        free(cfg->log_level);
-        cfg->log_level = zlb_xstrdup(zlb_config_name(&zlb_config_log_level_names, e));
-    }
+    e = (int)cfg->log_level;
+    TRY(zlb_config_get_enum(c, root, "log_level", &zlb_config_log_level_names, &e));
+    cfg->log_level = (zlb_log_level_t)e;
     return 0;
 }

@@ -195,6 +195,8 @@ typedef enum {
 
 /* Read without a lock: set once at start-up, before threads exist. */
 extern zlb_log_level_t zlb_log_level;
+/* "trace" .. "off", indexed by level: the one name table (the config reads and prints these). */
+extern const char *const zlb_log_level_names[ZLB_LOG_OFF + 1];
 
 /* The level is checked before the arguments are even evaluated, so a filtered line costs one
  * compare. Each line: monotonic seconds since start, level, thread name, message; one write(2). */

@@ -14,6 +14,8 @@
 #define THREAD_NAME_MAX 32
 
 zlb_log_level_t zlb_log_level = ZLB_LOG_INFO;
+const char *const zlb_log_level_names[ZLB_LOG_OFF + 1] = {"trace", "debug", "info",
+                                                          "warn",  "error", "off"};
 
 /* Atomic only so that a late zlb_log_set_fd is not a data race; it is meant to be set once. */
 static _Atomic int log_fd = 2;
@@ -129,9 +131,8 @@ void zlb_log_set_fd(int fd)
 
 int zlb_log_level_parse(const char *name, zlb_log_level_t *out)
 {
-    static const char *const names[] = {"trace", "debug", "info", "warn", "error", "off"};
-    for (size_t i = 0; i < ZLB_ARRAY_LEN(names); i++) {
-        if (strcasecmp(name, names[i]) == 0) {
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(zlb_log_level_names); i++) {
+        if (strcasecmp(name, zlb_log_level_names[i]) == 0) {
             *out = (zlb_log_level_t)i;
             return 0;
         }

@@ -605,9 +605,7 @@ static int start_embedded_target(run_t *r)
     if (et->tls && !ca_file)
         return -EIO;
     zlb_serve_opts_t o = {
-        .mode = et->mode == ZLB_TARGET_MODE_SINK   ? ZLB_SERVE_SINK
-                : et->mode == ZLB_TARGET_MODE_HTTP ? ZLB_SERVE_HTTP
-                                                   : ZLB_SERVE_ECHO,
+        .mode = et->mode,
         .listen = et->listen,
         .backlog = et->backlog,
         .threads = et->threads,

@@ -82,7 +82,7 @@ int zlb_serve_main(int argc, char **argv)
             o.listen = optarg;
             break;
         case 'm':
-            if (zlb_serve_mode_parse(optarg, &o.mode) != 0) {
+            if (zlb_config_serve_mode_parse(optarg, &o.mode) != 0) {
                 fprintf(stderr, "zlbench serve: --mode: expected echo, sink or http, got '%s'\n",
                         optarg);
                 return ZLB_EXIT_USAGE;

@@ -610,21 +610,3 @@ void zlb_serve_destroy(zlb_serve_t *t)
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
-
-int zlb_serve_mode_parse(const char *s, zlb_serve_mode_t *out)
-{
-    static const struct {
-        const char *name;
-        zlb_serve_mode_t mode;
-    } modes[] = {{"echo", ZLB_SERVE_ECHO}, {"sink", ZLB_SERVE_SINK}, {"http", ZLB_SERVE_HTTP}};
-
-    if (!s)
-        return -EINVAL;
-    for (size_t i = 0; i < ZLB_ARRAY_LEN(modes); i++) {
-        if (strcmp(s, modes[i].name) == 0) {
-            *out = modes[i].mode;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}

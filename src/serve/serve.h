@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-typedef enum { ZLB_SERVE_ECHO, ZLB_SERVE_SINK, ZLB_SERVE_HTTP } zlb_serve_mode_t;
+#include "config/config.h" /* zlb_serve_mode_t: one enum and one name table with the config */
 
 /* Which server certificate a TLS target serves. Every kind is generated at start next to the
  * same CA (zlb_serve_ca_pem), so a client trusting that CA can test its own verification:
@@ -87,8 +87,6 @@ int zlb_serve_issue_client_cert(const zlb_serve_t *t, const char *cert_path, con
 void zlb_serve_read_stats(const zlb_serve_t *t, zlb_serve_stats_t *out);
 /** Stops accepting, closes every connection, joins the threads, frees. Accepts NULL. */
 void zlb_serve_destroy(zlb_serve_t *t);
-/** Parses "echo" | "sink" | "http". 0 or -EINVAL. */
-int zlb_serve_mode_parse(const char *s, zlb_serve_mode_t *out);
 
 /** `zlbench serve [options]` (argv[0] being "serve"): runs the target alone until SIGINT or
  * SIGTERM, which the caller must have blocked in every thread. Returns a ZLB_EXIT_* code. Call
