@@ -168,8 +168,8 @@ static void http_simple(const zlb_control_t *c, const char *method, const char *
                         const char *extra_headers, resp_t *r)
 {
     char raw[1024];
-    snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n", method,
-             path, extra_headers ? extra_headers : "");
+    snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n",
+             method, path, extra_headers ? extra_headers : "");
     http(c, raw, r);
 }
 
@@ -391,10 +391,21 @@ static void test_routes(void)
     assert_common_headers(&r);
     resp_free(&r);
     /* A decoded path with quotes and raw bytes still yields valid JSON. */
-    http_simple(c, "GET", "/a%22b%0a%ff", NULL, &r);
+    http_simple(c, "GET", "/a%22b%5c%ff", NULL, &r);
     ASSERT_EQ(r.status, 404);
-    ASSERT_STREQ(r.body, "{\"error\":\"not found\",\"path\":\"/a\\\"b\\u000a\\ufffd\"}");
+    ASSERT_STREQ(r.body, "{\"error\":\"not found\",\"path\":\"/a\\\"b\\\\\\ufffd\"}");
     resp_free(&r);
+    /* Control bytes, raw or escaped, are refused before routing: "/stats%00" decodes to
+     * "/stats" and used to be served. */
+    const char *dirty[] = {"/stats%00", "/stats%0a", "/stats%0D%0Ax:y", "/st%7fats",
+                           "/stats?a=%01"};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(dirty); i++) {
+        http_simple(c, "GET", dirty[i], NULL, &r);
+        if (r.status != 400)
+            ZLB_TEST_FAIL("GET %s: %d, expected 400", dirty[i], r.status);
+        assert_common_headers(&r);
+        resp_free(&r);
+    }
 
     http_simple(c, "POST", "/stats", NULL, &r);
     ASSERT_EQ(r.status, 405);
@@ -412,38 +423,42 @@ static void test_routes(void)
 
     /* Bodies are refused, and the refused request changes nothing. */
     http(c,
-         "POST /stop HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+         "POST /stop HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: "
+         "5\r\n\r\n"
          "hello",
          &r);
     ASSERT_EQ(r.status, 413);
     assert_common_headers(&r);
     resp_free(&r);
     http(c,
-         "POST /stop HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "POST /stop HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
          "5\r\nhello\r\n0\r\n\r\n",
          &r);
     ASSERT_EQ(r.status, 413);
     resp_free(&r);
-    http(c, "GET /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", &r);
+    http(c, "GET /stats HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc", &r);
     ASSERT_EQ(r.status, 413);
     resp_free(&r);
     ASSERT_EQ(atomic_load(&probe.calls), 0);
 
     /* An explicit empty body is no body. */
-    http(c, "POST /stop HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", &r);
+    http(c,
+         "POST /stop HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n"
+         "Content-Type: application/json\r\n\r\n",
+         &r);
     ASSERT_EQ(r.status, 202);
     ASSERT_STREQ(r.body, "{\"stopping\":true}");
     assert_common_headers(&r);
     resp_free(&r);
     ASSERT_EQ(atomic_load(&probe.calls), 1);
     ASSERT(atomic_load(&probe.signals_blocked));
-    http_simple(c, "POST", "/stop", NULL, &r);
+    http_simple(c, "POST", "/stop", "X-Zlbench-Request: 1\r\n", &r);
     ASSERT_EQ(r.status, 202);
     resp_free(&r);
     ASSERT_EQ(atomic_load(&probe.calls), 2);
 
-    /* Each answer is counted when queued, before the client can see it: all 18 are in. */
-    ASSERT_UEQ(zlb_control_requests(c), 18);
+    /* Each answer is counted when queued, before the client can see it: all 23 are in. */
+    ASSERT_UEQ(zlb_control_requests(c), 23);
     zlb_control_destroy(c);
     unlink(addr_file);
 }
@@ -778,7 +793,7 @@ static void test_destroy_with_idle_keepalive(void)
         fds[i] = connect_to(c);
         /* Two requests per connection prove it is kept alive, then it idles. */
         for (int k = 0; k < 2; k++) {
-            const char *req = "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n";
+            const char *req = "GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n";
             resp_t r;
             send_all(fds[i], req, strlen(req));
             ASSERT_EQ(read_response(fds[i], false, &r), 0);
@@ -791,7 +806,8 @@ static void test_destroy_with_idle_keepalive(void)
     int half = connect_to(c);
     send_all(half, "GET /stats HTTP/1.1\r\nHo", 23);
     int unread = connect_to(c);
-    send_all(unread, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n", 32);
+    const char *unread_req = "GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    send_all(unread, unread_req, strlen(unread_req));
     wait_requests(c, 2 * CONNS + 1);
     /* The slot's reference goes here; the queued response may still hold one. */
     zlb_control_publish(c, "/stats", 200, "application/json", "{}", 2);
@@ -830,6 +846,219 @@ static void test_destroy_with_idle_keepalive(void)
     ASSERT_EQ(count_fds(), fds_before);
 }
 
+/* ---- request policy (pure) ---------------------------------------------------------------- */
+
+static zlb_control_verdict_t decide(bool exposed, bool token, const char *method, const char *path,
+                                    const char *host, const char *origin, const char *ctype,
+                                    bool custom, bool authorized)
+{
+    zlb_control_policy_t pol = {.exposed = exposed, .has_token = token, .port = 8089};
+    zlb_control_req_t rq = {.method = method,
+                            .path = path,
+                            .uri_clean = true,
+                            .host = host,
+                            .origin = origin,
+                            .content_type = ctype,
+                            .authorization = authorized ? "Bearer t" : NULL,
+                            .custom_header = custom,
+                            .authorized = authorized,
+                            .published = strcmp(path, "/stats") == 0};
+    return zlb_control_decide(&pol, &rq);
+}
+
+static void test_policy(void)
+{
+    /* Hosts: loopback names and literals, with our port or none. */
+    const char *local[] = {"localhost", "LOCALHOST:8089", "localhost.", "a.localhost",
+                           "127.0.0.1", "127.1.2.3:8089", "[::1]",      "[::1]:8089"};
+    const char *foreign[] = {"evil.com",       "evil.com:8089",    "localhost:8090", "127.0.0.1:80",
+                             "127.0.0.1.evil", "0x7f.0.0.1",       "[::1]x",         "",
+                             "localhost:",     "127.0.0.1:99999",  "128.0.0.1",      "[::2]:8089",
+                             "localhost.evil", "127.0.0.1:8089:1", "1.2.3.4",        " localhost"};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(local); i++)
+        if (!zlb_control_host_is_local(local[i], 8089))
+            ZLB_TEST_FAIL("\"%s\" should be local", local[i]);
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(foreign); i++)
+        if (zlb_control_host_is_local(foreign[i], 8089))
+            ZLB_TEST_FAIL("\"%s\" should not be local", foreign[i]);
+
+    /* Request targets. */
+    ASSERT(zlb_control_uri_clean("/stats?x=%20y%2F"));
+    ASSERT(!zlb_control_uri_clean("/stats%00"));
+    ASSERT(!zlb_control_uri_clean("/stats%1F"));
+    ASSERT(!zlb_control_uri_clean("/stats%7f"));
+    ASSERT(!zlb_control_uri_clean("/st ats"));
+    ASSERT(!zlb_control_uri_clean("/st\tats"));
+    ASSERT(zlb_control_uri_clean("/stats%"));  /* a lone % is not a control byte */
+    ASSERT(zlb_control_uri_clean("/stats%0")); /* nor a truncated escape */
+
+    /* Loopback, no token: reads open, foreign Host refused, state change needs a header. */
+    ASSERT_EQ(
+        decide(false, false, "GET", "/stats", "localhost:8089", NULL, NULL, false, false).status,
+        200);
+    ASSERT_EQ(decide(false, false, "GET", "/stats", NULL, NULL, NULL, false, false).status, 200);
+    ASSERT_EQ(decide(false, false, "GET", "/stats", "evil.com", NULL, NULL, false, false).status,
+              421);
+    ASSERT_EQ(decide(false, false, "GET", "/nope", "localhost", NULL, NULL, false, false).status,
+              404);
+    ASSERT_EQ(decide(false, false, "POST", "/stats", "localhost", NULL, NULL, false, false).status,
+              405);
+    ASSERT_EQ(decide(false, false, "GET", "/stop", "localhost", NULL, NULL, false, false).status,
+              405);
+    ASSERT_EQ(decide(false, false, "POST", "/stop", "localhost", NULL, NULL, false, false).status,
+              403);
+    ASSERT_EQ(
+        decide(false, false, "POST", "/stop", "localhost", NULL, "text/plain", false, false).status,
+        403);
+    ASSERT_EQ(decide(false, false, "POST", "/stop", "localhost", NULL,
+                     "application/x-www-form-urlencoded", false, false)
+                  .status,
+              403);
+    ASSERT_EQ(
+        decide(false, false, "POST", "/stop", "localhost", NULL, "application/jsonx", false, false)
+            .status,
+        403);
+    ASSERT_EQ(
+        decide(false, false, "POST", "/stop", "localhost", NULL, "application/json", false, false)
+            .status,
+        202);
+    ASSERT_EQ(decide(false, false, "POST", "/stop", "localhost", NULL,
+                     "Application/JSON; charset=utf-8", false, false)
+                  .status,
+              202);
+    ASSERT_EQ(decide(false, false, "POST", "/stop", "localhost", NULL, NULL, true, false).status,
+              202);
+    ASSERT_EQ(decide(false, false, "POST", "/stop", "localhost", "http://localhost:8089", NULL,
+                     true, false)
+                  .status,
+              202);
+    ASSERT_EQ(
+        decide(false, false, "POST", "/stop", "localhost", "http://evil.com", NULL, true, false)
+            .status,
+        403);
+    ASSERT_EQ(
+        decide(false, false, "POST", "/stop", "localhost", "null", "application/json", false, false)
+            .status,
+        403);
+    ASSERT_EQ(decide(false, false, "POST", "/stop", "localhost", "http://localhost:9999", NULL,
+                     true, false)
+                  .status,
+              403);
+    /* Loopback with a token: /stop needs it (401 before the header rule), reads do not. */
+    ASSERT_EQ(decide(false, true, "POST", "/stop", "localhost", NULL, NULL, false, false).status,
+              401);
+    ASSERT_EQ(decide(false, true, "POST", "/stop", "localhost", NULL, NULL, false, true).status,
+              202);
+    ASSERT_EQ(
+        decide(false, true, "POST", "/stop", "localhost", "http://evil.com", NULL, false, true)
+            .status,
+        403);
+    ASSERT_EQ(decide(false, true, "GET", "/stats", "localhost", NULL, NULL, false, false).status,
+              200);
+    /* Exposed: the token guards everything; Host names are not ours to know. */
+    ASSERT_EQ(
+        decide(true, true, "GET", "/stats", "zlb.example:8089", NULL, NULL, false, false).status,
+        401);
+    ASSERT_EQ(
+        decide(true, true, "GET", "/stats", "zlb.example:8089", NULL, NULL, false, true).status,
+        200);
+    ASSERT_EQ(decide(true, true, "GET", "/stop", "zlb.example", NULL, NULL, false, false).status,
+              401);
+
+    zlb_control_req_t rq = {
+        .method = "GET", .path = "/stats", .uri_clean = false, .published = true};
+    zlb_control_policy_t pol = {.port = 1};
+    ASSERT_EQ(zlb_control_decide(&pol, &rq).status, 400);
+    rq.uri_clean = true;
+    rq.has_body = true;
+    ASSERT_EQ(zlb_control_decide(&pol, &rq).status, 413);
+}
+
+static void test_browser_guards(void)
+{
+    stop_probe_t probe = {0};
+    resp_t r;
+    char raw[512];
+    zlb_control_t *c = start_ok("127.0.0.1:0", NULL, NULL, &probe);
+    zlb_control_publish(c, "/config", 200, "application/json", "{}", 2);
+    const char *port = strrchr(zlb_control_address(c), ':') + 1;
+
+    /* DNS rebinding: a page on evil.com resolved to 127.0.0.1 sends its own name. */
+    http(c, "GET /config HTTP/1.1\r\nHost: evil.com\r\nConnection: close\r\n\r\n", &r);
+    ASSERT_EQ(r.status, 421);
+    assert_common_headers(&r);
+    resp_free(&r);
+    snprintf(raw, sizeof(raw), "GET /config HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n\r\n", port);
+    http(c, raw, &r);
+    ASSERT_EQ(r.status, 200);
+    resp_free(&r);
+    /* A cross-site form: no custom header, a form content type, a foreign Origin. */
+    snprintf(raw, sizeof(raw),
+             "POST /stop HTTP/1.1\r\nHost: localhost:%s\r\nOrigin: http://evil.com\r\n"
+             "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+             port);
+    http(c, raw, &r);
+    ASSERT_EQ(r.status, 403);
+    resp_free(&r);
+    http(c,
+         "POST /stop HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+         "application/x-www-form-urlencoded\r\nContent-Length: 0\r\n\r\n",
+         &r);
+    ASSERT_EQ(r.status, 403);
+    resp_free(&r);
+    ASSERT_EQ(atomic_load(&probe.calls), 0);
+    snprintf(raw, sizeof(raw),
+             "POST /stop HTTP/1.1\r\nHost: localhost:%s\r\nOrigin: http://localhost:%s\r\n"
+             "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+             port, port);
+    http(c, raw, &r);
+    ASSERT_EQ(r.status, 202);
+    resp_free(&r);
+    ASSERT_EQ(atomic_load(&probe.calls), 1);
+    zlb_control_destroy(c);
+}
+
+/* Slowloris: more clients than the limit each hold half a request. A fresh request still gets
+ * its answer within a second, and each half request is cut off at the header deadline. */
+static void test_slow_headers(void)
+{
+    enum { SLOW = 100 };
+    int slow[SLOW];
+    zlb_control_t *c = start_ok("127.0.0.1:0", NULL, NULL, NULL);
+    zlb_control_publish(c, "/health", 200, "application/json", "{}", 2);
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = connect_to(c); /* the kernel backlog takes those beyond the limit */
+        send_all(slow[i], "GET /health HTTP/1.1\r\nHo", 24);
+    }
+    struct timespec ts = {0, 300 * 1000000L}; /* older than the eviction floor */
+    nanosleep(&ts, NULL);
+    for (int k = 0; k < 3; k++) {
+        resp_t r;
+        uint64_t t0 = zlb_now_ns();
+        http_simple(c, "GET", "/health", NULL, &r);
+        uint64_t took = zlb_now_ns() - t0;
+        fprintf(stderr, "   /health under %d slow clients: %d in %.1f ms\n", SLOW, r.status,
+                (double)took / 1e6);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_CMP_UINT(took, <, ZLB_NS_PER_SEC);
+        resp_free(&r);
+    }
+    /* Every slow client is closed by the server within deadline + sweep (or at once when it
+     * made room), never served. */
+    uint64_t t0 = zlb_now_ns();
+    for (int i = 0; i < SLOW; i++) {
+        char b[256];
+        ssize_t n = recv(slow[i], b, sizeof(b), 0);
+        if (n != 0 && !(n < 0 && errno == ECONNRESET))
+            ZLB_TEST_FAIL("slow client %d: recv %zd (%s)", i, n, n < 0 ? strerror(errno) : "data");
+        close(slow[i]);
+    }
+    double waited = (double)(zlb_now_ns() - t0) / 1e9;
+    fprintf(stderr, "   all %d slow clients cut off within %.2f s more\n", SLOW, waited);
+    ASSERT_CMP_DBL(waited, <, 4.5);
+    zlb_control_destroy(c);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_control.XXXXXX");
@@ -840,6 +1069,9 @@ int main(void)
     RUN_TEST(test_token_helpers);
     RUN_TEST(test_routes);
     RUN_TEST(test_token_auth);
+    RUN_TEST(test_policy);
+    RUN_TEST(test_browser_guards);
+    RUN_TEST(test_slow_headers);
     RUN_TEST(test_start_refusals);
     RUN_TEST(test_exposed_requires_token);
     RUN_TEST(test_ipv6);

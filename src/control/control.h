@@ -21,9 +21,11 @@ typedef struct zlb_control_opts {
     void *arg;
 } zlb_control_opts_t;
 
-/** Starts the server on one internal polling thread of its own, created with every signal
- * blocked and no CPU pin inherited from a poller. A non-loopback listen address without a token
- * is refused (-EPERM). Returns 0 or -errno with a message in err. Any thread (main). */
+/** Starts the server: an accept thread of ours (header deadlines, the connection limit, room made
+ * for new clients, no busy wait when out of descriptors) and libmicrohttpd's polling thread,
+ * both created with every signal blocked and no CPU pin inherited from a poller. A non-loopback
+ * listen address without a token is refused (-EPERM). Returns 0 or -errno with a message in err.
+ * Any thread (main). */
 int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char *err,
                       size_t errlen);
 /** The bound address, e.g. "127.0.0.1:8089" (valid until destroy). */

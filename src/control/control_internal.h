@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "control/control.h"
@@ -25,5 +26,53 @@ bool zlb_control_token_valid(const char *token, size_t len);
 /** Compares two byte strings in time that depends only on their lengths, never on where they
  * first differ. True when equal. */
 bool zlb_control_token_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+/* ---- request policy (policy.c): pure functions, fed synthetic requests by tests and fuzzers -- */
+
+typedef struct zlb_control_policy {
+    bool exposed;   /* bound beyond loopback: the token guards every request */
+    bool has_token; /* a token is configured */
+    uint16_t port;  /* the bound port (a Host or Origin naming another port is not us) */
+} zlb_control_policy_t;
+
+/* One request as the policy sees it. Header values are NULL when absent. */
+typedef struct zlb_control_req {
+    const char *method;
+    const char *path; /* percent-decoded, without the query */
+    bool uri_clean;   /* zlb_control_uri_clean() of the raw request target */
+    bool has_body;
+    const char *host, *origin, *content_type, *authorization;
+    bool custom_header; /* X-Zlbench-Request present */
+    bool authorized;    /* the bearer token matched */
+    bool published;     /* a document is published at path */
+} zlb_control_req_t;
+
+typedef enum {
+    ZLB_CONTROL_SERVE,        /* the published document */
+    ZLB_CONTROL_STOP,         /* call on_stop, answer 202 */
+    ZLB_CONTROL_NOT_FOUND,    /* 404 */
+    ZLB_CONTROL_NOT_ALLOWED,  /* 405, reason is the Allow header */
+    ZLB_CONTROL_UNAUTHORIZED, /* 401 with WWW-Authenticate */
+    ZLB_CONTROL_REFUSE        /* status with {"error": reason}, connection closed */
+} zlb_control_action_t;
+
+typedef struct zlb_control_verdict {
+    zlb_control_action_t action;
+    unsigned status;
+    const char *reason; /* static text */
+} zlb_control_verdict_t;
+
+/** Decides the answer to rq. Never fails. */
+zlb_control_verdict_t zlb_control_decide(const zlb_control_policy_t *pol,
+                                         const zlb_control_req_t *rq);
+/** False when the raw request target holds a control byte, raw or %-escaped. */
+bool zlb_control_uri_clean(const char *uri);
+/** True for "localhost", "*.localhost", 127.0.0.0/8 and [::1], with an optional ":port" that
+ * must equal port. */
+bool zlb_control_host_is_local(const char *host, uint16_t port);
+/** JSON-escapes a decoded path for a 404 body: printable ASCII as is, others as \u escapes
+ * (bytes >= 0x80 as U+FFFD), at most ZLB_CONTROL_ECHO_MAX input bytes. */
+void zlb_control_json_escape(char *out, size_t cap, const char *in);
+#define ZLB_CONTROL_ECHO_MAX 200
 
 #endif

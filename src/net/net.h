@@ -67,7 +67,12 @@ typedef struct zlb_net_sockopts {
     int keepalive_idle_s, keepalive_interval_s, keepalive_count;
 } zlb_net_sockopts_t;
 
+/* Descriptors below RLIMIT_NOFILE that client sockets never take: out of descriptors, the
+ * control port still answers /health and /stats, the report is still written. */
+#define ZLB_NET_FD_RESERVE 32
+
 /** Creates a SOCK_NONBLOCK|SOCK_CLOEXEC TCP socket of `family` with o applied (o may be NULL),
+ * or -EMFILE when it would take one of the last ZLB_NET_FD_RESERVE descriptors;
  * bound to src with IP_BIND_ADDRESS_NO_PORT when src is non-NULL (the port is chosen at connect
  * time, so binding reserves nothing). Returns the fd or -errno. */
 int zlb_net_socket(int family, const zlb_net_sockopts_t *o, const zlb_net_addr_t *src);

@@ -1,6 +1,8 @@
 /* sock.c -- client sockets: creation with options, source binding, connect, errno taxonomy. */
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,13 +83,33 @@ static int apply_opts(int fd, const zlb_net_sockopts_t *o)
     return 0;
 }
 
+static int fd_ceiling = INT_MAX;
+static pthread_once_t fd_ceiling_once = PTHREAD_ONCE_INIT;
+
+/* Read once, at the first socket: main raises the soft limit before any poller starts. */
+static void fd_ceiling_init(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur > 2 * ZLB_NET_FD_RESERVE && rl.rlim_cur < (rlim_t)INT_MAX)
+        fd_ceiling = (int)(rl.rlim_cur - ZLB_NET_FD_RESERVE);
+}
+
 int zlb_net_socket(int family, const zlb_net_sockopts_t *o, const zlb_net_addr_t *src)
 {
     int fd, r;
 
+    pthread_once(&fd_ceiling_once, fd_ceiling_init);
     fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     if (fd < 0)
         return -errno;
+    /* The kernel hands out the lowest free number, so fd >= ceiling means every number below
+     * it is taken: the last few are the control port's, the report's and the resolver's.
+     * Counted as fd_limit like a real EMFILE, so the run says what happened. */
+    if (fd >= fd_ceiling) {
+        close(fd);
+        return -EMFILE;
+    }
     r = apply_opts(fd, o);
     if (r < 0)
         goto fail;
