@@ -158,6 +158,8 @@ void zlb_config_init_default(zlb_config_t *cfg)
 
     cfg->control.enabled = true;
     cfg->control.listen = zlb_xstrdup("127.0.0.1:8089");
+    cfg->control.metrics_bucket_min_ns = 10 * ZLB_NS_PER_US;
+    cfg->control.metrics_bucket_max_ns = 100 * ZLB_NS_PER_SEC;
 
     cfg->report.file = zlb_xstrdup("zlbench-report.json");
     cfg->report.percentiles = zlb_xmalloc(sizeof(percentiles));

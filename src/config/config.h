@@ -115,6 +115,8 @@ typedef struct zlb_control_config {
     char *listen;       /* default "127.0.0.1:8089" */
     char *token_file;   /* NULL: no token; ZLB_CONFIG_TOKEN_FILE_ENV overrides */
     char *address_file; /* write the bound address here */
+    /* /metrics histogram buckets span this range (default 10 µs .. 100 s, at most 10 decades) */
+    uint64_t metrics_bucket_min_ns, metrics_bucket_max_ns;
 } zlb_control_config_t;
 
 typedef struct zlb_report_config {

@@ -208,6 +208,8 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     /* The path only: the token itself is a secret and this JSON is served and archived. */
     json_object_set_new(o, "token_file", string_or_null(cfg->control.token_file));
     json_object_set_new(o, "address_file", string_or_null(cfg->control.address_file));
+    json_object_set_new(o, "metrics_bucket_min", duration(cfg->control.metrics_bucket_min_ns));
+    json_object_set_new(o, "metrics_bucket_max", duration(cfg->control.metrics_bucket_max_ns));
     json_object_set_new(root, "control", o);
 
     o = json_object();

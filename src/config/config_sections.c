@@ -418,7 +418,8 @@ static int parse_socket(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg)
 
 static int parse_control(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg)
 {
-    static const char *const keys[] = {"listen", "token_file", "address_file"};
+    static const char *const keys[] = {"listen", "token_file", "address_file", "metrics_bucket_min",
+                                       "metrics_bucket_max"};
     zlb_control_config_t *ctl = &cfg->control;
 
     TRY(zlb_config_check_keys(c, o, keys, ZLB_ARRAY_LEN(keys)));
@@ -428,6 +429,14 @@ static int parse_control(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg
         TRY(zlb_config_check_listen(c, "control.listen", ctl->listen, NULL));
     TRY(zlb_config_get_string(c, o, "token_file", true, &ctl->token_file));
     TRY(zlb_config_get_string(c, o, "address_file", true, &ctl->address_file));
+    TRY(zlb_config_get_duration(c, o, "metrics_bucket_min", 10, &ctl->metrics_bucket_min_ns));
+    TRY(zlb_config_get_duration(c, o, "metrics_bucket_max", 10, &ctl->metrics_bucket_max_ns));
+    /* The bucket ladder holds at most ten decades (zlb_prom_buckets_init). */
+    if (ctl->metrics_bucket_max_ns <= ctl->metrics_bucket_min_ns ||
+        ctl->metrics_bucket_max_ns / ctl->metrics_bucket_min_ns >= 10000000000ull)
+        return zlb_config_fail_at(c, "control.metrics_bucket_max",
+                                  "must be above control.metrics_bucket_min and within ten "
+                                  "decades of it");
     return 0;
 }
 

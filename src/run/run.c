@@ -792,8 +792,10 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->sigfd = r->stopfd = -1;
     r->state = ZLB_STATE_STARTING;
     r->tty = isatty(STDERR_FILENO);
-    if (zlb_prom_buckets_init(&r->buckets, ZLB_PROM_DEFAULT_MIN_NS, ZLB_PROM_DEFAULT_MAX_NS) != 0)
-        zlb_fatal("bad default /metrics buckets");
+    /* The config checked the range. */
+    if (zlb_prom_buckets_init(&r->buckets, cfg->control.metrics_bucket_min_ns,
+                              cfg->control.metrics_bucket_max_ns) != 0)
+        zlb_fatal("bad /metrics bucket range");
     if (cfg->report.file) {
         /* A run killed while writing its report leaves the temporary behind; ours only, and
          * only those older than this run (another writer's is newer). */

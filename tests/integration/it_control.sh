@@ -117,3 +117,21 @@ jq -e '.stop_reason == "control_stop" and .state == "done" and .connections.esta
     || fail "report after /stop: $(head -c 2000 "$T/report.json")"
 check_invariant "$T/report.json" || fail "invariant broken in the report"
 pass "/stop wrote the report and exited 0"
+
+# 5. The /metrics bucket range is configurable; a range past ten decades is a config error.
+cat > "$T/mb.json" <<JSON
+{"embedded_target": {"mode": "echo", "listen": "127.0.0.1:0"}, "connections": 10, "duration": "30s",
+ "control": {"listen": "127.0.0.1:0", "address_file": "$T/mb.addr",
+             "metrics_bucket_min": "1ms", "metrics_bucket_max": "2s"}, "report": {"file": null}}
+JSON
+start_bg mb "$ZLB" -c "$T/mb.json" -q
+MPID=$BG_PID
+wait_for test -s "$T/mb.addr" || fail "no control address: $(cat "$T/mb.err")"
+curl -sf "http://$(cat "$T/mb.addr")/metrics" -o "$T/mb.txt"
+les=$(grep '^zlbench_connect_seconds_bucket' "$T/mb.txt" | sed 's/.*le="\([^"]*\)".*/\1/' | tr '\n' ' ')
+case "$les" in "0.001 0.0011 "*" 1.9 2 +Inf ") ;; *) fail "buckets for 1ms..2s: $les" ;; esac
+kill "$MPID"
+printf '{"control": {"metrics_bucket_min": "1ns"}}' > "$T/mb2.json"
+set +e; "$ZLB" validate -c "$T/mb2.json" >/dev/null 2>"$T/mb2.err"; rc=$?; set -e
+[ $rc = 2 ] && grep -q 'control.metrics_bucket_min' "$T/mb2.err" || fail "1ns bucket floor: exit $rc $(cat "$T/mb2.err")"
+pass "bucket range from the config: $(echo "$les" | wc -w) bounds for 1ms..2s; 1ns refused"
