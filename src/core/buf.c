@@ -58,7 +58,8 @@ void zlb_format_double(double v, char *out, size_t len)
 {
     /* %.17g always reads back, but prints 6.4012960760000004 for 6.401296076: the shortest
      * precision that reads back is what a person (and a diff) expects. */
-    if (v == (double)(long long)v && v > -1e15 && v < 1e15) {
+    /* Range first: converting NaN or a huge value to long long is undefined. */
+    if (v > -1e15 && v < 1e15 && v == (double)(long long)v) {
         snprintf(out, len, "%lld", (long long)v); /* 200, not 2e+02 */
         return;
     }
