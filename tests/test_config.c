@@ -855,52 +855,6 @@ static void test_example_scenarios(void)
     zlb_config_destroy(cfg);
 }
 
-static void test_parse_host_port(void)
-{
-    static const struct {
-        const char *in;
-        const char *host;
-        int port;
-    } cases[] = {
-        {"127.0.0.1:8089", "127.0.0.1", 8089},
-        {"[::1]:0", "::1", 0},
-        {"localhost:80", "localhost", 80},
-        {"[fe80::1%eth0]:443", "fe80::1%eth0", 443},
-        {"0.0.0.0:65535", "0.0.0.0", 65535},
-        {"::1:80", NULL, 0},       /* IPv6 literals need brackets when a port follows */
-        {"[::1]", NULL, 0},        /* no port */
-        {"[::1]80", NULL, 0},      /* no colon */
-        {"[example]:80", NULL, 0}, /* brackets are for IPv6 only */
-        {"host:65536", NULL, 0},   /* out of range */
-        {"host:", NULL, 0},        /* empty port */
-        {":80", NULL, 0},          /* empty host */
-        {"host:-1", NULL, 0},      /* sign */
-        {"host:080x", NULL, 0},    /* trailing junk */
-        {"host:000080", NULL, 0},  /* too many digits */
-        {"a b:80", NULL, 0},       /* whitespace */
-        {"localhost", NULL, 0},    /* no port */
-    };
-    for (size_t i = 0; i < ZLB_ARRAY_LEN(cases); i++) {
-        char *host = NULL;
-        uint16_t port = 1234;
-        int rc = zlb_parse_host_port(cases[i].in, &host, &port);
-        if (!cases[i].host) {
-            if (rc != -EINVAL)
-                ZLB_TEST_FAIL("\"%s\": rc %d, expected -EINVAL", cases[i].in, rc);
-            ASSERT(host == NULL);
-            continue;
-        }
-        if (rc != 0)
-            ZLB_TEST_FAIL("\"%s\": rc %d", cases[i].in, rc);
-        ASSERT_STREQ(host, cases[i].host);
-        ASSERT_EQ(port, cases[i].port);
-        free(host);
-    }
-    char *host = NULL;
-    uint16_t port;
-    ASSERT_EQ(zlb_parse_host_port(NULL, &host, &port), -EINVAL);
-}
-
 static void test_positions(void)
 {
     const char *text = "{\n"
@@ -1129,7 +1083,6 @@ int main(void)
     RUN_TEST(test_load_files);
     RUN_TEST(test_example_configs);
     RUN_TEST(test_example_scenarios);
-    RUN_TEST(test_parse_host_port);
     RUN_TEST(test_positions);
     RUN_TEST(test_long_keys_and_deep_nesting);
     RUN_TEST(test_suggestions);

@@ -1,5 +1,6 @@
 /* test_core.c -- unit tests for core: heap, list, parsing, logging, thread names, fatal. */
 #include <errno.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -604,6 +605,110 @@ static void test_fatal(void)
     ASSERT(strstr(buf, "broken invariant 42\n") != NULL);
 }
 
+static void test_addr_host_port(void)
+{
+    static const struct {
+        const char *in;
+        const char *host;
+        int port;
+    } cases[] = {
+        {"127.0.0.1:8089", "127.0.0.1", 8089},
+        {"[::1]:0", "::1", 0},
+        {"localhost:80", "localhost", 80},
+        {"[fe80::1%eth0]:443", "fe80::1%eth0", 443}, /* a zone: only its presence is checked */
+        {"[fe80::1%]:443", NULL, 0},                 /* an empty zone */
+        {"[127.0.0.1]:80", NULL, 0},                 /* brackets are for IPv6 only */
+        {"0.0.0.0:65535", "0.0.0.0", 65535},
+        {"::1:80", NULL, 0},       /* IPv6 literals need brackets when a port follows */
+        {"[::1]", NULL, 0},        /* no port */
+        {"[::1]80", NULL, 0},      /* no colon */
+        {"[example]:80", NULL, 0}, /* brackets are for IPv6 only */
+        {"host:65536", NULL, 0},   /* out of range */
+        {"host:", NULL, 0},        /* empty port */
+        {":80", NULL, 0},          /* empty host */
+        {"host:-1", NULL, 0},      /* sign */
+        {"host:080x", NULL, 0},    /* trailing junk */
+        {"host:000080", NULL, 0},  /* too many digits */
+        {"a b:80", NULL, 0},       /* whitespace */
+        {"localhost", NULL, 0},    /* no port */
+    };
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(cases); i++) {
+        char *host = NULL;
+        uint16_t port = 1234;
+        int rc = zlb_addr_host_port(cases[i].in, &host, &port);
+        if (!cases[i].host) {
+            if (rc != -EINVAL)
+                ZLB_TEST_FAIL("\"%s\": rc %d, expected -EINVAL", cases[i].in, rc);
+            ASSERT(host == NULL);
+            continue;
+        }
+        if (rc != 0)
+            ZLB_TEST_FAIL("\"%s\": rc %d", cases[i].in, rc);
+        ASSERT_STREQ(host, cases[i].host);
+        ASSERT_EQ(port, cases[i].port);
+        free(host);
+    }
+    char *host = NULL;
+    uint16_t port;
+    ASSERT_EQ(zlb_addr_host_port(NULL, &host, &port), -EINVAL);
+}
+
+/* The merged rules: what net took (IPv6 zones, scope ids printed) and what core took
+ * ("localhost" for listeners) hold for every caller now. */
+static void test_addr_one_vocabulary(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char buf[128];
+
+    ASSERT(zlb_addr_is_ip_literal("127.0.0.1"));
+    ASSERT(zlb_addr_is_ip_literal("::1"));
+    ASSERT(zlb_addr_is_ip_literal("2001:db8::5"));
+    ASSERT(zlb_addr_is_ip_literal("fe80::1%eth0"));
+    ASSERT(!zlb_addr_is_ip_literal("fe80::1%"));
+    ASSERT(!zlb_addr_is_ip_literal("127.0.0.1%1"));
+    ASSERT(!zlb_addr_is_ip_literal("localhost"));
+    ASSERT(!zlb_addr_is_ip_literal("[::1]"));
+    ASSERT(!zlb_addr_is_ip_literal("1.2.3"));
+    ASSERT(!zlb_addr_is_ip_literal(""));
+    ASSERT(!zlb_addr_is_ip_literal(NULL));
+
+    /* literals: no names, no brackets; a zone by number or by an existing interface's name */
+    ASSERT_EQ(zlb_addr_literal("10.1.2.3", 8080, &ss, &len), 0);
+    ASSERT_EQ(len, sizeof(struct sockaddr_in));
+    ASSERT_EQ(zlb_addr_port((struct sockaddr *)&ss), 8080);
+    ASSERT_EQ(zlb_addr_literal("localhost", 1, &ss, &len), -EINVAL);
+    ASSERT_EQ(zlb_addr_literal("[::1]", 1, &ss, &len), -EINVAL);
+    ASSERT_EQ(zlb_addr_literal("fe80::1%7", 443, &ss, &len), 0);
+    ASSERT_EQ(len, sizeof(struct sockaddr_in6));
+    ASSERT_EQ(((struct sockaddr_in6 *)&ss)->sin6_scope_id, 7);
+    ASSERT_EQ(zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
+    ASSERT_STREQ(buf, "[fe80::1%7]:443");
+    unsigned lo = if_nametoindex("lo");
+    if (lo) {
+        ASSERT_EQ(zlb_addr_literal("fe80::1%lo", 1, &ss, &len), 0);
+        ASSERT_EQ(((struct sockaddr_in6 *)&ss)->sin6_scope_id, lo);
+    }
+    ASSERT_EQ(zlb_addr_literal("fe80::1%no-such-if0", 1, &ss, &len), -EINVAL);
+    ASSERT_EQ(zlb_addr_literal("fe80::1%0", 1, &ss, &len), -EINVAL);
+
+    /* parse: what listeners bind; formatted text reads back to the same address */
+    static const char *const round[] = {"127.0.0.1:8089", "[::1]:0", "[fe80::1%3]:80",
+                                        "[::ffff:10.0.0.1]:1", "0.0.0.0:65535"};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(round); i++) {
+        ASSERT_EQ(zlb_addr_parse(round[i], &ss, &len), 0);
+        ASSERT_EQ(zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
+        ASSERT_STREQ(buf, round[i]);
+    }
+    ASSERT_EQ(zlb_addr_parse("localhost:80", &ss, &len), 0);
+    ASSERT_EQ(zlb_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
+    ASSERT_STREQ(buf, "127.0.0.1:80");
+    ASSERT_EQ(zlb_addr_parse("[localhost]:80", &ss, &len), -EINVAL);
+    ASSERT_EQ(zlb_addr_parse("[127.0.0.1]:9000", &ss, &len), -EINVAL);
+    ASSERT_EQ(zlb_addr_parse("::1:80", &ss, &len), -EINVAL);
+    ASSERT_EQ(zlb_addr_parse("example.test:80", &ss, &len), -EINVAL);
+}
+
 static void test_addr(void)
 {
     char host[64], buf[64];
@@ -762,6 +867,8 @@ static void test_remove_stale_temps(void)
 int main(void)
 {
     RUN_TEST(test_addr);
+    RUN_TEST(test_addr_host_port);
+    RUN_TEST(test_addr_one_vocabulary);
     RUN_TEST(test_buf);
     RUN_TEST(test_format_double);
     RUN_TEST(test_write_file_atomic);

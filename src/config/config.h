@@ -215,8 +215,4 @@ const char *zlb_config_serve_mode_name(zlb_serve_mode_t mode);
 /** Exact (case-sensitive) names as above. 0 or -EINVAL. */
 int zlb_config_serve_mode_parse(const char *s, zlb_serve_mode_t *out);
 
-/** Parses "127.0.0.1:8089", "[::1]:0", "localhost:80" into host (malloc'd, brackets removed)
- * and port. 0 or -EINVAL. */
-int zlb_parse_host_port(const char *s, char **host, uint16_t *port);
-
 #endif

@@ -1,4 +1,5 @@
-/* config_addr.c -- "host:port" strings and source address ranges. */
+/* config_addr.c -- source address ranges ("source_ips": "A" or "A-B"); every other address rule
+ * is core's (core/addr.c). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -8,49 +9,6 @@
 #include "config/config.h"
 #include "config/config_internal.h"
 #include "core/core.h"
-
-static bool valid_ipv6_literal(const char *s, size_t len)
-{
-    char buf[INET6_ADDRSTRLEN + 64];
-    const char *pct = memchr(s, '%', len);
-    size_t addrlen = pct ? (size_t)(pct - s) : len;
-    struct in6_addr a;
-
-    /* A zone ("fe80::1%eth0") is the kernel's business; only its presence is checked here. */
-    if (pct && pct + 1 == s + len)
-        return false;
-    if (addrlen == 0 || addrlen >= sizeof(buf))
-        return false;
-    memcpy(buf, s, addrlen);
-    buf[addrlen] = '\0';
-    return inet_pton(AF_INET6, buf, &a) == 1;
-}
-
-static bool valid_host_chars(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c == '[' || c == ']' || c == '/' || c == '@' || c == 0x7f)
-            return false;
-    }
-    return len > 0;
-}
-
-int zlb_parse_host_port(const char *s, char **host, uint16_t *port)
-{
-    char h[1024];
-    uint16_t p;
-
-    if (!s || zlb_addr_split(s, h, sizeof(h), &p) != 0)
-        return -EINVAL;
-    size_t hlen = strlen(h);
-    /* Brackets promise an IPv6 literal; without them only plausible host characters. */
-    if (s[0] == '[' ? !valid_ipv6_literal(h, hlen) : !valid_host_chars(h, hlen))
-        return -EINVAL;
-    *host = zlb_xstrdup(h);
-    *port = p;
-    return 0;
-}
 
 /* ---- source address ranges ------------------------------------------------------------------ */
 

@@ -12,20 +12,12 @@
 #include "config/config_internal.h"
 #include "core/core.h"
 
-static bool host_is_ipv6_literal(const char *h)
+/* The family of an IP literal host (core's rules: zones allowed), 0 for a name. */
+static int literal_family(const char *h)
 {
-    return strchr(h, ':') != NULL;
-}
-
-static bool host_is_ipv4_literal(const char *h)
-{
-    unsigned char b[4];
-    char tmp[INET_ADDRSTRLEN + 1];
-    size_t n = strlen(h);
-    if (n >= sizeof(tmp))
-        return false;
-    memcpy(tmp, h, n + 1);
-    return inet_pton(AF_INET, tmp, b) == 1;
+    if (!h || !zlb_addr_is_ip_literal(h))
+        return 0;
+    return strchr(h, ':') ? AF_INET6 : AF_INET;
 }
 
 int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
@@ -86,8 +78,9 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
             snprintf(path, sizeof(path), "targets[%zu].port", i);
             return zlb_config_fail_at(c, path, "expected an integer 1..65535, got 0");
         }
-        if ((cfg->family == ZLB_FAMILY_IPV4 && host_is_ipv6_literal(t->host)) ||
-            (cfg->family == ZLB_FAMILY_IPV6 && host_is_ipv4_literal(t->host))) {
+        int lf = literal_family(t->host);
+        if ((cfg->family == ZLB_FAMILY_IPV4 && lf == AF_INET6) ||
+            (cfg->family == ZLB_FAMILY_IPV6 && lf == AF_INET)) {
             snprintf(path, sizeof(path), "targets[%zu].host", i);
             return zlb_config_fail_at(c, path, "address \"%s\" does not match family \"%s\"",
                                       zlb_config_show(t->host),
@@ -137,13 +130,9 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
         if (i < cfg->ntargets)
             h = cfg->targets[i].host;
         else if (cfg->embedded_target.enabled && cfg->embedded_target.listen &&
-                 zlb_parse_host_port(cfg->embedded_target.listen, &host, &port) == 0)
+                 zlb_addr_host_port(cfg->embedded_target.listen, &host, &port) == 0)
             h = host;
-        unsigned char buf[sizeof(struct in6_addr)];
-        int fam = !h                                 ? 0
-                  : inet_pton(AF_INET, h, buf) == 1  ? AF_INET
-                  : inet_pton(AF_INET6, h, buf) == 1 ? AF_INET6
-                                                     : 0;
+        int fam = literal_family(h);
         bool match = !fam;
         for (size_t k = 0; !match && k < cfg->nsource; k++)
             match = cfg->source_addrs[k].ss_family == fam;

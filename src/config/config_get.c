@@ -455,7 +455,7 @@ int zlb_config_check_listen(zlb_config_ctx_t *c, const char *path, const char *s
     char *host = NULL;
     uint16_t port;
 
-    if (zlb_parse_host_port(s, &host, &port) != 0)
+    if (zlb_addr_host_port(s, &host, &port) != 0)
         return zlb_config_fail_at(
             c, path,
             "invalid address \"%s\" (expected HOST:PORT, e.g. "

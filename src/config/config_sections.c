@@ -207,7 +207,7 @@ static int parse_host(zlb_config_ctx_t *c, const json_t *v, char **out)
     snprintf(probe, n, v6 ? "[%s]:1" : "%s:1", host);
     char *parsed = NULL;
     uint16_t port;
-    int rc = zlb_parse_host_port(probe, &parsed, &port);
+    int rc = zlb_addr_host_port(probe, &parsed, &port);
     free(probe);
     free(parsed);
     if (rc < 0 || strlen(s) != len || (bracketed && !v6)) {

@@ -227,13 +227,29 @@ const char *zlb_thread_name(void);
 
 /* ---- addresses and files ------------------------------------------------------------------ */
 
+/* The one address vocabulary (config, net, control and serve all use these rules):
+ * - HOST:PORT: PORT is 0..65535 in at most 5 digits; an IPv6 HOST goes in brackets, brackets hold
+ *   IPv6 only, and an unbracketed HOST has no colon.
+ * - An IP literal is IPv4 dotted-quad or IPv6, IPv6 with an optional zone ("fe80::1%eth0" or
+ *   "fe80::1%2"); a zone name must be an interface that exists when it is turned into an address.
+ * - A numeric address (what listeners bind) is an IP literal or "localhost" (127.0.0.1).
+ * - Formatted: "1.2.3.4:80", "[::1]:80", "[fe80::1%2]:80" (the zone as its number). */
+
 /** Splits "host:port" or "[v6-host]:port" into host (brackets removed) and port (0..65535).
  * An unbracketed host with a colon is refused. 0 or -EINVAL. */
 int zlb_addr_split(const char *s, char *host, size_t hostlen, uint16_t *port);
-/** Parses a numeric "1.2.3.4:80" / "[::1]:80" (or "localhost:80", taken as 127.0.0.1) into a
- * socket address. No name resolution. 0 or -EINVAL. */
+/** HOST:PORT where HOST is a plausible name (no spaces, controls, brackets, '/' or '@') or a
+ * bracketed IPv6 literal: *host (malloc'd, brackets removed) and *port. 0 or -EINVAL. */
+int zlb_addr_host_port(const char *s, char **host, uint16_t *port);
+/** True when host is an IP literal (IPv6 without brackets, zone allowed). */
+bool zlb_addr_is_ip_literal(const char *host);
+/** An IP literal and a port into a socket address (a zone into sin6_scope_id). No names,
+ * no brackets. 0 or -EINVAL. */
+int zlb_addr_literal(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+/** Parses a numeric "1.2.3.4:80" / "[::1]:80" / "[fe80::1%eth0]:80" (or "localhost:80", taken as
+ * 127.0.0.1) into a socket address. No name resolution. 0 or -EINVAL. */
 int zlb_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
-/** Writes "1.2.3.4:80" or "[::1]:80". 0 or -EAFNOSUPPORT. */
+/** Writes "1.2.3.4:80", "[::1]:80" or "[fe80::1%2]:80". 0 or -EAFNOSUPPORT. */
 int zlb_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 /** True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 bool zlb_addr_is_loopback(const struct sockaddr *sa);

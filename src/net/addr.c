@@ -1,4 +1,5 @@
-/* addr.c -- IPv4/IPv6 socket addresses: literals, host:port splitting, formatting. */
+/* addr.c -- zlb_net_addr_t, the compact socket address the connections keep; what an address
+ * looks like as text (literals, zones, formatting) is core's one vocabulary (core/addr.c). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -6,34 +7,14 @@
 
 #include "net/net.h"
 
-bool zlb_net_is_ip_literal(const char *host)
-{
-    struct in6_addr a6;
-    struct in_addr a4;
-
-    if (!host)
-        return false;
-    return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
-}
-
 int zlb_net_addr_literal(const char *host, uint16_t port, zlb_net_addr_t *out)
 {
+    struct sockaddr_storage ss;
+    socklen_t len;
     memset(out, 0, sizeof(*out));
-    if (!host)
+    if (zlb_addr_literal(host, port, &ss, &len) != 0)
         return -EINVAL;
-    if (inet_pton(AF_INET, host, &out->u.in4.sin_addr) == 1) {
-        out->u.in4.sin_family = AF_INET;
-        out->u.in4.sin_port = htons(port);
-        out->len = sizeof(out->u.in4);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &out->u.in6.sin6_addr) == 1) {
-        out->u.in6.sin6_family = AF_INET6;
-        out->u.in6.sin6_port = htons(port);
-        out->len = sizeof(out->u.in6);
-        return 0;
-    }
-    return -EINVAL;
+    return zlb_net_addr_from_sockaddr((const struct sockaddr *)&ss, len, out);
 }
 
 int zlb_net_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, zlb_net_addr_t *out)
@@ -88,33 +69,9 @@ bool zlb_net_addr_equal(const zlb_net_addr_t *a, const zlb_net_addr_t *b)
 
 const char *zlb_net_addr_format(const zlb_net_addr_t *a, char *buf, size_t len)
 {
-    char ip[INET6_ADDRSTRLEN];
-
     if (!len)
         return buf;
-    if (!a->len) {
+    if (!a->len || zlb_addr_format(&a->u.sa, buf, len) != 0)
         snprintf(buf, len, "(none)");
-    } else if (a->u.sa.sa_family == AF_INET) {
-        inet_ntop(AF_INET, &a->u.in4.sin_addr, ip, sizeof(ip));
-        snprintf(buf, len, "%s:%u", ip, ntohs(a->u.in4.sin_port));
-    } else {
-        inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof(ip));
-        if (a->u.in6.sin6_scope_id)
-            snprintf(buf, len, "[%s%%%u]:%u", ip, a->u.in6.sin6_scope_id,
-                     ntohs(a->u.in6.sin6_port));
-        else
-            snprintf(buf, len, "[%s]:%u", ip, ntohs(a->u.in6.sin6_port));
-    }
     return buf;
-}
-
-int zlb_net_addr_parse(const char *s, zlb_net_addr_t *out)
-{
-    char host[INET6_ADDRSTRLEN];
-    uint16_t port;
-    int r = zlb_addr_split(s, host, sizeof(host), &port);
-
-    if (r < 0)
-        return -EINVAL;
-    return zlb_net_addr_literal(host, port, out);
 }

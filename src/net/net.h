@@ -39,9 +39,9 @@ typedef struct zlb_net_addr {
 
 #define ZLB_NET_ADDRSTRLEN 64 /* "[ffff:...:255.255.255.255%4294967295]:65535" fits */
 
-/** True when host is an IPv4 or IPv6 literal ("10.0.0.1", "::1"; no brackets). */
-bool zlb_net_is_ip_literal(const char *host);
-/** Builds an address from an IP literal and a port. 0 or -EINVAL. */
+/* Text to address and back follows core's one vocabulary (core.h, zlb_addr_*): these adapt it
+ * to the compact type. */
+/** Builds an address from an IP literal (zlb_addr_literal's rules) and a port. 0 or -EINVAL. */
 int zlb_net_addr_literal(const char *host, uint16_t port, zlb_net_addr_t *out);
 /** Copies an AF_INET/AF_INET6 sockaddr. 0 or -EAFNOSUPPORT. */
 int zlb_net_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, zlb_net_addr_t *out);
@@ -51,10 +51,8 @@ uint16_t zlb_net_addr_port(const zlb_net_addr_t *a);
 void zlb_net_addr_set_port(zlb_net_addr_t *a, uint16_t port);
 /** Same family, address and port. */
 bool zlb_net_addr_equal(const zlb_net_addr_t *a, const zlb_net_addr_t *b);
-/** Writes "127.0.0.1:80" or "[::1]:80" into buf (ZLB_NET_ADDRSTRLEN is enough); returns buf. */
+/** zlb_addr_format into buf ("(none)" when empty; ZLB_NET_ADDRSTRLEN is enough); returns buf. */
 const char *zlb_net_addr_format(const zlb_net_addr_t *a, char *buf, size_t len);
-/** "127.0.0.1:80" / "[::1]:80" (IP literal only) into an address. 0 or -EINVAL. */
-int zlb_net_addr_parse(const char *s, zlb_net_addr_t *out);
 
 /* ---- sockets ------------------------------------------------------------------------------- */
 

@@ -641,7 +641,7 @@ static int build_targets(run_t *r)
         /* "127.0.0.1:PORT" or "[::1]:PORT" -> host without brackets */
         char *host;
         uint16_t port;
-        if (zlb_parse_host_port(r->target_names[0], &host, &port) != 0)
+        if (zlb_addr_host_port(r->target_names[0], &host, &port) != 0)
             return -EINVAL;
         r->targets[0].host = host; /* freed with target_names below */
         r->targets[0].port = port;

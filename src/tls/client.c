@@ -16,13 +16,6 @@
 
 #define PPM 1000000u
 
-static bool is_ip_literal(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 /* Runs on the thread driving ssl, which owns the connection and therefore its session cache:
  * that is what makes the cache lock-free while the SSL_CTX is shared. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
@@ -61,9 +54,12 @@ static int set_verify(SSL_CTX *ctx, const zlb_tls_config_t *cfg, const char *hos
      * does in 3.0.x: an IP-only SAN matches), but the parameter-level call treats every string
      * as a DNS name, so an IP goes to the IP-address check explicitly. */
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (is_ip_literal(name))
-        ok = X509_VERIFY_PARAM_set1_ip_asc(param, name);
-    else
+    if (zlb_addr_is_ip_literal(name)) {
+        /* A zone says which link, not which address: the certificate names the address. */
+        char ip[INET6_ADDRSTRLEN];
+        snprintf(ip, sizeof(ip), "%.*s", (int)strcspn(name, "%"), name);
+        ok = X509_VERIFY_PARAM_set1_ip_asc(param, ip);
+    } else
         ok = X509_VERIFY_PARAM_set1_host(param, name, 0);
     if (!ok) {
         zlb_tls_errbuf(errbuf, errlen, "peer name");
@@ -182,7 +178,7 @@ int zlb_tls_client_create(const zlb_tls_config_t *cfg, const char *host, zlb_tls
 
     if (cfg->sni)
         cli->sni = zlb_xstrdup(cfg->sni);
-    else if (!is_ip_literal(host))
+    else if (!zlb_addr_is_ip_literal(host))
         cli->sni = zlb_xstrdup(host); /* RFC 6066: SNI never carries an IP address */
 
     ratio = cfg->resumption;

@@ -92,7 +92,11 @@ int zlb_work_create(const zlb_config_t *cfg, const zlb_work_target_t *targets, s
     for (size_t i = 0; i < ntargets; i++) {
         if (!targets[i].host || !targets[i].weight)
             return -EINVAL;
-        if (!zlb_net_is_ip_literal(targets[i].host))
+        /* The same test the connection layer makes (zlb_net_addr_literal): a zone naming no
+         * interface goes to the resolver like a name. */
+        struct sockaddr_storage ss;
+        socklen_t sslen;
+        if (zlb_addr_literal(targets[i].host, 0, &ss, &sslen) != 0)
             need_resolver = true;
     }
     if (!zlb_workload_ops(cfg->workload.type))
