@@ -32,6 +32,7 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
     if (rc == 0)
         rc = zlb_config_check_cross(&c, cfg);
     json_decref(patch);
+    zlb_config_path_dispose(&c.path);
     if (rc == 0)
         return 0;
     /* A value the key's own parser refused never reached cfg, which then still passes the
@@ -46,6 +47,7 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
     if (zlb_config_check_cross(&c2, cfg) == 0 && strncmp(rest, key_path, n) == 0 &&
         strncmp(rest + n, ": ", 2) == 0)
         rest += n + 2;
+    zlb_config_path_dispose(&c2.path);
     zlb_config_set_message(err, "%s: %s", origin, rest);
     return rc < 0 ? rc : -EINVAL;
 }
