@@ -133,7 +133,8 @@ static const bad_case_t bad_cases[] = {
     {"empty string", "{\"report\": {\"file\": \"\"}}",
      "report.file: must not be empty (use null to leave it unset)", true},
     {"enum typo", "{\"workload\": {\"type\": \"chrun\"}}",
-     "config.json:1:23: workload.type: expected one of \"hold\", \"churn\", \"echo\", got "
+     "config.json:1:23: workload.type: expected one of \"hold\", \"churn\", \"echo\", \"http\", "
+     "got "
      "\"chrun\" (did you mean \"churn\"?)",
      false},
     {"bad log level", "{\"log_level\": \"verbose\"}",

@@ -318,6 +318,7 @@ static void test_rates_round_trip(void)
     b.bytes_in = 3000;
     b.bytes_out = 1500;
     b.messages = 60;
+    b.responses = 30;
     zlb_rates_t r = {0}, back = {0};
     zlb_rates_over(&r, &a, &b, 3.0);
     ASSERT_NEAR(r.connects_per_s, 100, 1e-9);
@@ -330,7 +331,8 @@ static void test_rates_round_trip(void)
     zlb_rates_add(&back, &r);
     ASSERT_NEAR(back.messages_per_s, 40, 1e-9);
     json_t *j = zlb_report_rates_json(&r);
-    ASSERT_EQ(json_object_size(j), 6);
+    ASSERT_EQ(json_object_size(j), 7);
+    ASSERT_NEAR(json_number_value(json_object_get(j, "requests_per_s")), 10, 1e-9);
     ASSERT_NEAR(json_number_value(json_object_get(j, "failures_per_s")), 2, 1e-9);
     json_decref(j);
     zlb_rates_over(&r, &a, &b, 0);

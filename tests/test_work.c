@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "http/http.h"
 #include "serve/serve.h"
 #include "test.h"
 #include "test_util.h"
@@ -84,6 +85,11 @@ static void check_snapshot(const zlb_work_snapshot_t *s)
                zlb_hist_count(s->total.lat[ZLB_LAT_MESSAGE_RT]));
     ASSERT_CMP_UINT(zlb_hist_max(s->total.lat[ZLB_LAT_MESSAGE_RT]), >=,
                     zlb_hist_max(s->total.lat[ZLB_LAT_MESSAGE_SERVICE]));
+    /* Requests (http): every response has its two latencies, every request sent its lateness. */
+    ASSERT_UEQ(zlb_hist_count(s->total.lat[ZLB_LAT_HTTP_RESPONSE]), s->total.c.responses);
+    ASSERT_UEQ(zlb_hist_count(s->total.lat[ZLB_LAT_HTTP_SERVICE]), s->total.c.responses);
+    ASSERT_UEQ(sum.requests_sent, s->total.c.requests_sent);
+    ASSERT_UEQ(sum.responses, s->total.c.responses);
     /* Every attempt has its schedule lag recorded. */
     ASSERT_UEQ(zlb_hist_count(s->total.lat[ZLB_LAT_SCHEDULE_LAG]), s->total.c.attempted);
     /* Every handshake has its latency recorded, full and resumed apart. */
@@ -345,10 +351,12 @@ static void test_churn(void)
  * and each one, driven only through that table, does its own thing against an echo target. */
 static void test_workload_seam(void)
 {
-    static const char *const names[] = {
-        [ZLB_WORK_HOLD] = "hold", [ZLB_WORK_CHURN] = "churn", [ZLB_WORK_ECHO] = "echo"};
+    static const char *const names[] = {[ZLB_WORK_HOLD] = "hold",
+                                        [ZLB_WORK_CHURN] = "churn",
+                                        [ZLB_WORK_ECHO] = "echo",
+                                        [ZLB_WORK_HTTP] = "http"};
     zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
-    zlb_work_target_t t = one_target(zlb_serve_port(tgt));
+    zlb_serve_t *htgt = start_target(ZLB_SERVE_HTTP, 1);
 
     ASSERT(zlb_workload_ops((zlb_work_type_t)99) == NULL);
     for (int type = 0; type < (int)ZLB_ARRAY_LEN(names); type++) {
@@ -364,6 +372,8 @@ static void test_workload_seam(void)
         cfg.workload.type = (zlb_work_type_t)type;
         cfg.workload.lifetime_ns = 50 * ZLB_NS_PER_MS;
         cfg.workload.message_interval_ns = 10 * ZLB_NS_PER_MS;
+        cfg.workload.request_rate = 2000; /* 100/s per connection */
+        zlb_work_target_t t = one_target(zlb_serve_port(type == ZLB_WORK_HTTP ? htgt : tgt));
         rig_start(&r, &cfg, &t, 1, 1);
         sleep_ms(400);
         snap(r.e, &r.s);
@@ -386,12 +396,14 @@ static void test_workload_seam(void)
             ASSERT_GT(c->messages, 20 * 10);
             /* Every message sent has its lateness recorded, on time or not. */
             ASSERT_CMP_UINT(zlb_hist_count(r.s.total.lat[ZLB_LAT_SEND_LAG]), >=, c->messages);
-            ASSERT_UEQ(zlb_hist_count(r.s.total.lat[ZLB_LAT_MESSAGE_RT]), c->messages);
+            zlb_lat_t rt = type == ZLB_WORK_HTTP ? ZLB_LAT_HTTP_RESPONSE : ZLB_LAT_MESSAGE_RT;
+            ASSERT_UEQ(zlb_hist_count(r.s.total.lat[rt]), c->messages);
         }
         rig_finish(&r);
         zlb_config_dispose(&cfg);
     }
     zlb_serve_destroy(tgt);
+    zlb_serve_destroy(htgt);
 }
 
 static void test_refused_rate_limited(void)
@@ -1253,6 +1265,285 @@ static void test_tls_mtls(void)
     tls_teardown(&tr);
 }
 
+/* ---- http --------------------------------------------------------------------------------------
+ */
+
+static void http_config(zlb_config_t *cfg, uint64_t conns, double rate)
+{
+    base_config(cfg);
+    cfg->connections = conns;
+    cfg->connect_rate = 0;
+    cfg->workload.type = ZLB_WORK_HTTP;
+    cfg->workload.request_rate = rate;
+}
+
+static void print_http(const char *what, const zlb_work_snapshot_t *s)
+{
+    const zlb_counters_t *c = &s->total.c;
+    fprintf(stderr,
+            "   %s: sent %llu responses %llu failed %llu in_flight %llu queued %llu; 200s %llu; "
+            "response p50 %.0f us p99 %.0f us, service p99 %.0f us, send_lag p99 %.0f us\n",
+            what, (unsigned long long)c->requests_sent, (unsigned long long)c->responses,
+            (unsigned long long)c->requests_failed, (unsigned long long)c->requests_in_flight,
+            (unsigned long long)c->requests_queued, (unsigned long long)c->http_status[200],
+            (double)zlb_hist_percentile(s->total.lat[ZLB_LAT_HTTP_RESPONSE], 50) / 1e3,
+            (double)zlb_hist_percentile(s->total.lat[ZLB_LAT_HTTP_RESPONSE], 99) / 1e3,
+            (double)zlb_hist_percentile(s->total.lat[ZLB_LAT_HTTP_SERVICE], 99) / 1e3,
+            (double)zlb_hist_percentile(s->total.lat[ZLB_LAT_SEND_LAG], 99) / 1e3);
+}
+
+/* Closed loop against the built-in http target: back to back, every response a 200, the
+ * request invariant in every snapshot (check_snapshot), nothing failed. */
+static void test_http_closed_loop(void)
+{
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_HTTP, 1);
+    zlb_work_target_t t = one_target(zlb_serve_port(tgt));
+    zlb_config_t cfg;
+    rig_t r;
+
+    http_config(&cfg, 20, 0);
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.responses >= 2000, 10000, 20));
+    print_http("closed loop", &r.s);
+    const zlb_counters_t *c = &r.s.total.c;
+    ASSERT_UEQ(c->http_status[200], c->responses);
+    ASSERT_UEQ(c->requests_failed, 0);
+    ASSERT_LE(c->requests_in_flight, 20); /* pipeline 1: one per connection */
+    ASSERT_UEQ(zlb_counters_failed_total(c), 0);
+    ASSERT_UEQ(c->messages, c->responses);
+    rig_finish(&r);
+    zlb_serve_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+/* Open loop: request_rate over the connections, each request from its intended time; about
+ * the rate asked for, every request sent has its lateness recorded. */
+static void test_http_open_loop(void)
+{
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_HTTP, 1);
+    zlb_work_target_t t = one_target(zlb_serve_port(tgt));
+    zlb_config_t cfg;
+    rig_t r;
+
+    http_config(&cfg, 20, 1000);
+    rig_start(&r, &cfg, &t, 1, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 20, 10000, 5));
+    snap(r.e, &r.s);
+    uint64_t r0 = r.s.total.c.responses, t0 = r.s.taken_ns;
+    sleep_ms(1000);
+    snap(r.e, &r.s);
+    double rate = (double)(r.s.total.c.responses - r0) * 1e9 / (double)(r.s.taken_ns - t0);
+    print_http("open loop 1000/s", &r.s);
+    fprintf(stderr, "   open loop: %.0f responses/s (asked 1000/s)\n", rate);
+    ASSERT_GT(rate, 800);
+    ASSERT_LT(rate, 1200);
+    ASSERT_UEQ(zlb_hist_count(r.s.total.lat[ZLB_LAT_SEND_LAG]), r.s.total.c.requests_sent);
+    ASSERT_UEQ(r.s.total.c.requests_failed, 0);
+    rig_finish(&r);
+    zlb_serve_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+/* A scripted HTTP server on one thread: per connection, answers each request (ends at an empty
+ * line; GETs only) with `per_request` responses, written in pieces (split inside heads and
+ * bodies) so the client sees pipelined responses at odd boundaries. */
+typedef struct {
+    int lfd;
+    int per_request;
+    _Atomic bool stop;
+    _Atomic uint64_t requests, close_headers;
+    pthread_t th;
+} scripted_t;
+
+static void *scripted_main(void *arg)
+{
+    scripted_t *sv = arg;
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    struct pollfd pf[64];
+    int n = 1;
+    char buf[8192];
+    int tail[64] = {0}; /* bytes of "\r\n\r\n" matched so far, per connection */
+
+    pf[0] = (struct pollfd){.fd = sv->lfd, .events = POLLIN};
+    while (!atomic_load(&sv->stop)) {
+        if (poll(pf, (nfds_t)n, 20) <= 0)
+            continue;
+        if ((pf[0].revents & POLLIN) && n < 64) {
+            int fd = accept4(sv->lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) {
+                tail[n] = 0;
+                pf[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+            }
+        }
+        for (int i = 1; i < n; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t got = read(pf[i].fd, buf, sizeof(buf));
+            if (got <= 0) {
+                close(pf[i].fd);
+                pf[i] = pf[--n];
+                tail[i] = tail[n];
+                i--;
+                continue;
+            }
+            int reqs = 0;
+            static const char end[] = "\r\n\r\n";
+            for (ssize_t k = 0; k < got; k++) {
+                tail[i] = buf[k] == end[tail[i]] ? tail[i] + 1 : (buf[k] == '\r' ? 1 : 0);
+                if (tail[i] == 4) {
+                    reqs++;
+                    tail[i] = 0;
+                }
+            }
+            if (memmem(buf, (size_t)got, "Connection: close", 17))
+                atomic_fetch_add(&sv->close_headers, 1);
+            atomic_fetch_add(&sv->requests, (uint64_t)reqs);
+            char out[8192];
+            size_t len = 0;
+            for (int q = 0; q < reqs * sv->per_request && len + sizeof(resp) < sizeof(out); q++) {
+                memcpy(out + len, resp, sizeof(resp) - 1);
+                len += sizeof(resp) - 1;
+            }
+            /* Three writes cutting the batch at odd places (inside a head, inside a body). */
+            size_t cuts[3] = {len / 3 + 1, 2 * len / 3 + 2, len};
+            size_t at = 0;
+            for (int k = 0; k < 3 && at < len; k++) {
+                size_t to = ZLB_MIN(cuts[k], len);
+                if (to > at && write(pf[i].fd, out + at, to - at) < 0)
+                    break;
+                at = to;
+                usleep(200);
+            }
+        }
+    }
+    for (int i = 1; i < n; i++)
+        close(pf[i].fd);
+    return NULL;
+}
+
+static void scripted_start(scripted_t *sv, int per_request, uint16_t *port)
+{
+    memset(sv, 0, sizeof(*sv));
+    sv->per_request = per_request;
+    sv->lfd = listen_tcp(64, port);
+    ASSERT_EQ(pthread_create(&sv->th, NULL, scripted_main, sv), 0);
+}
+
+static void scripted_stop(scripted_t *sv)
+{
+    atomic_store(&sv->stop, true);
+    pthread_join(sv->th, NULL);
+    close(sv->lfd);
+}
+
+/* pipeline 4: up to four requests in flight per connection, their responses arriving together
+ * and split at odd places; each is matched to its request in order. */
+static void test_http_pipelined(void)
+{
+    scripted_t sv;
+    uint16_t port;
+    zlb_config_t cfg;
+    rig_t r;
+
+    scripted_start(&sv, 1, &port);
+    zlb_work_target_t t = one_target(port);
+    http_config(&cfg, 2, 0);
+    cfg.workload.pipeline = 4;
+    rig_start(&r, &cfg, &t, 1, 1);
+    uint64_t max_in_flight = 0;
+    uint64_t end = zlb_now_ns() + 500 * ZLB_NS_PER_MS;
+    while (zlb_now_ns() < end) {
+        snap(r.e, &r.s);
+        max_in_flight = ZLB_MAX(max_in_flight, r.s.total.c.requests_in_flight);
+        sleep_ms(5);
+    }
+    print_http("pipeline 4", &r.s);
+    fprintf(stderr, "   pipeline 4: most in flight seen %llu, server saw %llu requests\n",
+            (unsigned long long)max_in_flight, (unsigned long long)atomic_load(&sv.requests));
+    ASSERT_GT(r.s.total.c.responses, 100);
+    ASSERT_LE(max_in_flight, 8);
+    ASSERT_UEQ(r.s.total.c.requests_failed, 0);
+    ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
+    ASSERT_UEQ(r.s.total.c.http_status[200], r.s.total.c.responses);
+    rig_finish(&r);
+    scripted_stop(&sv);
+    zlb_config_dispose(&cfg);
+}
+
+/* Two responses to one request: the second was asked for by nobody, a protocol failure on that
+ * connection (counted, closed, reopened), and the request accounting still adds up. */
+static void test_http_unsolicited(void)
+{
+    scripted_t sv;
+    uint16_t port;
+    zlb_config_t cfg;
+    rig_t r;
+
+    scripted_start(&sv, 2, &port);
+    zlb_work_target_t t = one_target(port);
+    http_config(&cfg, 1, 0);
+    cfg.workload.backoff_min_ns = ZLB_NS_PER_MS;
+    cfg.workload.backoff_max_ns = 2 * ZLB_NS_PER_MS;
+    rig_start(&r, &cfg, &t, 1, 1);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.http_errors[ZLB_HTTP_ERR_COUNT] >= 3, 10000, 5));
+    print_http("unsolicited", &r.s);
+    ASSERT_CMP_UINT(r.s.total.c.failed_after[ZLB_FAIL_PROTOCOL], >=, 3);
+    ASSERT_CMP_UINT(r.s.total.c.responses, >=, 3);
+    ASSERT_UEQ(r.s.total.c.requests_failed, 0); /* the request itself was answered */
+    rig_finish(&r);
+    scripted_stop(&sv);
+    zlb_config_dispose(&cfg);
+}
+
+/* keepalive false: every request says Connection: close and gets a connection of its own,
+ * reopened at once (no reconnect backoff) whether we or the server close first. */
+static void test_http_keepalive_false(void)
+{
+    zlb_serve_t *tgt = start_target(ZLB_SERVE_HTTP, 1);
+    zlb_work_target_t t = one_target(zlb_serve_port(tgt));
+    scripted_t sv;
+    uint16_t port;
+    zlb_config_t cfg;
+    rig_t r;
+
+    /* Against the built-in target, which closes after answering. */
+    http_config(&cfg, 10, 0);
+    cfg.workload.keepalive = false;
+    rig_start(&r, &cfg, &t, 1, 1);
+    sleep_ms(500);
+    snap(r.e, &r.s);
+    print_http("keepalive false", &r.s);
+    const zlb_counters_t *c = &r.s.total.c;
+    fprintf(stderr, "   keepalive false: established %llu, closed by us %llu, by peer %llu\n",
+            (unsigned long long)c->established, (unsigned long long)c->closed_by_us,
+            (unsigned long long)c->closed_by_peer);
+    /* With the 100 ms reconnect backoff 10 slots would manage ~50 in 0.5 s. */
+    ASSERT_GT(c->responses, 200);
+    ASSERT_CMP_UINT(c->established, >=, c->responses);
+    ASSERT_LE(c->established, c->responses + 10);
+    ASSERT_UEQ(c->requests_failed, 0);
+    ASSERT_UEQ(zlb_counters_failed_total(c), 0);
+    rig_finish(&r);
+    zlb_config_dispose(&cfg);
+    zlb_serve_destroy(tgt);
+
+    /* Against a server that keeps the connection: we close after the response. */
+    scripted_start(&sv, 1, &port);
+    t = one_target(port);
+    http_config(&cfg, 4, 0);
+    cfg.workload.keepalive = false;
+    rig_start(&r, &cfg, &t, 1, 1);
+    sleep_ms(300);
+    snap(r.e, &r.s);
+    print_http("keepalive false, server keeps", &r.s);
+    ASSERT_GT(r.s.total.c.responses, 50);
+    ASSERT_CMP_UINT(r.s.total.c.closed_by_us, >=, r.s.total.c.responses - 4);
+    ASSERT_CMP_UINT(atomic_load(&sv.close_headers), >=, r.s.total.c.responses);
+    rig_finish(&r);
+    scripted_stop(&sv);
+    zlb_config_dispose(&cfg);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1265,6 +1556,11 @@ int main(void)
     RUN_TEST(test_hold_5000);
     RUN_TEST(test_churn);
     RUN_TEST(test_workload_seam);
+    RUN_TEST(test_http_closed_loop);
+    RUN_TEST(test_http_open_loop);
+    RUN_TEST(test_http_pipelined);
+    RUN_TEST(test_http_unsolicited);
+    RUN_TEST(test_http_keepalive_false);
     RUN_TEST(test_refused_rate_limited);
     RUN_TEST(test_connect_timeout);
     RUN_TEST(test_source_spread);

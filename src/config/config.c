@@ -146,6 +146,10 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->workload.backoff_max_ns = 5 * ZLB_NS_PER_SEC;
     cfg->workload.message_size = 64;
     cfg->workload.message_interval_ns = ZLB_NS_PER_SEC;
+    cfg->workload.keepalive = true;
+    cfg->workload.pipeline = 1;
+    cfg->workload.max_response_size = 64ull << 20;
+    cfg->workload.max_header_size = 16 * 1024;
 
     cfg->family = ZLB_FAMILY_ANY;
     cfg->dns_ttl_ns = 60 * ZLB_NS_PER_SEC;
@@ -258,6 +262,19 @@ void zlb_config_dispose(zlb_config_t *cfg)
         zlb_config_tls_dispose(&cfg->targets[i].tls);
     }
     free(cfg->targets);
+    for (size_t i = 0; i < cfg->workload.nrequests; i++) {
+        zlb_http_request_config_t *r = &cfg->workload.requests[i];
+        free(r->method);
+        free(r->path);
+        for (size_t h = 0; h < r->nheaders; h++) {
+            free(r->headers[h].name);
+            free(r->headers[h].value);
+        }
+        free(r->headers);
+        free(r->body);
+        free(r->body_file);
+    }
+    free(cfg->workload.requests);
     free(cfg->embedded_target.listen);
     free(cfg->embedded_target.ca_out_file);
     free(cfg->source_addrs);

@@ -80,7 +80,24 @@ typedef struct zlb_pollers_config {
     uint64_t load_window_ns; /* default 1 s */
 } zlb_pollers_config_t;
 
-typedef enum { ZLB_WORK_HOLD, ZLB_WORK_CHURN, ZLB_WORK_ECHO } zlb_work_type_t;
+typedef enum { ZLB_WORK_HOLD, ZLB_WORK_CHURN, ZLB_WORK_ECHO, ZLB_WORK_HTTP } zlb_work_type_t;
+
+/* One HTTP request template (workload.requests[i]); checked at load, its bytes are built by the
+ * http workload before the run (Host and Content-Length there). */
+typedef struct zlb_http_header {
+    char *name, *value;
+} zlb_http_header_t;
+
+typedef struct zlb_http_request_config {
+    char *method; /* token (default "GET") */
+    char *path;   /* request target, "/..." or "*" (default "/") */
+    zlb_http_header_t *headers;
+    size_t nheaders;
+    uint8_t *body; /* from "body" or "body_file" (read at load); NULL: none */
+    size_t body_len;
+    char *body_file; /* the file's path, for the effective config; NULL for an inline body */
+    uint32_t weight; /* >= 1 (default 1): share of the requests picked at random */
+} zlb_http_request_config_t;
 
 typedef struct zlb_workload_config {
     zlb_work_type_t type;
@@ -91,6 +108,14 @@ typedef struct zlb_workload_config {
     uint64_t message_size;        /* echo: bytes per message (default 64) */
     uint64_t message_interval_ns; /* echo: per-connection gap between messages (default 1 s; 0 =
                                      back to back) */
+    /* http */
+    zlb_http_request_config_t *requests; /* templates (default: one GET /) */
+    size_t nrequests;
+    bool keepalive;             /* default true; false: Connection: close, a connection each */
+    uint32_t pipeline;          /* requests in flight per connection (default 1) */
+    double request_rate;        /* requests/s for the whole run; 0: closed loop (default 0) */
+    uint64_t max_response_size; /* body bytes before a response is a protocol error (64 MiB) */
+    uint32_t max_header_size;   /* response head bytes (default 16 KiB) */
 } zlb_workload_config_t;
 
 typedef enum { ZLB_CLOSE_FIN, ZLB_CLOSE_RST } zlb_close_mode_t;

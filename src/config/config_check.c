@@ -63,6 +63,12 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
                                   "use either targets or embedded_target, not both");
     if (cfg->ntargets == 0 && !cfg->embedded_target.enabled)
         return zlb_config_fail_at(c, "targets", "no target: give targets or embedded_target");
+    if (cfg->embedded_target.enabled && cfg->workload.type == ZLB_WORK_HTTP &&
+        cfg->embedded_target.mode != ZLB_TARGET_MODE_HTTP)
+        return zlb_config_fail_at(
+            c, "workload.type",
+            "the http workload needs a target that speaks HTTP; embedded_target.mode is \"%s\"",
+            zlb_config_name(&zlb_config_mode_names, (int)cfg->embedded_target.mode));
     if (cfg->embedded_target.enabled && cfg->workload.type == ZLB_WORK_ECHO &&
         cfg->embedded_target.mode != ZLB_SERVE_ECHO)
         return zlb_config_fail_at(

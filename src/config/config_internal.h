@@ -166,6 +166,10 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
 /** Target TLS defaults (verify on, 5 s handshake timeout) and their release. */
 void zlb_config_tls_defaults(zlb_tls_config_t *t);
 void zlb_config_tls_dispose(zlb_tls_config_t *t);
+/** The http workload's keys of the workload object (config_http.c). */
+int zlb_config_parse_http(zlb_config_ctx_t *c, const json_t *o, zlb_workload_config_t *w);
+/** workload.requests as the effective config prints them. New reference. */
+json_t *zlb_config_http_requests_json(const zlb_workload_config_t *w);
 /** Rules across fields, also run after command-line overrides (ctx without text). */
 int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg);
 

@@ -132,6 +132,14 @@ static json_t *workload_json(const zlb_workload_config_t *w)
     json_object_set_new(o, "backoff_max", duration(w->backoff_max_ns));
     json_object_set_new(o, "message_size", json_integer((json_int_t)w->message_size));
     json_object_set_new(o, "message_interval", duration(w->message_interval_ns));
+    if (w->type == ZLB_WORK_HTTP) {
+        json_object_set_new(o, "requests", zlb_config_http_requests_json(w));
+        json_object_set_new(o, "keepalive", json_boolean(w->keepalive));
+        json_object_set_new(o, "pipeline", json_integer((json_int_t)w->pipeline));
+        json_object_set_new(o, "request_rate", json_real(w->request_rate));
+        json_object_set_new(o, "max_response_size", json_integer((json_int_t)w->max_response_size));
+        json_object_set_new(o, "max_header_size", json_integer((json_int_t)w->max_header_size));
+    }
     return o;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "http/http.h"
 #include "report/report.h"
 #include "tls/tls.h"
 
@@ -41,6 +42,10 @@ static uint64_t n_messages(const zlb_counters_t *c)
 {
     return c->messages;
 }
+static uint64_t n_responses(const zlb_counters_t *c)
+{
+    return c->responses;
+}
 
 typedef struct metric_row {
     const char *path; /* dotted; a {placeholder} segment stands for a family, see placeholder_ok */
@@ -74,7 +79,15 @@ static const metric_row_t metric_rows[] = {
     RATE(bytes_in_per_s, n_bytes_in, ZLB_BETTER_HIGHER),
     RATE(bytes_out_per_s, n_bytes_out, ZLB_BETTER_HIGHER),
     RATE(messages_per_s, n_messages, ZLB_BETTER_HIGHER),
+    RATE(requests_per_s, n_responses, ZLB_BETTER_HIGHER),
     {"latency_us.{phase}.{stat}", ZLB_BETTER_LOWER, NULL, 0},
+    {"http.requests.sent", ZLB_BETTER_HIGHER, NULL, 0},
+    {"http.requests.responses", ZLB_BETTER_HIGHER, NULL, 0},
+    {"http.requests.failed", ZLB_BETTER_LOWER, NULL, 0},
+    {"http.requests.in_flight", ZLB_BETTER_LOWER, NULL, 0},
+    {"http.requests.queued", ZLB_BETTER_LOWER, NULL, 0},
+    {"http.status.{status}", ZLB_BETTER_HIGHER, NULL, 0},
+    {"http.errors.{http_error}", ZLB_BETTER_LOWER, NULL, 0},
     {"tls.handshakes", ZLB_BETTER_HIGHER, NULL, 0},
     {"tls.resumed", ZLB_BETTER_HIGHER, NULL, 0},
     {"tls.resumed_ratio", ZLB_BETTER_HIGHER, NULL, 0},
@@ -126,9 +139,51 @@ static bool is_stat(const char *s, size_t n)
     return true;
 }
 
+/* ---- the http section: status codes and error kinds ------------------------------------------ */
+
+/* zlb_counters_t.http_errors: the parser's kinds by zlb_http_error_t, then the http workload's
+ * own (work/wl_http.c, in this order). */
+static const char *const http_extra_errors[] = {"unsolicited", "closed", "cancelled"};
+#define HTTP_ERROR_KINDS (ZLB_HTTP_ERR_COUNT + (int)ZLB_ARRAY_LEN(http_extra_errors))
+_Static_assert(ZLB_HTTP_ERR_COUNT + 3 <= ZLB_HTTP_ERRORS_MAX, "http_errors is short");
+
+static const char *http_error_name(int k)
+{
+    if (k >= ZLB_HTTP_ERR_COUNT && k < HTTP_ERROR_KINDS)
+        return http_extra_errors[k - ZLB_HTTP_ERR_COUNT];
+    return k > 0 && k < ZLB_HTTP_ERR_COUNT ? zlb_http_error_name((zlb_http_error_t)k) : NULL;
+}
+
+static int http_error_index(const char *s, size_t n)
+{
+    for (int k = 1; k < HTTP_ERROR_KINDS; k++) {
+        const char *name = http_error_name(k);
+        if (name && strlen(name) == n && strncmp(s, name, n) == 0)
+            return k;
+    }
+    return -1;
+}
+
+/* "200" (100..599) or a class "2xx" (1xx..5xx); 0 when neither. The class is returned as its
+ * digit (1..5), a code as itself. */
+static int http_status_key(const char *s, size_t n)
+{
+    if (n != 3 || s[0] < '1' || s[0] > '5')
+        return 0;
+    if (s[1] == 'x' && s[2] == 'x')
+        return s[0] - '0';
+    if (s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9')
+        return 0;
+    return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
 static bool placeholder_ok(const char *ph, size_t pn, const char *s, size_t sn)
 {
     char seg[64];
+    if (pn == 8 && strncmp(ph, "{status}", 8) == 0)
+        return http_status_key(s, sn) != 0;
+    if (pn == 12 && strncmp(ph, "{http_error}", 12) == 0)
+        return (sn == 5 && strncmp(s, "total", 5) == 0) || http_error_index(s, sn) > 0;
     if (pn == 7 && strncmp(ph, "{phase}", 7) == 0)
         return is_phase(s, sn);
     if (pn == 6 && strncmp(ph, "{stat}", 6) == 0)
@@ -253,6 +308,37 @@ json_t *zlb_report_tls_json(const zlb_counters_t *c)
                      "failures", tls_failures_json(c), "openssl", zlb_tls_library_version());
 }
 
+json_t *zlb_report_http_json(const zlb_counters_t *c)
+{
+    json_t *status = json_object(), *errors = json_object();
+    uint64_t cls[6] = {0}, nerr = 0;
+    char key[16];
+
+    for (int i = 0; i < ZLB_HTTP_STATUS_SLOTS; i++) {
+        if (!c->http_status[i])
+            continue;
+        cls[i / 100] += c->http_status[i];
+        snprintf(key, sizeof(key), "%d", i ? i : 0);
+        json_object_set_new(status, i ? key : "other", json_integer((json_int_t)c->http_status[i]));
+    }
+    for (int k = 1; k <= 5; k++) {
+        snprintf(key, sizeof(key), "%dxx", k);
+        json_object_set_new(status, key, json_integer((json_int_t)cls[k]));
+    }
+    /* Requests cut off by our own stop are not the target's errors: listed, not in the total. */
+    for (int k = 1; k < HTTP_ERROR_KINDS; k++)
+        if (strcmp(http_error_name(k), "cancelled") != 0)
+            nerr += c->http_errors[k];
+    json_object_set_new(errors, "total", json_integer((json_int_t)nerr));
+    for (int k = 1; k < HTTP_ERROR_KINDS; k++)
+        json_object_set_new(errors, http_error_name(k),
+                            json_integer((json_int_t)c->http_errors[k]));
+    return json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o}", "requests", "sent",
+                     (json_int_t)c->requests_sent, "responses", (json_int_t)c->responses, "failed",
+                     (json_int_t)c->requests_failed, "in_flight", (json_int_t)c->requests_in_flight,
+                     "queued", (json_int_t)c->requests_queued, "status", status, "errors", errors);
+}
+
 void zlb_report_put_level(json_t *dst, const zlb_report_level_t *lv)
 {
     const zlb_counters_t *c = &lv->stats->c;
@@ -267,6 +353,7 @@ void zlb_report_put_level(json_t *dst, const zlb_report_level_t *lv)
                                       (json_int_t)c->bytes_out));
     }
     json_object_set_new(dst, "tls", zlb_report_tls_json(c));
+    json_object_set_new(dst, "http", zlb_report_http_json(c));
     if (lv->histograms)
         json_object_set_new(dst, "histograms", zlb_stats_histograms_json(lv->stats));
 }
@@ -290,6 +377,46 @@ static bool get_count(const json_t *o, const char *key, uint64_t *out)
         return false;
     *out = (uint64_t)json_integer_value(v);
     return true;
+}
+
+static int read_http(const json_t *h, const char *where, zlb_counters_t *c, char *err, size_t len)
+{
+    const json_t *rq = json_object_get(h, "requests"), *st = json_object_get(h, "status"),
+                 *er = json_object_get(h, "errors");
+    const char *key;
+    json_t *v;
+
+    if (!h)
+        return 0; /* a report from before the http workload */
+    if (!get_count(rq, "sent", &c->requests_sent) || !get_count(rq, "responses", &c->responses) ||
+        !get_count(rq, "failed", &c->requests_failed) ||
+        !get_count(rq, "in_flight", &c->requests_in_flight) ||
+        !get_count(rq, "queued", &c->requests_queued))
+        return bad(err, len, "%shttp.requests: missing or not non-negative integers", where);
+    if (c->requests_sent != c->responses + c->requests_failed + c->requests_in_flight)
+        return bad(err, len,
+                   "%shttp.requests.sent: not responses + failed + in_flight (the request "
+                   "invariant)",
+                   where);
+    if (!json_is_object(st) || !json_is_object(er))
+        return bad(err, len, "%shttp.status/errors: missing objects", where);
+    json_object_foreach((json_t *)st, key, v)
+    {
+        int code = strcmp(key, "other") == 0 ? -1 : http_status_key(key, strlen(key));
+        if (code >= 1 && code <= 5)
+            continue; /* classes are sums of the codes */
+        if (code == 0 || !get_count(st, key, &c->http_status[code < 0 ? 0 : code]))
+            return bad(err, len, "%shttp.status.%s: not a status code with a count", where, key);
+    }
+    json_object_foreach((json_t *)er, key, v)
+    {
+        if (strcmp(key, "total") == 0)
+            continue;
+        int k = http_error_index(key, strlen(key));
+        if (k <= 0 || !get_count(er, key, &c->http_errors[k]))
+            return bad(err, len, "%shttp.errors.%s: unknown kind or not a count", where, key);
+    }
+    return 0;
 }
 
 static int read_tls(const json_t *tls, const char *where, zlb_counters_t *c, char *err, size_t len)
@@ -365,6 +492,7 @@ int zlb_report_read_level(const json_t *level, bool totals, zlb_stats_t *out, ui
         goto out;
     }
     if (read_tls(json_object_get(level, "tls"), where, &one.c, err, errlen) != 0 ||
+        read_http(json_object_get(level, "http"), where, &one.c, err, errlen) != 0 ||
         read_rates(json_object_get(level, "rates"), where, rates, err, errlen) != 0)
         goto out;
     const json_t *hists = json_object_get(level, "histograms");

@@ -23,7 +23,7 @@ json_t *zlb_json_real(double x);
  * stats interval; "steady": the measured window). Each field is a row of the metric table. */
 typedef struct zlb_rates {
     double connects_per_s, closes_per_s, failures_per_s, bytes_in_per_s, bytes_out_per_s,
-        messages_per_s;
+        messages_per_s, requests_per_s;
     double *poller_connects_per_s; /* npollers entries, borrowed; NULL when not computed */
 } zlb_rates_t;
 
@@ -73,12 +73,18 @@ typedef struct zlb_report_level {
     bool histograms; /* the serialised histograms (reports, not /stats) */
 } zlb_report_level_t;
 
-/** Adds "connections", "rates", "latency_us", ["messages", "bytes"], "tls" and ["histograms"]
+/** Adds "connections", "rates", "latency_us", ["messages", "bytes"], "tls", "http" and
+ * ["histograms"]
  * to dst. */
 void zlb_report_put_level(json_t *dst, const zlb_report_level_t *lv);
 /** {handshakes, resumed, resumed_ratio, failures: {handshake: {reason: n}, verify: {"62
  * hostname_mismatch": n}}, openssl}. New reference. */
 json_t *zlb_report_tls_json(const zlb_counters_t *c);
+
+/** {requests: {sent, responses, failed, in_flight, queued}, status: {"200": n, ..., "2xx": n},
+ * errors: {total, <kind>: n}}: the http workload's section (classes and kinds always listed,
+ * codes that occurred). New reference. */
+json_t *zlb_report_http_json(const zlb_counters_t *c);
 
 /** The inverse of zlb_report_put_level (with histograms): adds one level of a report to out
  * (initialised by the caller), its target to *target and its rates to *rates (either may be

@@ -96,7 +96,9 @@ bool zlb_counters_balanced(const zlb_counters_t *c)
            sum_array(c->tls_fail_reason, ZLB_TLS_REASONS_MAX) ==
                c->failed_before[ZLB_FAIL_TLS_HANDSHAKE] + c->failed_after[ZLB_FAIL_TLS_HANDSHAKE] &&
            sum_array(c->tls_verify_code, ZLB_TLS_VERIFY_CODES_MAX) ==
-               c->failed_before[ZLB_FAIL_TLS_VERIFY] + c->failed_after[ZLB_FAIL_TLS_VERIFY];
+               c->failed_before[ZLB_FAIL_TLS_VERIFY] + c->failed_after[ZLB_FAIL_TLS_VERIFY] &&
+           c->requests_sent == c->responses + c->requests_failed + c->requests_in_flight &&
+           sum_array(c->http_status, ZLB_HTTP_STATUS_SLOTS) == c->responses;
 }
 
 void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src)
@@ -121,6 +123,15 @@ void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src)
         dst->tls_fail_reason[i] += src->tls_fail_reason[i];
     for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
         dst->tls_verify_code[i] += src->tls_verify_code[i];
+    dst->requests_sent += src->requests_sent;
+    dst->responses += src->responses;
+    dst->requests_failed += src->requests_failed;
+    dst->requests_in_flight += src->requests_in_flight;
+    dst->requests_queued += src->requests_queued;
+    for (int i = 0; i < ZLB_HTTP_STATUS_SLOTS; i++)
+        dst->http_status[i] += src->http_status[i];
+    for (int i = 0; i < ZLB_HTTP_ERRORS_MAX; i++)
+        dst->http_errors[i] += src->http_errors[i];
 }
 
 /* ---- per-poller statistics ---------------------------------------------------------------- */
@@ -148,9 +159,12 @@ void zlb_stats_reset_period(zlb_stats_t *s)
 {
     zlb_counters_t *c = &s->c;
     uint64_t open = c->open, in_flight = c->in_flight;
+    uint64_t rq_flight = c->requests_in_flight, rq_queued = c->requests_queued;
     memset(c, 0, sizeof(*c));
     c->open = open;
     c->in_flight = in_flight;
+    c->requests_in_flight = rq_flight;
+    c->requests_queued = rq_queued;
     for (int i = 0; i < ZLB_LAT__COUNT; i++)
         if (s->lat[i])
             zlb_hist_reset(s->lat[i]);
@@ -213,6 +227,13 @@ void zlb_stats_sub(zlb_stats_t *dst, const zlb_stats_t *src)
         sub_counter(&d->tls_fail_reason[i], s->tls_fail_reason[i], "tls_fail_reason");
     for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
         sub_counter(&d->tls_verify_code[i], s->tls_verify_code[i], "tls_verify_code");
+    sub_counter(&d->requests_sent, s->requests_sent, "requests_sent");
+    sub_counter(&d->responses, s->responses, "responses");
+    sub_counter(&d->requests_failed, s->requests_failed, "requests_failed");
+    for (int i = 0; i < ZLB_HTTP_STATUS_SLOTS; i++)
+        sub_counter(&d->http_status[i], s->http_status[i], "http_status");
+    for (int i = 0; i < ZLB_HTTP_ERRORS_MAX; i++)
+        sub_counter(&d->http_errors[i], s->http_errors[i], "http_errors");
     for (int i = 0; i < ZLB_LAT__COUNT; i++)
         if (zlb_hist_sub(hist_like(&dst->lat[i], src->lat[i]), src->lat[i]) != 0)
             zlb_fatal("histogram %s is not an earlier state of the one subtracted from",

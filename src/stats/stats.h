@@ -118,6 +118,12 @@ const char *zlb_lat_name(zlb_lat_t l);
 #define ZLB_TLS_REASONS_MAX 16       /* >= the tls module's reason count (checked there) */
 #define ZLB_TLS_VERIFY_CODES_MAX 128 /* verify results >= 127 are counted at 127 ("other") */
 
+/* HTTP breakdowns (stats knows nothing of HTTP: the http workload fills them and the report names
+ * them). Status codes by value, 100..599 (anything else at 0); errors by kind: the http
+ * module's zlb_http_error_t, then the workload's own kinds from ZLB_HTTP_ERR_COUNT on. */
+#define ZLB_HTTP_STATUS_SLOTS 600
+#define ZLB_HTTP_ERRORS_MAX 16
+
 /* Counters of one poller (or a merge of several). Plain integers: each poller owns its copy
  * and only its thread writes it; readers get copies through snapshots. */
 typedef struct zlb_counters {
@@ -139,14 +145,21 @@ typedef struct zlb_counters {
      * failed_before[tls_verify] + failed_after[tls_verify]. */
     uint64_t tls_fail_reason[ZLB_TLS_REASONS_MAX];      /* by zlb_tls_reason_t */
     uint64_t tls_verify_code[ZLB_TLS_VERIFY_CODES_MAX]; /* by X509_V_ERR_* (127: 127 and up) */
+    /* Requests (the http workload): requests_sent == responses + requests_failed +
+     * requests_in_flight at every moment. requests_queued: due by the schedule but waiting for
+     * a busy connection (a level, like in_flight; not yet sent). */
+    uint64_t requests_sent, responses, requests_failed, requests_in_flight, requests_queued;
+    uint64_t http_status[ZLB_HTTP_STATUS_SLOTS]; /* responses by status code */
+    uint64_t http_errors[ZLB_HTTP_ERRORS_MAX];   /* failed requests and protocol errors by kind */
 } zlb_counters_t;
 
 uint64_t zlb_counters_failed_total(const zlb_counters_t *c);
 uint64_t zlb_counters_failed_before_total(const zlb_counters_t *c);
 uint64_t zlb_counters_failed_after_total(const zlb_counters_t *c);
 /** attempted == established + failed_before + in_flight and
- * established == closed_by_us + closed_by_peer + failed_after + open, and the TLS breakdowns
- * add up to their failure counts (see zlb_counters_t). */
+ * established == closed_by_us + closed_by_peer + failed_after + open, the TLS breakdowns
+ * add up to their failure counts, and requests_sent == responses + requests_failed +
+ * requests_in_flight (see zlb_counters_t). */
 bool zlb_counters_balanced(const zlb_counters_t *c);
 void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src);
 

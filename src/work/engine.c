@@ -51,7 +51,14 @@ static int make_tls_clients(zlb_work_t *e)
 
         if (!t->tls || !t->tls->enabled)
             continue;
-        r = zlb_tls_client_create(t->tls, t->host, &e->tls[i], err, sizeof(err));
+        zlb_tls_config_t tc = *t->tls;
+        char *alpn[1] = {(char *)e->wl->alpn};
+        if (!tc.nalpn && e->wl->alpn) {
+            /* The workload's protocol, offered unless the config names its own. */
+            tc.alpn = alpn;
+            tc.nalpn = 1;
+        }
+        r = zlb_tls_client_create(&tc, t->host, &e->tls[i], err, sizeof(err));
         if (r < 0) {
             zlb_log_error("target %s: TLS: %s", name, err[0] ? err : strerror(-r));
             return r == -ENOMEM ? r : -EINVAL;

@@ -5,8 +5,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include <jansson.h>
-
 #include "net/net.h"
 #include "work/work.h"
 
@@ -48,6 +46,7 @@ typedef struct zlb_work_slot {
     uint16_t target;
     uint8_t phase;
     uint8_t backoff_exp;
+    bool reopen; /* zlb_wl_reopen: the successor is due at intended_ns, no backoff */
 } zlb_work_slot_t;
 
 /* Per-poller state. Everything but the atomics is touched only by its poller's thread (or by
@@ -165,6 +164,8 @@ typedef struct zlb_workload_ops {
     bool always_reconnect;
     /* Connections carry traffic all the time: TLS keeps its buffers (see net.h). */
     bool busy_traffic;
+    /* TLS offers this ALPN protocol when the target's config names none (NULL: none). */
+    const char *alpn;
     /** Engine-wide data made once before the run (a message, prebuilt requests), stored in
      * e->wl_data; and the bytes of state each slot needs (0: none). 0 or -errno with a log
      * line. NULL: nothing to make, no state. */
@@ -186,9 +187,6 @@ typedef struct zlb_workload_ops {
      * reply turns a clean close by the peer into a failure. May be NULL (counted as k). */
     zlb_work_end_t (*closed)(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k,
                              zlb_fail_t *why);
-    /** The workload's section of /stats and the report ({"http": {...}} members added to
-     * root), from merged counters. May be NULL. */
-    void (*stats_json)(const zlb_counters_t *c, json_t *root);
 } zlb_workload_ops_t;
 
 /* workload.c: the registry, indexed by zlb_work_type_t. */
@@ -203,6 +201,11 @@ void zlb_wl_fail(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why);
 void zlb_wl_close(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns);
 /** zlb_conn_send, with a failure counted and the connection failed (then returns < 0). */
 int zlb_wl_send(zlb_worker_t *w, zlb_work_slot_t *s, const void *buf, size_t len);
+/** Asks that the connection, when its end comes (the peer's close the workload expected), be
+ * followed by a successor due at due_ns, without the reconnect backoff. */
+void zlb_wl_reopen(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns);
+/** A pseudo-random number (xorshift64*), per poller: jitter and weighted choices. */
+uint64_t zlb_wl_rand(zlb_worker_t *w);
 /** Arms the slot's timer for the workload (replacing any). */
 void zlb_wl_timer_at(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t when_ns);
 /** Counter pointers of the whole poller and the slot's target, for workload counters. */

@@ -27,7 +27,7 @@ static inline zlb_work_slot_t *conn_slot(zlb_conn_t *c)
     return ZLB_CONTAINER_OF(c, zlb_work_slot_t, conn);
 }
 
-static uint64_t rng_next(zlb_worker_t *w)
+uint64_t zlb_wl_rand(zlb_worker_t *w)
 {
     /* xorshift64*: jitter only, no need for more */
     uint64_t x = w->rng;
@@ -203,6 +203,7 @@ static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
     }
     zlb_work_slot_t *s = ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode);
     s->backoff_exp = 0;
+    s->reopen = false;
     return s;
 }
 
@@ -298,6 +299,14 @@ static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
     uint64_t base, delay;
 
     zlb_timer_stop(w->loop, &s->timer);
+    if (s->reopen && !opening_stopped(w)) {
+        s->reopen = false;
+        s->phase = ZLB_SLOT_QUEUED;
+        zlb_list_push_back(&w->q_start, &s->qnode);
+        worker_drain(w);
+        return;
+    }
+    s->reopen = false;
     if (opening_stopped(w) || (!w->e->wl->always_reconnect && !wl->reconnect)) {
         slot_free(w, s);
         return;
@@ -311,7 +320,7 @@ static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
         s->backoff_exp++;
     /* Equal jitter: at least half the backoff, so a restarted target sees the reconnects of a
      * mass disconnect spread over the other half instead of arriving together. */
-    delay = base / 2 + (base > 1 ? rng_next(w) % (base - base / 2) : 0);
+    delay = base / 2 + (base > 1 ? zlb_wl_rand(w) % (base - base / 2) : 0);
     s->phase = ZLB_SLOT_BACKOFF;
     s->intended_ns = zlb_loop_now(w->loop) + delay;
     zlb_timer_start_at(w->loop, &s->timer, s->intended_ns, 0);
@@ -439,6 +448,13 @@ int zlb_wl_send(zlb_worker_t *w, zlb_work_slot_t *s, const void *buf, size_t len
         zlb_wl_fail(w, s, why);
     }
     return r;
+}
+
+void zlb_wl_reopen(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
+{
+    (void)w;
+    s->reopen = true;
+    s->intended_ns = due_ns;
 }
 
 void zlb_wl_timer_at(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t when_ns)
