@@ -64,7 +64,7 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     if (cfg->ntargets == 0 && !cfg->embedded_target.enabled)
         return zlb_config_fail_at(c, "targets", "no target: give targets or embedded_target");
     if (cfg->embedded_target.enabled && cfg->workload.type == ZLB_WORK_HTTP &&
-        cfg->embedded_target.mode != ZLB_TARGET_MODE_HTTP)
+        cfg->embedded_target.mode != ZLB_SERVE_HTTP)
         return zlb_config_fail_at(
             c, "workload.type",
             "the http workload needs a target that speaks HTTP; embedded_target.mode is \"%s\"",
