@@ -52,7 +52,7 @@ static const char usage_text[] =
     "Exit codes:\n"
     "  0  the run passed (every threshold held) / the command succeeded\n"
     "  1  internal error\n"
-    "  2  bad usage or configuration (nothing was started)\n"
+    "  2  bad usage or configuration, or an inconsistent input report (nothing was started)\n"
     "  3  a threshold failed\n"
     "  4  compare found a regression\n"
     "  5  invalid run: the generator saturated, or the run ended before its steady state\n";
