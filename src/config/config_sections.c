@@ -200,7 +200,7 @@ static int parse_host(zlb_config_ctx_t *c, const json_t *v, char **out)
     char *host = zlb_xmalloc(len + 1);
     memcpy(host, s + bracketed, len - 2 * bracketed);
     host[len - 2 * bracketed] = '\0';
-    /* zlb_parse_host_port knows what a valid host looks like; reuse it rather than repeat it. */
+    /* zlb_addr_host_port knows what a valid host looks like; reuse it rather than repeat it. */
     size_t n = len + 16;
     char *probe = zlb_xmalloc(n);
     bool v6 = strchr(host, ':') != NULL;
