@@ -31,6 +31,7 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
     int rc = zlb_config_parse_root(&c, patch, cfg);
     if (rc == 0)
         rc = zlb_config_check_cross(&c, cfg);
+    zlb_config_path_dispose(&c.path); /* the key path's buffer grows as it goes */
     json_decref(patch);
     zlb_config_path_dispose(&c.path);
     if (rc == 0)
@@ -44,8 +45,9 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
     zlb_config_ctx_t c2 = {.err = &again, .validate_path = validate_path};
     size_t n = strlen(key_path);
     const char *rest = msg;
-    if (zlb_config_check_cross(&c2, cfg) == 0 && strncmp(rest, key_path, n) == 0 &&
-        strncmp(rest + n, ": ", 2) == 0)
+    bool cross_ok = zlb_config_check_cross(&c2, cfg) == 0;
+    zlb_config_path_dispose(&c2.path);
+    if (cross_ok && strncmp(rest, key_path, n) == 0 && strncmp(rest + n, ": ", 2) == 0)
         rest += n + 2;
     zlb_config_path_dispose(&c2.path);
     zlb_config_set_message(err, "%s: %s", origin, rest);

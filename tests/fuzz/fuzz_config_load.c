@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)zlb_config_pos_find(text, size, path, true, &line, &col);
         char *host = NULL;
         uint16_t port;
-        if (zlb_parse_host_port(path, &host, &port) == 0 && !host)
+        if (zlb_addr_host_port(path, &host, &port) == 0 && !host)
             abort();
         free(host);
         free(path);
