@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run_tests.sh -- installs what is missing, builds zlbench with warnings as errors, runs every test.
-#   bash tests/run_tests.sh                      # the normal build (build/)
+#   bash tests/run_tests.sh                      # the normal build (build-test/: never the README's build/)
 #   bash tests/run_tests.sh --sanitize address,undefined   (build-asan/)
 #   bash tests/run_tests.sh --sanitize thread              (build-tsan/)
 set -euo pipefail
@@ -11,7 +11,7 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 bash .ci/deps
 case "$sanitize" in
-    "") dir=build; flags=() ;;
+    "") dir=build-test; flags=() ;;
     thread) dir=build-tsan; flags=(-DZLB_SANITIZE=thread) ;;
     *) dir=build-asan; flags=("-DZLB_SANITIZE=${sanitize//,/;}") ;;
 esac

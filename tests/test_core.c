@@ -864,6 +864,44 @@ static void test_remove_stale_temps(void)
     ASSERT_EQ(system(cmd), 0);
 }
 
+/* A log line written while a live status line is shown clears it, prints, and draws it again,
+ * so the two never share a terminal line. */
+static void test_log_live_line(void)
+{
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    zlb_log_set_fd(fds[1]);
+    zlb_log_live("[ 1.0s] live one", false);
+    zlb_log_warn("from a thread: %d", 42);
+    zlb_log_live("[ 2.0s] live two", false);
+    zlb_log_live("[ 3.0s] last", true);
+    zlb_log_info("after the end");
+    zlb_log_set_fd(2);
+    close(fds[1]);
+    char buf[1024];
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    ASSERT_GT(n, 0);
+    buf[n] = '\0';
+    fprintf(stderr, "written: ");
+    for (ssize_t i = 0; i < n; i++)
+        fprintf(stderr, buf[i] == '\r' ? "\\r" : buf[i] == '\033' ? "\\e" : "%c", buf[i]);
+    fprintf(stderr, "\n");
+    static const char head[] = "\r\033[K[ 1.0s] live one\r\033[K";
+    ASSERT(strncmp(buf, head, strlen(head)) == 0); /* cleared before the log line */
+    char *warn = strstr(buf, "WARN");
+    ASSERT(warn != NULL);
+    char *eol = strchr(warn, '\n');
+    ASSERT(eol != NULL);
+    ASSERT(strstr(warn, "from a thread: 42\n") == eol - 17);
+    static const char redraw[] = "[ 1.0s] live one\r\033[K[ 2.0s] live two";
+    ASSERT(strncmp(eol + 1, redraw, strlen(redraw)) == 0); /* redrawn after it */
+    ASSERT(strstr(buf, "[ 3.0s] last\n") != NULL);
+    char *after = strstr(buf, "after the end");
+    ASSERT(after != NULL);
+    ASSERT(strstr(buf, "last\n") < after && !strstr(after, "\r")); /* no live line any more */
+}
+
 int main(void)
 {
     RUN_TEST(test_addr);
@@ -873,6 +911,7 @@ int main(void)
     RUN_TEST(test_format_double);
     RUN_TEST(test_write_file_atomic);
     RUN_TEST(test_remove_stale_temps);
+    RUN_TEST(test_log_live_line);
     RUN_TEST(test_heap_order_and_ties);
     RUN_TEST(test_heap_random_remove);
     RUN_TEST(test_heap_reserve_and_growth);

@@ -86,11 +86,11 @@ static void test_lateness_rules(void)
      * the whole-run span still judges the ramp. */
     zlb_stats_init(&s);
     zlb_monitor_init(&m, 1, S, NULL);
-    zlb_monitor_check_lateness(&m, &s, "steady window");
+    zlb_monitor_check_lateness(&m, &s, "steady window", 0);
     ASSERT(!m.saturated);
     for (int i = 0; i < 1000; i++)
         zlb_stats_record(&s, ZLB_LAT_SCHEDULE_LAG, i < 850 ? 200 * 1000 : 30 * MS);
-    zlb_monitor_check_lateness(&m, &s, "whole run");
+    zlb_monitor_check_lateness(&m, &s, "whole run", 0);
     fprintf(stderr, "15%% at 30 ms: %s\n", m.nreasons ? m.reasons[0].text : "not saturated");
     ASSERT(m.saturated);
     ASSERT_EQ(m.reasons[0].rule, ZLB_MON_RULE_LATENESS);
@@ -104,7 +104,9 @@ static void test_lateness_rules(void)
     for (int i = 0; i < 1000; i++)
         zlb_stats_record(&s, ZLB_LAT_SCHEDULE_LAG,
                          i < 980 ? 300 * 1000 : (uint64_t)i * MS - 280 * MS);
-    zlb_monitor_check_lateness(&m, &s, "steady window");
+    zlb_monitor_check_lateness(&m, &s, "steady window", 1u << ZLB_LAT_SCHEDULE_LAG);
+    ASSERT(!m.saturated); /* a schedule with no rate: its lag is no lateness */
+    zlb_monitor_check_lateness(&m, &s, "steady window", 0);
     fprintf(stderr, "freeze: %s\n", m.nreasons ? m.reasons[0].text : "not saturated");
     ASSERT(m.saturated);
     ASSERT_EQ(m.reasons[0].rule, ZLB_MON_RULE_STALL);
@@ -116,7 +118,7 @@ static void test_lateness_rules(void)
     zlb_monitor_init(&m, 1, S, NULL);
     for (int i = 0; i < 1000; i++)
         zlb_stats_record(&s, ZLB_LAT_SCHEDULE_LAG, (uint64_t)(i % 50) * 100 * 1000);
-    zlb_monitor_check_lateness(&m, &s, "whole run");
+    zlb_monitor_check_lateness(&m, &s, "whole run", 0);
     ASSERT(!m.saturated);
     zlb_monitor_dispose(&m);
     zlb_stats_dispose(&s);

@@ -218,6 +218,12 @@ void zlb_log_write(zlb_log_level_t lvl, const char *file, int line, const char *
     ZLB_PRINTF(4, 5);
 /** Sets the fd lines go to (default 2). Call before threads start. */
 void zlb_log_set_fd(int fd);
+/** Shows `line` as the live status line at the bottom of the log's terminal (no newline),
+ * replacing the previous one. While one is shown, every log line from any thread first clears
+ * it, then is written, then the live line is drawn again, in one write: a log line never glues
+ * onto it. `final`: the line is ended with a newline and stops being live. NULL: clears the
+ * line from the terminal and stops. Any thread. */
+void zlb_log_live(const char *line, bool final);
 /** Parses "trace".."error"/"off"; returns 0 or -EINVAL. */
 int zlb_log_level_parse(const char *name, zlb_log_level_t *out);
 /** Names the calling thread for log lines and for the kernel (pthread_setname_np, 15 chars). */

@@ -66,15 +66,53 @@ static size_t format_prefix(char *buf, size_t cap, uint64_t now, zlb_log_level_t
     return n < 0 ? 0 : ZLB_MIN((size_t)n, cap - 1);
 }
 
+#define LIVE_MAX 256
+#define CLEAR_LINE "\r\033[K"
+/* The live status line, if one is shown: log lines clear it, print, and draw it again, all in
+ * one write under the lock so that two threads' lines cannot interleave with it. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static char live[LIVE_MAX];
+static size_t live_len; /* guarded by live_mu; 0: none shown */
+
 static void write_line(uint64_t now, zlb_log_level_t lvl, const char *text, size_t len)
 {
-    char buf[LOG_LINE_MAX + 128];
-    size_t n = format_prefix(buf, sizeof(buf), now, lvl);
-    len = ZLB_MIN(len, sizeof(buf) - n - 1);
+    char buf[sizeof(CLEAR_LINE) + LOG_LINE_MAX + 128 + LIVE_MAX];
+    pthread_mutex_lock(&live_mu);
+    size_t n = 0;
+    if (live_len) {
+        memcpy(buf, CLEAR_LINE, sizeof(CLEAR_LINE) - 1);
+        n = sizeof(CLEAR_LINE) - 1;
+    }
+    n += format_prefix(buf + n, 128, now, lvl);
+    len = ZLB_MIN(len, (size_t)LOG_LINE_MAX);
     memcpy(buf + n, text, len);
     n += len;
     buf[n++] = '\n';
+    memcpy(buf + n, live, live_len);
+    n += live_len;
     write_all(buf, n);
+    pthread_mutex_unlock(&live_mu);
+}
+
+void zlb_log_live(const char *line, bool final)
+{
+    char buf[sizeof(CLEAR_LINE) + LIVE_MAX + 1];
+    size_t n = sizeof(CLEAR_LINE) - 1;
+    memcpy(buf, CLEAR_LINE, n);
+    pthread_mutex_lock(&live_mu);
+    size_t len = line ? ZLB_MIN(strlen(line), (size_t)LIVE_MAX - 1) : 0;
+    if (!line && !live_len) {
+        pthread_mutex_unlock(&live_mu);
+        return; /* nothing shown: nothing to clear */
+    }
+    memcpy(buf + n, line ? line : "", len);
+    n += len;
+    if (final && line)
+        buf[n++] = '\n';
+    live_len = final || !line ? 0 : len;
+    memcpy(live, line ? line : "", live_len);
+    write_all(buf, n);
+    pthread_mutex_unlock(&live_mu);
 }
 
 static void flush_repeats(uint64_t now)

@@ -93,6 +93,9 @@ static const metric_row_t metric_rows[] = {
     {"tls.resumed_ratio", ZLB_BETTER_HIGHER, NULL, 0},
     {"ramp.target_reached", ZLB_BETTER_HIGHER, NULL, 0},
     {"ramp.seconds", ZLB_BETTER_LOWER, NULL, 0},
+    {"ramp.established", ZLB_BETTER_HIGHER, NULL, 0},
+    {"ramp.connects_per_s", ZLB_BETTER_HIGHER, NULL, 0},
+    {"failure_ratio", ZLB_BETTER_LOWER, NULL, 0},
     {"generator.saturated", ZLB_BETTER_LOWER, NULL, 0},
     {"generator.scheduler_backlog", ZLB_BETTER_LOWER, NULL, 0},
 };

@@ -7,23 +7,23 @@
 #include "core/core.h"
 #include "run/monitor.h"
 
-/* Only schedule_lag exists until the workloads time their sends; the list is the one place a
- * new lateness phase (send_lag) is added. */
-const zlb_lat_t zlb_monitor_lateness[] = {ZLB_LAT_SCHEDULE_LAG};
+/* Connect attempts and scheduled messages/requests; the one place a new lateness phase is
+ * added. */
+const zlb_lat_t zlb_monitor_lateness[] = {ZLB_LAT_SCHEDULE_LAG, ZLB_LAT_SEND_LAG};
 const size_t zlb_monitor_nlateness = ZLB_ARRAY_LEN(zlb_monitor_lateness);
 
 void zlb_monitor_limits_default(zlb_mon_limits_t *l)
 {
     /* Busy and run-queue shares are judged only when they last: one slow second is noise on a
      * shared machine, three in a row are a generator that cannot keep up. A tenth of the actions
-     * 20 ms late, or any one 100 ms late, means the figures carry the generator's delay. */
+     * 20 ms late, or any one 150 ms late, means the figures carry the generator's delay. */
     *l = (zlb_mon_limits_t){
         .busy_pct = 95.0,
         .runq_wait_pct = 25.0,
         .sustain_ns = 3 * ZLB_NS_PER_SEC,
         .backlog_ns = 3 * ZLB_NS_PER_SEC,
         .lateness_p90_ns = 20 * ZLB_NS_PER_MS,
-        .stall_ns = 100 * ZLB_NS_PER_MS,
+        .stall_ns = 150 * ZLB_NS_PER_MS,
     };
 }
 
@@ -181,10 +181,13 @@ void zlb_monitor_check_sustained(zlb_monitor_t *m, uint64_t t_ns, uint64_t sched
     }
 }
 
-void zlb_monitor_check_lateness(zlb_monitor_t *m, const zlb_stats_t *s, const char *span)
+void zlb_monitor_check_lateness(zlb_monitor_t *m, const zlb_stats_t *s, const char *span,
+                                uint32_t ignore)
 {
     const zlb_mon_limits_t *l = &m->lim;
     for (size_t k = 0; k < zlb_monitor_nlateness; k++) {
+        if (ignore & (1u << zlb_monitor_lateness[k]))
+            continue;
         const zlb_hist_t *h = s->lat[zlb_monitor_lateness[k]];
         const char *name = zlb_lat_name(zlb_monitor_lateness[k]);
         if (!zlb_hist_count(h))

@@ -55,7 +55,7 @@ typedef struct zlb_mon_limits {
 } zlb_mon_limits_t;
 
 /** The defaults: busy 95 %, run-queue wait 25 %, sustained 3 s; backlog 3 s; lateness p90
- * 20 ms; stall 100 ms. */
+ * 20 ms; stall 150 ms. */
 void zlb_monitor_limits_default(zlb_mon_limits_t *l);
 
 #define ZLB_MON_REASONS 8
@@ -131,8 +131,10 @@ void zlb_monitor_check_sustained(zlb_monitor_t *m, uint64_t t_ns, uint64_t sched
 
 /** The lateness rules over one span ("whole run", "steady window"): any lateness phase whose
  * p90 exceeds lateness_p90_ns, or whose max reaches stall_ns. An empty histogram says
- * nothing. Call with every span the report describes. */
-void zlb_monitor_check_lateness(zlb_monitor_t *m, const zlb_stats_t *s, const char *span);
+ * nothing; phases whose bit (1 << zlb_lat_t) is set in `ignore` are not judged (a schedule with
+ * no rate has nothing to be late against). Call with every span the report describes. */
+void zlb_monitor_check_lateness(zlb_monitor_t *m, const zlb_stats_t *s, const char *span,
+                                uint32_t ignore);
 
 /** The stall rule on the pollers' own timers: a poller whose timers fired stall_ns late or more
  * inside the measured window (lag_max_ns of each sample given) stalled every action it had

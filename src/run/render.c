@@ -28,46 +28,76 @@ static double ns_to_s(uint64_t ns)
     return (double)ns / 1e9;
 }
 
+/* The ramp: how long the initial connections took to open, and the rate that achieved (the
+ * connections opened over that time), beside the rate the config asked for. While the ramp runs,
+ * the figures so far. */
 static json_t *ramp_json(const zlb_view_t *v)
 {
     const zlb_work_snapshot_t *s = v->snap;
     bool reached = s->target_reached_ns != 0;
-    double seconds = 0;
-    if (reached && s->first_attempt_ns)
-        seconds = ns_to_s(s->target_reached_ns - s->first_attempt_ns);
-    return json_pack("{s:b, s:o}", "target_reached", reached, "seconds", zlb_json_real(seconds));
+    uint64_t end = reached ? s->target_reached_ns : v->ramp_end_ns ? v->ramp_end_ns : s->taken_ns;
+    uint64_t n = reached          ? v->cfg->connections
+                 : v->ramp_end_ns ? v->ramp_established
+                                  : s->total.c.established;
+    double seconds =
+        s->first_attempt_ns && end > s->first_attempt_ns ? ns_to_s(end - s->first_attempt_ns) : 0.0;
+    return json_pack("{s:b, s:o, s:I, s:o, s:o}", "target_reached", reached, "seconds",
+                     zlb_json_real(seconds), "established", (json_int_t)n, "connects_per_s",
+                     zlb_json_real(seconds > 0 ? (double)n / seconds : 0.0),
+                     "requested_connects_per_s", zlb_json_real(v->cfg->connect_rate));
 }
 
 static json_t *generator_json(const zlb_view_t *v)
 {
-    json_t *reasons = json_array();
-    const zlb_saturation_t *sat = v->saturation;
-    for (int i = 0; sat && i < sat->nreasons; i++)
-        json_array_append_new(reasons, json_string(sat->reasons[i]));
-    return json_pack("{s:b, s:o, s:I}", "saturated", sat && sat->saturated, "reasons", reasons,
-                     "scheduler_backlog", (json_int_t)v->snap->scheduler_backlog);
+    json_t *reasons = json_array(), *rules = json_array();
+    const zlb_monitor_t *m = v->saturation;
+    for (int i = 0; m && i < m->nreasons; i++) {
+        json_array_append_new(reasons, json_string(m->reasons[i].text));
+        json_array_append_new(rules, json_string(zlb_monitor_rule_name(m->reasons[i].rule)));
+    }
+    return json_pack("{s:b, s:o, s:o, s:I}", "saturated", m && m->saturated, "reasons", reasons,
+                     "rules", rules, "scheduler_backlog", (json_int_t)v->snap->scheduler_backlog);
+}
+
+/* Rates over the trailing stats interval (the live view; the top-level rates are whole-run
+ * averages). */
+static json_t *last_interval_json(const zlb_view_t *v)
+{
+    const zlb_monitor_t *m = v->saturation;
+    static const zlb_rates_t zero;
+    json_t *j = zlb_report_rates_json(m ? &m->last_interval : &zero);
+    json_object_set_new(j, "seconds", zlb_json_real(m ? m->last_interval_s : 0.0));
+    return j;
 }
 
 json_t *zlb_render_pollers(const zlb_view_t *v)
 {
     const zlb_work_snapshot_t *s = v->snap;
+    const zlb_monitor_t *m = v->saturation;
     json_t *arr = json_array();
     for (size_t i = 0; i < s->npollers; i++) {
         const zlb_poller_info_t *in = &s->info[i];
         const zlb_counters_t *c = &s->poller[i].c;
-        double cps =
-            v->rates && v->rates->poller_connects_per_s ? v->rates->poller_connects_per_s[i] : 0.0;
+        zlb_mon_poller_t mp = {
+            .busy_pct = in->stats.load_pct, .cpu_pct = in->stats.cpu_pct, .runq_wait_pct = -1};
+        if (m && i < m->npollers)
+            mp = m->poller[i];
+        /* busy: wall time outside epoll_wait; cpu: thread CPU time; run-queue wait: runnable but
+         * not running. Over the trailing interval, each as a share of wall time. */
         json_t *row = json_pack(
-            "{s:i, s:i, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:I, s:I, s:I}",
+            "{s:i, s:i, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:I, s:I, "
+            "s:I}",
             "id", in->id, "cpu", in->cpu, "policy", in->policy, "priority", in->priority,
-            "load_pct", zlb_json_real(in->stats.load_pct), "cpu_pct",
-            zlb_json_real(in->stats.cpu_pct), "cpu_time_s",
+            "busy_pct", zlb_json_real(mp.busy_pct), "load_pct", zlb_json_real(mp.busy_pct),
+            "cpu_pct", zlb_json_real(mp.cpu_pct), "runq_wait_pct",
+            mp.runq_wait_pct < 0 ? json_null() : zlb_json_real(mp.runq_wait_pct), "cpu_time_s",
             zlb_json_real(ns_to_s(in->stats.cpu_time_ns)), "loop_lag_us",
             zlb_json_real((double)in->stats.lag_last_ns / 1e3), "loop_lag_max_us",
             zlb_json_real((double)in->stats.lag_max_ns / 1e3), "open", (json_int_t)c->open,
             "connects", (json_int_t)c->established, "attempted", (json_int_t)c->attempted,
-            "connects_per_s", zlb_json_real(cps), "events", (json_int_t)in->stats.events, "tasks",
-            (json_int_t)in->stats.tasks, "timers", (json_int_t)in->stats.timers);
+            "connects_per_s", zlb_json_real(mp.connects_per_s), "events",
+            (json_int_t)in->stats.events, "tasks", (json_int_t)in->stats.tasks, "timers",
+            (json_int_t)in->stats.timers);
         if (in->warning[0])
             json_object_set_new(row, "warning", json_string(in->warning));
         json_array_append_new(arr, row);
@@ -108,6 +138,7 @@ json_t *zlb_render_stats(const zlb_view_t *v)
                              .npercentiles = cfg->report.npercentiles,
                              .totals = true};
     zlb_report_put_level(root, &lv);
+    json_object_set_new(root, "last_interval", last_interval_json(v));
     json_object_set_new(root, "ramp", ramp_json(v));
     json_object_set_new(root, "pollers", zlb_render_pollers(v));
     json_object_set_new(root, "targets", targets_json(v));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -19,13 +20,8 @@
  * poller of /stats sees fresh numbers, slow enough that copying the histograms costs the
  * pollers well under 1 % of their time. */
 #define TICK_NS (100 * ZLB_NS_PER_MS)
-#define RATE_RING 128
-#define HOT_LOAD_PCT 95.0
-#define HOT_TICKS_SATURATED 30 /* 3 s in a row */
-/* A generator that keeps its schedule starts nearly every attempt on time; a few starts delayed
- * by the OS scheduler on a busy machine are noise, but when a tenth of them are this late the
- * generator is behind its own schedule. */
-#define SATURATED_LAG_P90_NS (20 * ZLB_NS_PER_MS)
+/* The live line fits a classic 80-column terminal (the cursor takes the last). */
+#define ZLB_LIVE_COLUMNS 79
 #define PROGRESS_LOG_EVERY_NS (5 * ZLB_NS_PER_SEC)
 
 typedef struct run {
@@ -62,110 +58,59 @@ typedef struct run {
     zlb_work_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
     zlb_stats_t at_stop;      /* when the stop was asked for, before the drain */
     bool have_at_stop;
-    zlb_rate_sample_t ring[RATE_RING];
-    size_t ring_next, ring_count;
-    zlb_rates_t rates;
-    double *poller_cps;
-    zlb_saturation_t sat;
+    zlb_rates_t rates;             /* whole-run averages */
+    zlb_monitor_t mon;             /* last_interval rates, per-poller shares, saturation */
+    zlb_mon_poller_in_t *pin;      /* npollers: the latest snapshot's per-poller figures */
+    zlb_mon_poller_in_t *pin_stop; /* npollers: the same at the stop request */
+    bool have_pin_stop;
+    uint64_t ramp_end_ns, ramp_established;
     uint64_t last_progress_ns;
     uint64_t last_abort_check_ns;
     bool tty;
-    bool progress_open; /* a live line is on the terminal without its newline */
 } run_t;
 
-/* ---- rates -------------------------------------------------------------------------------- */
+/* ---- rates and the generator's self-watch ------------------------------------------------- */
 
-static void ring_push(run_t *r)
+/* Each tick: the whole-run averages (counters over the time since the start) and the monitor's
+ * sample (last_interval rates, per-poller busy/CPU/run-queue shares). */
+static void monitor_sample(run_t *r)
 {
-    zlb_rate_sample_t *s = &r->ring[r->ring_next];
-    s->t_ns = r->snap.taken_ns;
-    s->total = r->snap.total.c;
-    for (size_t i = 0; i < r->snap.npollers; i++)
-        s->poller_established[i] = r->snap.poller[i].c.established;
-    r->ring_next = (r->ring_next + 1) % RATE_RING;
-    if (r->ring_count < RATE_RING)
-        r->ring_count++;
-}
-
-/* Rates over the trailing stats interval: the newest sample against the oldest one that is at
- * least that old (or the oldest there is, early in the run). */
-static void compute_rates(run_t *r)
-{
-    memset(&r->rates, 0, sizeof(r->rates));
-    r->rates.poller_connects_per_s = r->poller_cps;
-    for (size_t i = 0; i < r->snap.npollers; i++)
-        r->poller_cps[i] = 0;
-    if (r->ring_count < 2)
-        return;
-    const zlb_rate_sample_t *now = &r->ring[(r->ring_next + RATE_RING - 1) % RATE_RING];
-    const zlb_rate_sample_t *then = NULL;
-    for (size_t k = 1; k < r->ring_count; k++) {
-        const zlb_rate_sample_t *s = &r->ring[(r->ring_next + RATE_RING - 1 - k) % RATE_RING];
-        then = s;
-        if (now->t_ns - s->t_ns >= r->cfg->stats_interval_ns)
-            break;
+    const zlb_work_snapshot_t *s = &r->snap;
+    for (size_t i = 0; i < s->npollers; i++) {
+        const zlb_poller_info_t *in = &s->info[i];
+        r->pin[i] = (zlb_mon_poller_in_t){
+            .established = s->poller[i].c.established,
+            /* The kernel's figure is exact at the read; the loop's lags up to a bucket. */
+            .cpu_ns = in->run_ns != UINT64_MAX ? in->run_ns : in->stats.cpu_time_ns,
+            .runq_wait_ns = in->runq_wait_ns,
+            .busy_pct = in->stats.load_pct,
+            .lag_max_ns = in->stats.lag_max_ns,
+        };
     }
-    double dt = (double)(now->t_ns - then->t_ns) / 1e9;
-    if (dt <= 0)
-        return;
-    zlb_rates_over(&r->rates, &then->total, &now->total, dt);
-    for (size_t i = 0; i < r->snap.npollers; i++)
-        r->poller_cps[i] = (double)(now->poller_established[i] - then->poller_established[i]) / dt;
+    zlb_monitor_sample(&r->mon, s->taken_ns, &s->total.c, r->pin);
+    static const zlb_counters_t zero;
+    double secs =
+        r->t_start && s->taken_ns > r->t_start ? (double)(s->taken_ns - r->t_start) / 1e9 : 0.0;
+    zlb_rates_over(&r->rates, &zero, &s->total.c, secs);
 }
 
-/* ---- saturation ----------------------------------------------------------------------------- */
-
-static void add_reason(zlb_saturation_t *s, const char *fmt, ...) ZLB_PRINTF(2, 3);
-static void add_reason(zlb_saturation_t *s, const char *fmt, ...)
-{
-    if (s->nreasons >= (int)ZLB_ARRAY_LEN(s->reasons))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->reasons[s->nreasons++], sizeof(s->reasons[0]), fmt, ap);
-    va_end(ap);
-}
-
-/* The generator watches itself: a poller pegged for seconds, attempts it could not hand out
- * in time, or a schedule it fell behind mean its figures describe zlbench, not the target. */
+/* The generator watches itself while the measured window runs: sustained busy or run-queue
+ * wait, a scheduler behind its rate, a poller whose timers stalled. The lateness percentiles
+ * are judged at the end, over the whole run and the measured window (finish). */
 static void check_saturation(run_t *r)
 {
-    zlb_saturation_t *s = &r->sat;
     if (!r->measuring || r->state == ZLB_STATE_DRAINING)
         return;
-    for (size_t i = 0; i < r->snap.npollers && i < ZLB_ARRAY_LEN(s->hot_ticks); i++) {
-        if (r->snap.info[i].stats.load_pct >= HOT_LOAD_PCT)
-            s->hot_ticks[i]++;
-        else
-            s->hot_ticks[i] = 0;
-        if (s->hot_ticks[i] == HOT_TICKS_SATURATED) {
-            s->saturated = true;
-            add_reason(s, "poller %zu busy >= %.0f%% for %d s", i, HOT_LOAD_PCT,
-                       HOT_TICKS_SATURATED / 10);
-        }
-    }
-    if (r->snap.scheduler_backlog > 0 && r->cfg->connect_rate > 0) {
-        if (++s->backlog_ticks == HOT_TICKS_SATURATED) {
-            s->saturated = true;
-            add_reason(s, "scheduler could not hand out due attempts for %d s",
-                       HOT_TICKS_SATURATED / 10);
-        }
-    } else {
-        s->backlog_ticks = 0;
-    }
+    zlb_monitor_check_sustained(&r->mon, r->snap.taken_ns, r->snap.scheduler_backlog,
+                                r->cfg->connect_rate > 0);
+    zlb_monitor_check_stall(&r->mon, r->pin);
 }
 
-/* Called once at the end with the steady-state schedule lag. */
-static void check_final_saturation(run_t *r, const zlb_stats_t *steady)
+/* Lateness phases not judged in this run: a connect schedule with no rate ("as fast as
+ * possible") has every attempt due at the start, so its schedule lag is no lateness. */
+static uint32_t lateness_ignored(const run_t *r)
 {
-    if (r->cfg->connect_rate <= 0)
-        return; /* as fast as possible: there is no schedule to lag behind */
-    uint64_t p90 = zlb_hist_percentile(steady->lat[ZLB_LAT_SCHEDULE_LAG], 90);
-    if (p90 > SATURATED_LAG_P90_NS) {
-        r->sat.saturated = true;
-        add_reason(&r->sat, "schedule lag p90 %.1f ms > %.0f ms", (double)p90 / 1e6,
-                   (double)SATURATED_LAG_P90_NS / 1e6);
-    }
+    return r->cfg->connect_rate > 0 ? 0 : 1u << ZLB_LAT_SCHEDULE_LAG;
 }
 
 /* ---- views and publishing ------------------------------------------------------------------ */
@@ -179,7 +124,9 @@ static zlb_view_t make_view(run_t *r)
         .elapsed_s = r->t_start ? (double)(zlb_now_ns() - r->t_start) / 1e9 : 0.0,
         .snap = &r->snap,
         .rates = &r->rates,
-        .saturation = &r->sat,
+        .saturation = &r->mon,
+        .ramp_end_ns = r->ramp_end_ns,
+        .ramp_established = r->ramp_established,
         .targets = r->targets,
         .ntargets = r->ntargets,
         .started_unix_s = (double)(r->t_start_wall_ns / ZLB_NS_PER_MS) / 1e3,
@@ -219,6 +166,19 @@ static void publish(run_t *r)
 
 /* ---- progress ------------------------------------------------------------------------------ */
 
+/* "850us", "12.3ms", "1.23s": a latency in a few columns. */
+static void fmt_dur(char *out, size_t len, uint64_t ns)
+{
+    if (ns < 10 * ZLB_NS_PER_MS && ns < 1000 * 1000)
+        snprintf(out, len, "%.0fus", (double)ns / 1e3);
+    else if (ns < ZLB_NS_PER_SEC)
+        snprintf(out, len, "%.1fms", (double)ns / 1e6);
+    else
+        snprintf(out, len, "%.2fs", (double)ns / 1e9);
+}
+
+/* The live line: at most 79 columns, each figure named. Rates are over the last interval,
+ * percentiles over the whole run so far; busy is each poller's wall time outside epoll_wait. */
 static void progress(run_t *r, bool final)
 {
     if (r->opts.quiet)
@@ -230,26 +190,47 @@ static void progress(run_t *r, bool final)
         return;
     r->last_progress_ns = now;
     const zlb_counters_t *c = &r->snap.total.c;
-    char loads[128] = "";
-    size_t off = 0;
-    for (size_t i = 0; i < r->snap.npollers && off < sizeof(loads) - 8; i++)
-        off += (size_t)snprintf(loads + off, sizeof(loads) - off, "%s%.0f%%", i ? " " : "",
-                                r->snap.info[i].stats.load_pct);
-    double p99 = (double)zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_CONNECT], 99) / 1e3;
-    char line[512];
-    int n = snprintf(line, sizeof(line),
-                     "[%6.1fs] %-8s open %llu/%llu  conn/s %.0f  errors %llu  p99 connect "
-                     "%.0fus  load %s",
+    const zlb_rates_t *li = &r->mon.last_interval;
+    char busy[40] = "", lat[16];
+    size_t np = r->snap.npollers;
+    if (np <= 4) {
+        size_t off = 0;
+        for (size_t i = 0; i < np && off < sizeof(busy); i++)
+            off += (size_t)snprintf(busy + off, sizeof(busy) - off, "%s%.0f%%", i ? "," : "",
+                                    r->mon.poller[i].busy_pct);
+    } else {
+        double max = 0;
+        for (size_t i = 0; i < np; i++)
+            max = ZLB_MAX(max, r->mon.poller[i].busy_pct);
+        snprintf(busy, sizeof(busy), "max %.0f%%", max);
+    }
+    char line[256];
+    int n;
+    if (c->messages || r->cfg->workload.type == ZLB_WORK_ECHO) {
+        fmt_dur(lat, sizeof(lat), zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_MESSAGE_RT], 99));
+        n = snprintf(line, sizeof(line),
+                     "[%5.1fs] %s open %llu/%llu msg/s %.0f rtt p99 %s err %llu "
+                     "busy %s",
                      (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
                      (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
-                     r->rates.connects_per_s, (unsigned long long)zlb_counters_failed_total(c), p99,
-                     loads);
+                     li->messages_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
+                     busy);
+    } else {
+        fmt_dur(lat, sizeof(lat), zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_CONNECT], 99));
+        n = snprintf(line, sizeof(line),
+                     "[%5.1fs] %s open %llu/%llu conn/s %.0f connect p99 %s "
+                     "err %llu busy %s",
+                     (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
+                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     li->connects_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
+                     busy);
+    }
     if (n < 0)
         return;
-    if (r->tty) {
-        fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
-        r->progress_open = !final;
-    } else
+    line[ZLB_MIN((size_t)n, (size_t)ZLB_LIVE_COLUMNS)] = '\0';
+    if (r->tty)
+        zlb_log_live(line, final);
+    else
         zlb_log_info("%s", line);
 }
 
@@ -265,8 +246,7 @@ static int take_snapshot(run_t *r)
                       (unsigned long long)r->snap.total.c.attempted,
                       (unsigned long long)r->snap.total.c.established,
                       (unsigned long long)r->snap.total.c.in_flight);
-    ring_push(r);
-    compute_rates(r);
+    monitor_sample(r);
     return 0;
 }
 
@@ -278,15 +258,6 @@ static void begin_measuring(run_t *r)
     r->measuring = true;
     for (size_t i = 0; i < r->snap.npollers; i++)
         zlb_loop_reset_lag_max(zlb_pool_loop(r->pool, (int)i));
-}
-
-/* Ends the live line so that a log line does not land in the middle of it. */
-static void progress_break(run_t *r)
-{
-    if (r->progress_open) {
-        fputc('\n', stderr);
-        r->progress_open = false;
-    }
 }
 
 static void request_stop(run_t *r, const char *reason, bool immediate)
@@ -301,11 +272,12 @@ static void request_stop(run_t *r, const char *reason, bool immediate)
     if (r->measuring && take_snapshot(r) == 0) {
         zlb_stats_copy(&r->at_stop, &r->snap.total);
         r->have_at_stop = true;
+        memcpy(r->pin_stop, r->pin, r->snap.npollers * sizeof(*r->pin));
+        r->have_pin_stop = true;
     }
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
     zlb_work_close_all(r->engine);
-    progress_break(r);
     zlb_log_info("stopping (%s): draining for at most %.1f s", reason,
                  (double)r->cfg->drain_timeout_ns / 1e9);
 }
@@ -322,6 +294,9 @@ static void update_phase(run_t *r)
         if (r->snap.target_reached_ns || all_answered) {
             r->state = ZLB_STATE_STEADY;
             r->ramp_done = true;
+            r->ramp_end_ns =
+                r->snap.target_reached_ns ? r->snap.target_reached_ns : r->snap.taken_ns;
+            r->ramp_established = r->snap.target_reached_ns ? r->cfg->connections : c->established;
         }
     }
     /* Warm-up runs from the first attempt; the measured window starts when it ends. */
@@ -362,7 +337,6 @@ static void check_abort(run_t *r)
     if (failed) {
         size_t i;
         json_t *row;
-        progress_break(r);
         json_array_foreach(json_object_get(live, "thresholds"), i, row)
         {
             if (!json_is_true(json_object_get(row, "passed")))
@@ -381,7 +355,6 @@ static void handle_signals(run_t *r)
     struct signalfd_siginfo si;
     while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         r->signals_seen++;
-        progress_break(r);
         const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
         if (r->signals_seen == 1) {
             request_stop(r, si.ssi_signo == SIGINT ? "signal_sigint" : "signal_sigterm", false);
@@ -429,12 +402,92 @@ static json_t *steady_json(run_t *r, zlb_stats_t *steady)
     return j;
 }
 
-static void print_summary(run_t *r, json_t *report, int failed_thresholds)
+/* A number as a number: integers without a fraction, others with up to 4 significant
+ * decimals, never in exponent form; a boolean threshold's observation as true/false. */
+static void fmt_num(char *out, size_t len, double v)
+{
+    if (v == floor(v) && fabs(v) < 1e15)
+        snprintf(out, len, "%.0f", v);
+    else if (fabs(v) >= 100)
+        snprintf(out, len, "%.1f", v);
+    else
+        snprintf(out, len, "%.4g", v);
+}
+
+static void fmt_bytes_per_s(char *out, size_t len, double v)
+{
+    if (v >= 1e9)
+        snprintf(out, len, "%.2f GB/s", v / 1e9);
+    else if (v >= 1e6)
+        snprintf(out, len, "%.2f MB/s", v / 1e6);
+    else if (v >= 1e3)
+        snprintf(out, len, "%.1f kB/s", v / 1e3);
+    else
+        snprintf(out, len, "%.0f B/s", v);
+}
+
+/* "194 connects/s, 194 closes/s, 0 failures/s[, 2500 msgs/s, 1.20 MB/s in, ...]" */
+static void print_rates(const char *label, const char *span, const zlb_rates_t *rt, bool data_moved)
+{
+    printf("  %-12s %s: %.0f connects/s, %.0f closes/s, %.0f failures/s", label, span,
+           rt->connects_per_s, rt->closes_per_s, rt->failures_per_s);
+    if (data_moved) {
+        char in[32], out[32];
+        fmt_bytes_per_s(in, sizeof(in), rt->bytes_in_per_s);
+        fmt_bytes_per_s(out, sizeof(out), rt->bytes_out_per_s);
+        printf(", %.0f messages/s, %s in, %s out", rt->messages_per_s, in, out);
+    }
+    printf("\n");
+}
+
+/* "normal nice 0", "fifo priority 10": the scheduling class a poller got, in words. */
+static void fmt_policy(char *out, size_t len, const zlb_poller_info_t *in)
+{
+    if (strcmp(in->policy, "other") == 0)
+        snprintf(out, len, "normal, nice %d", in->priority);
+    else
+        snprintf(out, len, "%s, priority %d", in->policy, in->priority);
+}
+
+static void print_latency(const zlb_stats_t *steady, const zlb_stats_t *whole, double steady_s)
+{
+    printf("  latency (us), steady window (%.1f s) unless marked\n", steady_s);
+    printf("    %-28s %9s %10s %10s %10s %10s %10s\n", "phase", "count", "p50", "p90", "p99",
+           "p99.9", "max");
+    static const zlb_lat_t shown[] = {
+        ZLB_LAT_CONNECT,       ZLB_LAT_CONNECT_SERVICE, ZLB_LAT_DNS,
+        ZLB_LAT_TLS_FULL,      ZLB_LAT_TLS_RESUMED,     ZLB_LAT_FIRST_BYTE,
+        ZLB_LAT_MESSAGE_RT,    ZLB_LAT_MESSAGE_SERVICE, ZLB_LAT_HTTP_FIRST_BYTE,
+        ZLB_LAT_HTTP_RESPONSE, ZLB_LAT_HTTP_SERVICE,    ZLB_LAT_SCHEDULE_LAG,
+        ZLB_LAT_SEND_LAG};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(shown); i++) {
+        const zlb_hist_t *h = steady->lat[shown[i]];
+        const char *mark = "";
+        if (!zlb_hist_count(h)) {
+            /* None in the measured window (a hold run's connects all happen in a warm-up that
+             * covers the ramp): the whole run's, marked, as thresholds read them. */
+            h = whole->lat[shown[i]];
+            mark = " (whole run)";
+        }
+        if (!zlb_hist_count(h))
+            continue;
+        char name[40];
+        snprintf(name, sizeof(name), "%s%s", zlb_lat_name(shown[i]), mark);
+        printf("    %-28s %9llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", name,
+               (unsigned long long)zlb_hist_count(h), zlb_hist_percentile(h, 50) / 1e3,
+               zlb_hist_percentile(h, 90) / 1e3, zlb_hist_percentile(h, 99) / 1e3,
+               zlb_hist_percentile(h, 99.9) / 1e3, zlb_hist_max(h) / 1e3);
+    }
+}
+
+static void print_summary(run_t *r, json_t *report, const zlb_stats_t *steady, int failed,
+                          const char *invalid_why)
 {
     if (r->opts.quiet)
         return;
     const zlb_counters_t *c = &r->snap.total.c;
-    double v;
+    double v, steady_s = 0;
+    zlb_report_lookup(report, "steady.seconds", &steady_s);
     printf("\nzlbench %s: %s, stopped by %s after %.1f s\n", zlb_version(),
            r->ntargets == 1 ? r->targets[0].name : "several targets", r->stop_reason,
            (double)(r->t_end - r->t_start) / 1e9);
@@ -447,6 +500,9 @@ static void print_summary(run_t *r, json_t *report, int failed_thresholds)
         if (n)
             printf("    failed %-16s %llu\n", zlb_fail_name((zlb_fail_t)f), (unsigned long long)n);
     }
+    if (c->attempted && !c->established)
+        printf("  NO CONNECTION was established: nothing answered at %s\n",
+               r->ntargets == 1 ? r->targets[0].name : "any target");
     if (c->tls_handshakes || c->failed_before[ZLB_FAIL_TLS_HANDSHAKE] ||
         c->failed_before[ZLB_FAIL_TLS_VERIFY]) {
         printf("  tls          %llu handshakes, %llu resumed (%.1f%%)\n",
@@ -464,61 +520,121 @@ static void print_summary(run_t *r, json_t *report, int failed_thresholds)
             }
         }
     }
-    if (zlb_report_lookup(report, "ramp.seconds", &v) == 0 && r->snap.target_reached_ns)
-        printf("  ramp         %llu open after %.3f s\n", (unsigned long long)r->cfg->connections,
-               v);
+    double ramp_s = 0, ramp_cps = 0;
+    zlb_report_lookup(report, "ramp.seconds", &ramp_s);
+    zlb_report_lookup(report, "ramp.connects_per_s", &ramp_cps);
+    char req[48] = "as fast as possible";
+    if (r->cfg->connect_rate > 0)
+        snprintf(req, sizeof(req), "requested %.0f/s", r->cfg->connect_rate);
+    if (r->snap.target_reached_ns)
+        printf("  ramp         %llu open after %.3f s: %.0f connects/s (%s)\n",
+               (unsigned long long)r->cfg->connections, ramp_s, ramp_cps, req);
     else
-        printf("  ramp         target of %llu open connections not reached\n",
-               (unsigned long long)r->cfg->connections);
-    if (zlb_report_lookup(report, "steady.rates.connects_per_s", &v) == 0)
-        printf("  steady       %.0f connects/s", v);
-    if (zlb_report_lookup(report, "steady.seconds", &v) == 0)
-        printf(" over %.1f s\n", v);
-    printf(
-        "  latency (us)          count        p50        p90        p99      p99.9        max\n");
-    static const zlb_lat_t shown[] = {
-        ZLB_LAT_CONNECT,       ZLB_LAT_CONNECT_SERVICE, ZLB_LAT_DNS,
-        ZLB_LAT_TLS_FULL,      ZLB_LAT_TLS_RESUMED,     ZLB_LAT_FIRST_BYTE,
-        ZLB_LAT_MESSAGE_RT,    ZLB_LAT_MESSAGE_SERVICE, ZLB_LAT_HTTP_FIRST_BYTE,
-        ZLB_LAT_HTTP_RESPONSE, ZLB_LAT_HTTP_SERVICE,    ZLB_LAT_SCHEDULE_LAG,
-        ZLB_LAT_SEND_LAG};
-    for (size_t i = 0; i < ZLB_ARRAY_LEN(shown); i++) {
-        const zlb_hist_t *h = r->snap.total.lat[shown[i]];
-        if (!zlb_hist_count(h))
-            continue;
-        printf("    %-16s %10llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", zlb_lat_name(shown[i]),
-               (unsigned long long)zlb_hist_count(h), zlb_hist_percentile(h, 50) / 1e3,
-               zlb_hist_percentile(h, 90) / 1e3, zlb_hist_percentile(h, 99) / 1e3,
-               zlb_hist_percentile(h, 99.9) / 1e3, zlb_hist_max(h) / 1e3);
-    }
+        printf("  ramp         target of %llu open connections not reached (%.0f connects/s "
+               "over %.3f s, %s)\n",
+               (unsigned long long)r->cfg->connections, ramp_cps, ramp_s, req);
+    bool data_moved = c->messages || c->bytes_in || c->bytes_out;
+    char span[64];
+    snprintf(span, sizeof(span), "average over %.1f s", (double)(r->t_end - r->t_start) / 1e9);
+    print_rates("whole run", span, &r->rates, data_moved);
+    zlb_rates_t st = {0};
+    static const zlb_counters_t zero;
+    zlb_rates_over(&st, &zero, &steady->c, steady_s);
+    snprintf(span, sizeof(span), "average over %.1f s after the warm-up", steady_s);
+    print_rates("steady", span, &st, data_moved);
+    print_latency(steady, &r->snap.total, steady_s);
     for (size_t i = 0; i < r->snap.npollers; i++) {
         const zlb_poller_info_t *in = &r->snap.info[i];
-        printf(
-            "  poller %-3d   cpu %-3d %s/%d  load %5.1f%%  cpu time %.2f s  lag max %.0f us%s%s\n",
-            in->id, in->cpu, in->policy, in->priority, in->stats.load_pct,
-            (double)in->stats.cpu_time_ns / 1e9, (double)in->stats.lag_max_ns / 1e3,
-            in->warning[0] ? "  warning: " : "", in->warning);
+        const zlb_mon_poller_t *mp = &r->mon.poller[i];
+        char pol[48], runq[24] = "unknown";
+        fmt_policy(pol, sizeof(pol), in);
+        if (mp->runq_wait_pct >= 0)
+            snprintf(runq, sizeof(runq), "%.1f%%", mp->runq_wait_pct);
+        printf("  poller %-3d   cpu %d (%s): busy %.1f%%, cpu %.1f%%, waiting for a cpu %s, cpu "
+               "time %.2f s, timer lag max %.0f us%s%s\n",
+               in->id, in->cpu, pol, mp->busy_pct, mp->cpu_pct, runq,
+               (double)in->stats.cpu_time_ns / 1e9, (double)in->stats.lag_max_ns / 1e3,
+               in->warning[0] ? "; warning: " : "", in->warning);
     }
-    printf("  generator    %s\n",
-           r->sat.saturated ? "SATURATED (figures describe zlbench)" : "not saturated");
-    for (int i = 0; i < r->sat.nreasons; i++)
-        printf("    %s\n", r->sat.reasons[i]);
+    if (r->mon.saturated)
+        printf("  generator    SATURATED: its figures describe zlbench, not the target\n");
+    else
+        printf("  generator    not saturated (busy, run-queue wait, backlog, lateness and stall "
+               "rules held)\n");
+    for (int i = 0; i < r->mon.nreasons; i++)
+        printf("    %s: %s\n", zlb_monitor_rule_name(r->mon.reasons[i].rule),
+               r->mon.reasons[i].text);
     json_t *th = json_object_get(report, "thresholds");
     size_t idx;
     json_t *row;
     json_array_foreach(th, idx, row)
     {
-        printf("  threshold    %-32s %-10s observed %-12g %s\n",
-               json_string_value(json_object_get(row, "path")),
-               json_string_value(json_object_get(row, "expr")),
-               json_number_value(json_object_get(row, "observed")),
-               json_is_true(json_object_get(row, "passed")) ? "pass" : "FAIL");
+        const char *expr = json_string_value(json_object_get(row, "expr"));
+        json_t *obs = json_object_get(row, "observed");
+        char num[40] = "missing";
+        if (json_is_number(obs)) {
+            v = json_number_value(obs);
+            if (expr && (strstr(expr, "true") || strstr(expr, "false")))
+                snprintf(num, sizeof(num), "%s", v != 0 ? "true" : "false");
+            else
+                fmt_num(num, sizeof(num), v);
+        }
+        printf("  threshold    %-32s %-10s observed %-12s %s%s\n",
+               json_string_value(json_object_get(row, "path")), expr, num,
+               json_is_true(json_object_get(row, "passed")) ? "pass" : "FAIL",
+               json_is_true(json_object_get(row, "default")) ? " (default)" : "");
     }
-    if (failed_thresholds)
-        printf("  %d threshold(s) failed\n", failed_thresholds);
+    if (failed)
+        printf("  %d threshold(s) failed\n", failed);
+    if (invalid_why)
+        printf("  INVALID RUN  %s\n", invalid_why);
     if (r->cfg->report.file)
         printf("  report       %s\n", r->cfg->report.file);
     fflush(stdout);
+}
+
+/* Share of attempts and connections that failed, cancellations at the stop excluded: they are
+ * the run's ending, not the target's answer. */
+static double failure_ratio(const zlb_counters_t *c)
+{
+    uint64_t failed = zlb_counters_failed_total(c);
+    uint64_t cancelled = c->failed_before[ZLB_FAIL_CANCELLED] + c->failed_after[ZLB_FAIL_CANCELLED];
+    failed = failed > cancelled ? failed - cancelled : 0;
+    uint64_t attempted = c->attempted > cancelled ? c->attempted - cancelled : 0;
+    return attempted ? (double)failed / (double)attempted : 0.0;
+}
+
+/* The thresholds every run has unless its config sets one on the same path: a run in which
+ * nothing connected, or in which failures dominate, does not pass silently. A fault-injection run
+ * opts out by naming the path itself (e.g. "failure_ratio": "<= 1"). Whole-run figures. */
+#define DEFAULT_FAILURE_RATIO_MAX 0.1
+static int default_thresholds(run_t *r, json_t *report)
+{
+    const zlb_counters_t *c = &r->snap.total.c;
+    struct {
+        const char *path, *expr;
+        double observed;
+        bool passed;
+    } rows[] = {
+        {"connections.established", "> 0", (double)c->established, c->established > 0},
+        {"failure_ratio", "<= 0.1", failure_ratio(c),
+         failure_ratio(c) <= DEFAULT_FAILURE_RATIO_MAX},
+    };
+    json_t *th = json_object_get(report, "thresholds");
+    int failed = 0;
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(rows); i++) {
+        bool overridden = false;
+        for (size_t k = 0; k < r->cfg->nthresholds; k++)
+            overridden |= strcmp(r->cfg->thresholds[k].path, rows[i].path) == 0;
+        if (overridden)
+            continue;
+        failed += !rows[i].passed;
+        json_array_append_new(th, json_pack("{s:s, s:s, s:b, s:s, s:o, s:b}", "path", rows[i].path,
+                                            "expr", rows[i].expr, "passed", rows[i].passed,
+                                            "source", "run", "observed",
+                                            zlb_json_real(rows[i].observed), "default", 1));
+    }
+    return failed;
 }
 
 static int finish(run_t *r)
@@ -530,29 +646,47 @@ static int finish(run_t *r)
     zlb_stats_t steady;
     zlb_stats_init(&steady);
     steady_stats(r, &steady);
-    check_final_saturation(r, &steady);
+    /* Lateness over both spans: with a warm-up that covers the ramp, the measured window has no
+     * connect attempt at all, and the ramp's lateness is judged over the whole run. */
+    zlb_monitor_check_lateness(&r->mon, &r->snap.total, "whole run", lateness_ignored(r));
+    zlb_monitor_check_lateness(&r->mon, &steady, "steady window", lateness_ignored(r));
+    if (r->have_pin_stop)
+        zlb_monitor_check_stall(&r->mon, r->pin_stop); /* a stall just before the stop */
 
     zlb_view_t v = make_view(r);
     v.elapsed_s = (double)(r->t_end - r->t_start) / 1e9;
+    static const zlb_counters_t zero;
+    zlb_rates_over(&r->rates, &zero, &r->snap.total.c, v.elapsed_s);
     json_t *report = zlb_render_stats(&v);
     json_object_set_new(report, "stop_reason", json_string(r->stop_reason));
     json_object_set_new(report, "finished_at_unix_s", zlb_json_real((double)zlb_wall_ns() / 1e9));
+    json_object_set_new(report, "failure_ratio", zlb_json_real(failure_ratio(&r->snap.total.c)));
     json_object_set_new(report, "steady", steady_json(r, &steady));
     json_object_set_new(report, "histograms", zlb_stats_histograms_json(&r->snap.total));
     json_object_set_new(report, "host", zlb_render_host());
     json_t *cfgj = json_loads(r->config_text, 0, NULL);
     json_object_set_new(report, "config", cfgj ? cfgj : json_object());
-    zlb_stats_dispose(&steady);
 
     int failed = zlb_gate_thresholds(r->cfg, report);
+    failed += default_thresholds(r, report);
     bool reached_steady = r->ramp_done && r->measuring && r->t_stop_requested > r->t_measure_start;
     int code = ZLB_EXIT_OK;
     bool aborted = r->stop_reason && strcmp(r->stop_reason, "threshold_failed") == 0;
-    if (r->sat.saturated || !reached_steady)
+    const char *invalid_why = NULL;
+    if (r->mon.saturated)
+        invalid_why = "the generator saturated (see generator above): its figures describe "
+                      "zlbench, not the target";
+    else if (!r->ramp_done)
+        invalid_why = "the run stopped before its ramp ended: no steady state was measured";
+    else if (!reached_steady)
+        invalid_why = "the run stopped before its warm-up ended: no steady state was measured";
+    if (invalid_why)
         code = ZLB_EXIT_INVALID_RUN;
     else if (failed || aborted)
         code = ZLB_EXIT_THRESHOLDS;
-    json_object_set_new(report, "valid", json_boolean(!r->sat.saturated && reached_steady));
+    json_object_set_new(report, "valid", json_boolean(!invalid_why));
+    if (invalid_why)
+        json_object_set_new(report, "invalid_reason", json_string(invalid_why));
     json_object_set_new(report, "exit_code", json_integer(code));
 
     if (r->cfg->report.file) {
@@ -566,7 +700,8 @@ static int finish(run_t *r)
         }
     }
     progress(r, true);
-    print_summary(r, report, failed);
+    print_summary(r, report, &steady, failed, invalid_why);
+    zlb_stats_dispose(&steady);
     if (r->control)
         publish_json(r, "/stats", 200, json_incref(report));
     json_decref(report);
@@ -759,9 +894,10 @@ static void teardown(run_t *r)
         unlink(r->embedded_ca_tmp);
         free(r->embedded_ca_tmp);
     }
-    for (size_t i = 0; i < RATE_RING; i++)
-        free(r->ring[i].poller_established);
-    free(r->poller_cps);
+    if (r->pin)
+        zlb_monitor_dispose(&r->mon);
+    free(r->pin);
+    free(r->pin_stop);
     if (r->target_names) {
         if (r->cfg->ntargets == 0 && r->targets)
             free((char *)r->targets[0].host);
@@ -776,6 +912,27 @@ static void teardown(run_t *r)
         close(r->sigfd);
     if (r->stopfd >= 0)
         close(r->stopfd);
+}
+
+/* Says so at start when the run cannot hold its connections within the open-files limit: the
+ * built-in target's accepted sockets live in this process too. */
+static void warn_fd_limit(const zlb_config_t *cfg, uint64_t need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+        return;
+    if (cfg->embedded_target.enabled)
+        zlb_log_warn("%llu connections need about %llu open files (%llu client sockets, %llu for "
+                     "the built-in target in this process, 256 more), but the limit is %llu: "
+                     "expect fd_limit failures (raise ulimit -n, or run `zlbench serve` apart)",
+                     (unsigned long long)cfg->connections, (unsigned long long)need,
+                     (unsigned long long)cfg->connections, (unsigned long long)cfg->connections,
+                     (unsigned long long)rl.rlim_cur);
+    else
+        zlb_log_warn("%llu connections need about %llu open files, but the limit is %llu: expect "
+                     "fd_limit failures (raise ulimit -n)",
+                     (unsigned long long)cfg->connections, (unsigned long long)need,
+                     (unsigned long long)rl.rlim_cur);
 }
 
 static void log_removed_temp(const char *name, void *arg)
@@ -811,16 +968,25 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     if (rc != 0)
         zlb_log_warn("cannot reserve %llu file descriptors: %s", (unsigned long long)fds,
                      strerror(-rc));
+    warn_fd_limit(cfg, fds);
     zlb_config_hash(cfg, r->config_hash);
     json_t *cj = zlb_config_to_json(cfg);
     r->config_text = json_dumps(cj, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(cj);
     int code = ZLB_EXIT_INTERNAL;
 
-    if (open_signal_fds(r) != 0 || start_control(r) != 0)
+    if (open_signal_fds(r) != 0)
         goto out;
-    if (cfg->embedded_target.enabled && start_embedded_target(r) != 0)
+    /* An address that is taken or not ours to bind is the configuration's problem (exit 2), as
+     * is any setting the libraries refuse; anything else is ours (exit 1). */
+    rc = start_control(r);
+    if (rc == 0 && cfg->embedded_target.enabled)
+        rc = start_embedded_target(r);
+    if (rc != 0) {
+        if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES)
+            code = ZLB_EXIT_USAGE;
         goto out;
+    }
     if (build_targets(r) != 0 || make_pool(r) != 0)
         goto out;
     rc = zlb_work_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
@@ -832,9 +998,9 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     }
     zlb_work_snapshot_init(r->engine, &r->snap);
     zlb_work_snapshot_init(r->engine, &r->base);
-    r->poller_cps = zlb_xcalloc(r->snap.npollers, sizeof(double));
-    for (size_t i = 0; i < RATE_RING; i++)
-        r->ring[i].poller_established = zlb_xcalloc(r->snap.npollers, sizeof(uint64_t));
+    zlb_monitor_init(&r->mon, r->snap.npollers, cfg->stats_interval_ns, NULL);
+    r->pin = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->pin));
+    r->pin_stop = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->pin));
     take_snapshot(r);
     publish(r);
     /* Whoever polls for the address file finds /stats answering once it exists. */

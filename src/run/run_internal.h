@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "gate/gate.h"
 #include "report/report.h"
+#include "run/monitor.h"
 #include "run/run.h"
 #include "stats/stats.h"
 #include "work/work.h"
@@ -23,22 +24,6 @@ typedef enum {
 
 const char *zlb_state_name(zlb_state_t s);
 
-/* Counter totals kept once per tick, to turn counters into rates over a trailing interval. */
-typedef struct zlb_rate_sample {
-    uint64_t t_ns;
-    zlb_counters_t total;
-    uint64_t *poller_established; /* npollers entries (owned by the ring) */
-} zlb_rate_sample_t;
-
-/* Why the generator's own figures cannot be trusted (each a JSON reason string). */
-typedef struct zlb_saturation {
-    bool saturated;
-    char reasons[4][96];
-    int nreasons;
-    int hot_ticks[64];      /* consecutive ticks each poller (up to 64) was >= 95 % loaded */
-    uint64_t backlog_ticks; /* ticks with attempts due but not handed to a poller */
-} zlb_saturation_t;
-
 /* Everything a rendering needs, borrowed. */
 typedef struct zlb_view {
     const zlb_config_t *cfg;
@@ -46,8 +31,11 @@ typedef struct zlb_view {
     zlb_state_t state;
     double elapsed_s;
     const zlb_work_snapshot_t *snap;
-    const zlb_rates_t *rates;
-    const zlb_saturation_t *saturation;
+    const zlb_rates_t *rates; /* whole-run averages: counters over elapsed_s */
+    /* The generator watching itself: last_interval rates, per-poller shares, saturation. */
+    const zlb_monitor_t *saturation;
+    uint64_t ramp_end_ns;      /* when the ramp ended (monotonic), 0 while it runs */
+    uint64_t ramp_established; /* connections established by then */
     const zlb_work_target_t *targets;
     size_t ntargets;
     double started_unix_s;             /* wall clock at the run's start (0 before) */

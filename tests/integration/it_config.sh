@@ -93,13 +93,13 @@ wait_exit "$BG_PID" 20
 [ "$EXIT_CODE" = 0 ] || fail "env token run: exit $EXIT_CODE $(cat "$T/envrun.err")"
 pass "ZLB_CONTROL_TOKEN_FILE: overrides control.token_file, validates, guards /stop"
 
-# A control port that is already taken: a clear error and exit 1, never a crash.
+# A control port that is already taken: a configuration problem, a clear error and exit 2.
 start_serve --listen 127.0.0.1:0
 printf '{"duration": "1s", "connections": 10}' > "$T/busy.json"
 set +e; "$ZLB" -c "$T/busy.json" -q --control "$SERVE_ADDR" --report "$T/busy.report" >/dev/null 2>"$T/busy.err"; rc=$?; set -e
-[ $rc = 1 ] || fail "busy control port: exit $rc (expected 1): $(cat "$T/busy.err")"
+[ $rc = 2 ] || fail "busy control port: exit $rc (expected 2): $(cat "$T/busy.err")"
 grep -q 'in use' "$T/busy.err" || fail "busy control port: no reason given: $(cat "$T/busy.err")"
-pass "busy control port: exit 1, $(grep -m1 'in use' "$T/busy.err")"
+pass "busy control port: exit 2, $(grep -m1 'in use' "$T/busy.err")"
 
 set +e; "$ZLB" -c "$T/missing.json" >/dev/null 2>"$T/missing.err"; rc=$?; set -e
 [ $rc = 2 ] && grep -q 'missing.json' "$T/missing.err" || fail "missing file: exit $rc $(cat "$T/missing.err")"
