@@ -60,7 +60,7 @@ pass "nothing listening: exit 3 with 'NO CONNECTION' and a default threshold; op
 cat > "$T/hold.json" <<JSON
 { "embedded_target": {"mode": "echo"}, "connections": 1000, "connect_rate": 5000,
   "duration": "2s", "control": {"listen": null}, "report": {"file": "$T/hold.report.json"},
-  "thresholds": {"ramp.connects_per_s": "> 500", "generator.saturated": "== false"} }
+  "thresholds": {"ramp.connects_per_s": "> 500", "ramp.target_reached": "== true"} }
 JSON
 set +e; "$ZLB" -c "$T/hold.json" >"$T/hold.out" 2>"$T/hold.err"; code=$?; set -e
 cat "$T/hold.out"
@@ -75,7 +75,7 @@ grep -q "latency (us), steady window" "$T/hold.out" || fail "latency table not l
 grep -Eq "^  poller 0 +cpu -?[0-9]+ \(normal, nice 0\): busy [0-9.]+%, cpu [0-9.]+%, waiting for a cpu" \
     "$T/hold.out" || fail "poller line: $(grep poller "$T/hold.out")"
 ! grep -q "other/0" "$T/hold.out" || fail "other/0 is still printed"
-grep -Eq "threshold +generator.saturated +== false +observed false +pass" "$T/hold.out" || fail "boolean as true/false"
+grep -Eq "threshold +ramp.target_reached +== true +observed true +pass" "$T/hold.out" || fail "boolean as true/false"
 ! grep -Eq "[0-9]e[+-][0-9]" "$T/hold.out" || fail "a number in exponent form"
 # Top-level rates are whole-run averages: connects over elapsed, not the last (drain) second.
 jq -e '(.rates.connects_per_s - .connections.established / .elapsed_s | fabs) < 1
@@ -94,11 +94,20 @@ rm -f "$T/serve.addr" # the earlier serve's, now stale
 start_serve
 PORT=${SERVE_ADDR##*:}
 jq --argjson p "$PORT" '.targets[0].port = $p' "$T/readme-scenario.json" > "$T/readme-run.json"
-clear_time_wait
-set +e
-( cd "$T" && timeout $((60 * SLOW)) "$ZLB" -c readme-run.json --control 127.0.0.1:0 \
-    --report current.json >readme.out 2>readme.err ); code=$?
-set -e
+readme_run() {
+    clear_time_wait
+    set +e
+    ( cd "$T" && timeout $((60 * SLOW)) "$ZLB" -c readme-run.json --control 127.0.0.1:0 \
+        --report current.json >readme.out 2>readme.err ); code=$?
+    set -e
+}
+readme_run
+# Exit 5 says this machine starved the generator (its reasons are printed): that is the host's
+# state, not the example's, so it gets one more try; any other failure counts at once.
+if [ "$code" = 5 ]; then
+    echo "exit 5 on a busy host, once more: $(jq -c .generator.reasons "$T/current.json")"
+    readme_run
+fi
 kill -TERM "$SERVE_PID"; wait_exit "$SERVE_PID" 10
 grep -E "ramp|threshold|generator|INVALID|poller|lateness|stall|run_queue|busy:|backlog:" "$T/readme.out" || true
 [ "$code" = 0 ] || fail "the README's CI example exited $code: $(cat "$T/readme.out")"
