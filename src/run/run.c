@@ -206,7 +206,16 @@ static void progress(run_t *r, bool final)
     }
     char line[256];
     int n;
-    if (c->messages || r->cfg->workload.type == ZLB_WORK_ECHO) {
+    if (r->cfg->workload.type == ZLB_WORK_HTTP) {
+        fmt_dur(lat, sizeof(lat),
+                zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_HTTP_RESPONSE], 99));
+        n = snprintf(line, sizeof(line),
+                     "[%5.1fs] %s open %llu/%llu req/s %.0f response p99 %s err %llu busy %s",
+                     (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
+                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     li->requests_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
+                     busy);
+    } else if (c->messages || r->cfg->workload.type == ZLB_WORK_ECHO) {
         fmt_dur(lat, sizeof(lat), zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_MESSAGE_RT], 99));
         n = snprintf(line, sizeof(line),
                      "[%5.1fs] %s open %llu/%llu msg/s %.0f rtt p99 %s err %llu "
@@ -435,7 +444,8 @@ static void print_rates(const char *label, const char *span, const zlb_rates_t *
         char in[32], out[32];
         fmt_bytes_per_s(in, sizeof(in), rt->bytes_in_per_s);
         fmt_bytes_per_s(out, sizeof(out), rt->bytes_out_per_s);
-        printf(", %.0f messages/s, %s in, %s out", rt->messages_per_s, in, out);
+        printf(", %.0f messages/s, %.0f requests/s, %s in, %s out", rt->messages_per_s,
+               rt->requests_per_s, in, out);
     }
     printf("\n");
 }
