@@ -82,6 +82,12 @@ jq -e '(.rates.connects_per_s - .connections.established / .elapsed_s | fabs) < 
     and (.last_interval | has("seconds", "connects_per_s"))
     and (.pollers[0] | has("busy_pct", "cpu_pct", "runq_wait_pct"))' "$T/hold.report.json" >/dev/null \
     || fail "rates: $(jq -c '{rates, elapsed_s, e: .connections.established, last_interval}' "$T/hold.report.json")"
+# The live line (logged when stderr is not a terminal): named fields, at most 79 columns.
+live=$(grep -o '\[ *[0-9.]*s\] .*' "$T/hold.err" | tail -1)
+echo "live line (${#live} columns): $live"
+[ -n "$live" ] && [ "${#live}" -le 79 ] || fail "live line missing or too wide"
+echo "$live" | grep -Eq "open [0-9]+/1000 conn/s [0-9]+ connect p99 [0-9.]+(us|ms|s) err 0 busy [0-9]+%,?" \
+    || fail "live line fields not named: $live"
 pass "summary: ramp rate $ramp/s over $secs s, rates named with their spans, numbers as numbers"
 
 # ---- the README's CI example, as written, against `zlbench serve` (issue 10 #3) ----
