@@ -33,7 +33,6 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
         rc = zlb_config_check_cross(&c, cfg);
     zlb_config_path_dispose(&c.path); /* the key path's buffer grows as it goes */
     json_decref(patch);
-    zlb_config_path_dispose(&c.path);
     if (rc == 0)
         return 0;
     /* A value the key's own parser refused never reached cfg, which then still passes the
@@ -49,7 +48,6 @@ int zlb_config_override(zlb_config_t *cfg, const char *origin, const char *key_p
     zlb_config_path_dispose(&c2.path);
     if (cross_ok && strncmp(rest, key_path, n) == 0 && strncmp(rest + n, ": ", 2) == 0)
         rest += n + 2;
-    zlb_config_path_dispose(&c2.path);
     zlb_config_set_message(err, "%s: %s", origin, rest);
     return rc < 0 ? rc : -EINVAL;
 }
