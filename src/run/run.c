@@ -530,6 +530,29 @@ static void print_summary(run_t *r, json_t *report, const zlb_stats_t *steady, i
             }
         }
     }
+    if (c->requests_sent) {
+        /* The http workload: requests (invariant's terms), steady rate, status classes and the
+         * codes seen, errors by kind. */
+        printf("  requests     sent %llu  responses %llu  failed %llu  in flight %llu",
+               (unsigned long long)c->requests_sent, (unsigned long long)c->responses,
+               (unsigned long long)c->requests_failed, (unsigned long long)c->requests_in_flight);
+        printf("\n");
+        json_t *http = json_object_get(report, "http");
+        const char *key;
+        json_t *n;
+        printf("    status  ");
+        json_object_foreach(json_object_get(http, "status"), key, n)
+        {
+            if (json_integer_value(n))
+                printf(" %s %lld", key, (long long)json_integer_value(n));
+        }
+        printf("\n");
+        json_object_foreach(json_object_get(http, "errors"), key, n)
+        {
+            if (json_integer_value(n) && strcmp(key, "total") != 0)
+                printf("    http error %-16s %lld\n", key, (long long)json_integer_value(n));
+        }
+    }
     double ramp_s = 0, ramp_cps = 0;
     zlb_report_lookup(report, "ramp.seconds", &ramp_s);
     zlb_report_lookup(report, "ramp.connects_per_s", &ramp_cps);
