@@ -150,7 +150,7 @@ static const char *const http_extra_errors[] = {"unsolicited", "closed", "cancel
 #define HTTP_ERROR_KINDS (ZLB_HTTP_ERR_COUNT + (int)ZLB_ARRAY_LEN(http_extra_errors))
 _Static_assert(ZLB_HTTP_ERR_COUNT + 3 <= ZLB_HTTP_ERRORS_MAX, "http_errors is short");
 
-static const char *http_error_name(int k)
+const char *zlb_report_http_error_name(int k)
 {
     if (k >= ZLB_HTTP_ERR_COUNT && k < HTTP_ERROR_KINDS)
         return http_extra_errors[k - ZLB_HTTP_ERR_COUNT];
@@ -160,7 +160,7 @@ static const char *http_error_name(int k)
 static int http_error_index(const char *s, size_t n)
 {
     for (int k = 1; k < HTTP_ERROR_KINDS; k++) {
-        const char *name = http_error_name(k);
+        const char *name = zlb_report_http_error_name(k);
         if (name && strlen(name) == n && strncmp(s, name, n) == 0)
             return k;
     }
@@ -330,11 +330,11 @@ json_t *zlb_report_http_json(const zlb_counters_t *c)
     }
     /* Requests cut off by our own stop are not the target's errors: listed, not in the total. */
     for (int k = 1; k < HTTP_ERROR_KINDS; k++)
-        if (strcmp(http_error_name(k), "cancelled") != 0)
+        if (strcmp(zlb_report_http_error_name(k), "cancelled") != 0)
             nerr += c->http_errors[k];
     json_object_set_new(errors, "total", json_integer((json_int_t)nerr));
     for (int k = 1; k < HTTP_ERROR_KINDS; k++)
-        json_object_set_new(errors, http_error_name(k),
+        json_object_set_new(errors, zlb_report_http_error_name(k),
                             json_integer((json_int_t)c->http_errors[k]));
     return json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o}", "requests", "sent",
                      (json_int_t)c->requests_sent, "responses", (json_int_t)c->responses, "failed",

@@ -85,6 +85,9 @@ json_t *zlb_report_tls_json(const zlb_counters_t *c);
  * errors: {total, <kind>: n}}: the http workload's section (classes and kinds always listed,
  * codes that occurred). New reference. */
 json_t *zlb_report_http_json(const zlb_counters_t *c);
+/** The name of zlb_counters_t.http_errors[k] ("truncated", "unsolicited", ...), or NULL when k is
+ * no kind. */
+const char *zlb_report_http_error_name(int k);
 
 /** The inverse of zlb_report_put_level (with histograms): adds one level of a report to out
  * (initialised by the caller), its target to *target and its rates to *rates (either may be

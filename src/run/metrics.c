@@ -69,6 +69,27 @@ static uint64_t c_tls_resumed(const zlb_counters_t *c)
     return c->tls_resumed;
 }
 
+static uint64_t c_requests_sent(const zlb_counters_t *c)
+{
+    return c->requests_sent;
+}
+static uint64_t c_responses(const zlb_counters_t *c)
+{
+    return c->responses;
+}
+static uint64_t c_requests_failed(const zlb_counters_t *c)
+{
+    return c->requests_failed;
+}
+static uint64_t c_requests_in_flight(const zlb_counters_t *c)
+{
+    return c->requests_in_flight;
+}
+static uint64_t c_requests_queued(const zlb_counters_t *c)
+{
+    return c->requests_queued;
+}
+
 static const struct {
     const char *name, *type, *help;
     counter_fn get;
@@ -87,6 +108,15 @@ static const struct {
      c_tls_handshakes},
     {"zlbench_tls_resumed_handshakes_total", "counter", "TLS handshakes that resumed a session.",
      c_tls_resumed},
+    {"zlbench_http_requests_total", "counter",
+     "HTTP requests sent (= responses + failed + in flight).", c_requests_sent},
+    {"zlbench_http_responses_total", "counter", "HTTP responses received.", c_responses},
+    {"zlbench_http_requests_failed_total", "counter",
+     "HTTP requests whose connection ended before their response.", c_requests_failed},
+    {"zlbench_http_requests_in_flight", "gauge", "HTTP requests sent and not yet answered.",
+     c_requests_in_flight},
+    {"zlbench_http_requests_queued", "gauge",
+     "HTTP requests due by the schedule but waiting for a busy connection.", c_requests_queued},
 };
 
 /* Target names come from the config: escaped once per render. */
@@ -119,6 +149,31 @@ static void target_counters(const zlb_view_t *v, zlb_buf_t *b, const target_labe
                            (unsigned long long)c->failed_after[f]);
         }
     }
+}
+
+/* Responses by status code and protocol errors by kind, codes and kinds that occurred. */
+static void http_breakdowns(const zlb_view_t *v, zlb_buf_t *b, const target_label_t *tl, size_t nt)
+{
+    header(b, "zlbench_http_responses_by_status_total", "counter",
+           "HTTP responses by target and status code (code 0: outside 100..599).");
+    for (size_t i = 0; i < nt; i++)
+        for (int k = 0; k < ZLB_HTTP_STATUS_SLOTS; k++)
+            if (v->snap->target[i].http_status[k])
+                zlb_buf_printf(b,
+                               "zlbench_http_responses_by_status_total{target=\"%s\",code=\"%d\"} "
+                               "%llu\n",
+                               tl[i].label, k,
+                               (unsigned long long)v->snap->target[i].http_status[k]);
+    header(b, "zlbench_http_errors_total", "counter",
+           "Failed HTTP requests and protocol errors by target and kind.");
+    for (size_t i = 0; i < nt; i++)
+        for (int k = 1; k < ZLB_HTTP_ERRORS_MAX; k++) {
+            const char *name = zlb_report_http_error_name(k);
+            if (name && v->snap->target[i].http_errors[k])
+                zlb_buf_printf(b, "zlbench_http_errors_total{target=\"%s\",kind=\"%s\"} %llu\n",
+                               tl[i].label, name,
+                               (unsigned long long)v->snap->target[i].http_errors[k]);
+        }
 }
 
 static void tls_failures(const zlb_counters_t *c, zlb_buf_t *b)
@@ -194,6 +249,7 @@ void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)
 
     run_facts(v, b);
     target_counters(v, b, tl, nt);
+    http_breakdowns(v, b, tl, nt);
     tls_failures(&v->snap->total.c, b);
     pollers(v, b);
     for (int l = 0; l < ZLB_LAT__COUNT; l++) {

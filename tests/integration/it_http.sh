@@ -29,12 +29,20 @@ URL="http://$(cat "$T/ctl.addr")"
 n=0
 for i in $(seq 1 40); do
     curl -sf "$URL/stats" -o "$T/s.json" 2>/dev/null || break
+    [ "$i" = 3 ] && { curl -sf "$URL/metrics" -o "$T/m.txt" || fail "(a) GET /metrics"; }
     check_requests "$T/s.json" || fail "(a) request invariant broken in snapshot $i: $(jq -c .http.requests "$T/s.json")"
     check_invariant "$T/s.json" || fail "(a) connection invariant broken in snapshot $i"
     n=$((n + 1))
     sleep 0.05
 done
 [ "$n" -ge 5 ] || fail "(a) only $n snapshots"
+# /metrics carries the request counters and the status breakdown (checked by promtool when there).
+grep -q '^zlbench_http_responses_by_status_total{target="[^"]*",code="200"} [0-9]' "$T/m.txt" \
+    || fail "(a) /metrics lacks the status breakdown: $(grep http_ "$T/m.txt" | head -5)"
+grep -q '^zlbench_http_requests_total{' "$T/m.txt" || fail "(a) /metrics lacks zlbench_http_requests_total"
+if command -v promtool >/dev/null; then
+    promtool check metrics <"$T/m.txt" >"$T/promtool.out" 2>&1 || fail "(a) promtool: $(head -5 "$T/promtool.out")"
+fi
 wait_exit "$ZPID" 30
 R="$T/closed.report.json"
 [ "$EXIT_CODE" = 0 ] || fail "(a) exit $EXIT_CODE: $(tail -3 "$T/closed.err")"
