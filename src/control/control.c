@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,7 +34,7 @@
  * its request may simply not have been read yet. */
 #define CONN_TIMEOUT_S 10u
 #define HEADER_DEADLINE_NS (3 * ZLB_NS_PER_SEC)
-#define EVICT_MIN_WAIT_NS (250 * ZLB_NS_PER_MS)
+#define EVICT_MIN_WAIT_NS (1000 * ZLB_NS_PER_MS)
 #define SWEEP_MS 100
 #define ACCEPT_BATCH 32
 #define BACKOFF_MIN_NS (50 * ZLB_NS_PER_MS) /* out of descriptors: stop accepting this long */
@@ -494,6 +495,16 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
     return false;
 }
 
+/* Bytes the client sent that libmicrohttpd has not read yet: then the wait is ours (a loaded
+ * machine, a sanitizer build), not the client's, and the connection is neither evicted nor timed
+ * out. A slowloris drip is read byte by byte as it arrives, so it never has any pending. Locked
+ * (the fd stays open while its entry is in use). */
+static bool server_behind(const track_t *t)
+{
+    int pending = 0;
+    return ioctl(t->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
 /* Shuts a tracked connection down: libmicrohttpd sees end-of-file and closes it. Locked. */
 static void evict(track_t *t)
 {
@@ -509,7 +520,9 @@ static track_t *oldest_waiting(zlb_control_t *c, const struct sockaddr_storage *
     track_t *oldest = NULL;
     for (unsigned i = 0; i < TRACK_MAX; i++) {
         track_t *t = &c->tracks[i];
-        if (!t->used || t->evicted || !t->waiting || now - t->since_ns < EVICT_MIN_WAIT_NS)
+        /* since_ns may be a moment after now: stamped by the other thread meanwhile. */
+        if (!t->used || t->evicted || !t->waiting || now < t->since_ns + EVICT_MIN_WAIT_NS ||
+            server_behind(t))
             continue;
         if (ss && !same_addr(&t->addr, ss))
             continue;
@@ -598,7 +611,8 @@ static void sweep(zlb_control_t *c, uint64_t now)
     pthread_mutex_lock(&c->track_lock);
     for (unsigned i = 0; i < TRACK_MAX; i++) {
         track_t *t = &c->tracks[i];
-        if (t->used && !t->evicted && t->waiting && now - t->since_ns > HEADER_DEADLINE_NS) {
+        if (t->used && !t->evicted && t->waiting && now > t->since_ns + HEADER_DEADLINE_NS &&
+            !server_behind(t)) {
             evict(t);
             c->shed.timed_out++;
         }
