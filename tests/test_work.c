@@ -1305,6 +1305,9 @@ static void test_http_closed_loop(void)
     rig_start(&r, &cfg, &t, 1, 2);
     ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.responses >= 2000, 10000, 20));
     print_http("closed loop", &r.s);
+    /* Memory: the http state each slot carries beside a held connection's (pipeline 1). */
+    fprintf(stderr, "   http state per slot: %zu B\n", r.e->ws_size);
+    ASSERT_LE(r.e->ws_size, 256);
     const zlb_counters_t *c = &r.s.total.c;
     ASSERT_UEQ(c->http_status[200], c->responses);
     ASSERT_UEQ(c->requests_failed, 0);

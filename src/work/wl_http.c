@@ -63,6 +63,7 @@ typedef struct http_state {
     uint16_t head, n; /* in-flight ring: oldest at head */
     bool first_byte;  /* http_first_byte recorded for the oldest in flight */
     bool no_more;     /* send nothing more on this connection (Connection: close) */
+    bool pumping;     /* inside pump: a write's sent callback must not pump again */
     http_flight_t fl[];
 } http_state_t;
 
@@ -263,7 +264,9 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s)
     http_state_t *st = s->ws;
     const http_data_t *d = w->e->wl_data;
     uint64_t now = zlb_loop_update_time(w->loop);
+    bool ok = true;
 
+    st->pumping = true;
     while (can_send(st, d)) {
         uint64_t intended;
         if (d->gap_ns) {
@@ -276,10 +279,14 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s)
         } else {
             intended = now;
         }
-        if (!send_one(w, s, intended, now))
-            return false;
+        if (!send_one(w, s, intended, now)) {
+            ok = false; /* the slot is the worker's now: touch nothing more */
+            break;
+        }
     }
-    return true;
+    if (ok)
+        st->pumping = false;
+    return ok;
 }
 
 /* Forgets the queue (requests never sent are not requests_sent; the level goes back down). */
@@ -302,6 +309,7 @@ static void http_established(zlb_worker_t *w, zlb_work_slot_t *s)
     st->queued = 0;
     st->no_more = false;
     st->first_byte = false;
+    st->pumping = false;
     if (!d->keepalive) {
         /* A connection per request: the request was due when its connection was (the attempt's
          * intended start), so connecting is part of its latency, as with ab without -k. */
@@ -370,14 +378,16 @@ static void complete(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t t)
                              d->req[s->target * d->ntemplates + st->fl[st->head].tmpl].head);
 }
 
-/* Every request still in flight failed (of `kind`). */
+/* Every request still in flight failed, counted under `kind` (< 0: not again, as the protocol
+ * error that ended the connection was counted already). */
 static void fail_in_flight(zlb_worker_t *w, zlb_work_slot_t *s, int kind)
 {
     http_state_t *st = s->ws;
     if (st->n) {
         COUNT(w, s, requests_failed, st->n);
         COUNT(w, s, requests_in_flight, -(int64_t)st->n);
-        COUNT(w, s, http_errors[kind], st->n);
+        if (kind >= 0)
+            COUNT(w, s, http_errors[kind], st->n);
         st->n = 0;
     }
 }
@@ -445,8 +455,9 @@ static void http_sent(zlb_worker_t *w, zlb_work_slot_t *s, size_t n)
 {
     http_state_t *st = s->ws;
     (void)n;
-    /* Room in the send queue again: queued requests may go. */
-    if (st->queued && zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED)
+    /* Room in the send queue again: queued requests may go. Not from inside pump's own write
+     * (zlb_conn_send reports what it wrote at once), which would re-enter it. */
+    if (st->queued && !st->pumping && zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED)
         (void)pump(w, s);
 }
 
@@ -471,8 +482,10 @@ static zlb_work_end_t http_closed(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_
         zlb_wl_reopen(w, s, successor_due(w, s));
         return k;
     }
-    fail_in_flight(w, s, k == ZLB_END_BY_US ? ERR_CANCELLED : ERR_CLOSED);
-    (void)why;
+    fail_in_flight(w, s,
+                   k == ZLB_END_BY_US          ? ERR_CANCELLED
+                   : *why == ZLB_FAIL_PROTOCOL ? -1
+                                               : ERR_CLOSED);
     return k;
 }
 
