@@ -15,14 +15,19 @@ const size_t zlb_monitor_nlateness = ZLB_ARRAY_LEN(zlb_monitor_lateness);
 void zlb_monitor_limits_default(zlb_mon_limits_t *l)
 {
     /* Busy and run-queue shares are judged only when they last: one slow second is noise on a
-     * shared machine, three in a row are a generator that cannot keep up. A tenth of the actions
-     * 20 ms late, or any one 150 ms late, means the figures carry the generator's delay. */
+     * shared machine, three in a row are a generator that cannot keep up. An idle poller on a
+     * crowded machine waits for a CPU at each of its few wake-ups (10-20 % of the time seen on
+     * a 2-core host running builds) without anything being late; a starved one waits most of
+     * the time (65-80 % beside a nice -10 busy loop). A tenth of the actions 20 ms late (over
+     * enough actions for a tenth to mean something), or any one 150 ms late, means the figures
+     * carry the generator's delay. */
     *l = (zlb_mon_limits_t){
         .busy_pct = 95.0,
-        .runq_wait_pct = 25.0,
+        .runq_wait_pct = 50.0,
         .sustain_ns = 3 * ZLB_NS_PER_SEC,
         .backlog_ns = 3 * ZLB_NS_PER_SEC,
         .lateness_p90_ns = 20 * ZLB_NS_PER_MS,
+        .lateness_min_count = 100,
         .stall_ns = 150 * ZLB_NS_PER_MS,
     };
 }
@@ -193,7 +198,8 @@ void zlb_monitor_check_lateness(zlb_monitor_t *m, const zlb_stats_t *s, const ch
         if (!zlb_hist_count(h))
             continue;
         uint64_t p90 = zlb_hist_percentile(h, 90), max = zlb_hist_max(h);
-        if (p90 > l->lateness_p90_ns && !m->fired[ZLB_MON_RULE_LATENESS]) {
+        if (p90 > l->lateness_p90_ns && zlb_hist_count(h) >= l->lateness_min_count &&
+            !m->fired[ZLB_MON_RULE_LATENESS]) {
             m->fired[ZLB_MON_RULE_LATENESS] = true;
             fire(m, ZLB_MON_RULE_LATENESS, "%s p90 %.1f ms > %.0f ms (%s, %llu actions)", name,
                  (double)p90 / 1e6, (double)l->lateness_p90_ns / 1e6, span,

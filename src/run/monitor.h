@@ -50,12 +50,13 @@ typedef struct zlb_mon_limits {
     double runq_wait_pct;     /* ... or waiting this much of the time for a CPU ... */
     uint64_t sustain_ns;      /* ... for this long in a row */
     uint64_t backlog_ns;      /* the scheduler had due attempts it could not hand out this long */
-    uint64_t lateness_p90_ns; /* a tenth of the scheduled actions later than this */
-    uint64_t stall_ns;        /* any scheduled action (or poller timer) this late */
+    uint64_t lateness_p90_ns; /* a tenth of the scheduled actions later than this ... */
+    uint64_t lateness_min_count; /* ... judged once a span has this many (fewer: noise) */
+    uint64_t stall_ns;           /* any scheduled action (or poller timer) this late */
 } zlb_mon_limits_t;
 
-/** The defaults: busy 95 %, run-queue wait 25 %, sustained 3 s; backlog 3 s; lateness p90
- * 20 ms; stall 150 ms. */
+/** The defaults: busy 95 %, run-queue wait 50 %, sustained 3 s; backlog 3 s; lateness p90
+ * 20 ms over at least 100 actions; stall 150 ms. */
 void zlb_monitor_limits_default(zlb_mon_limits_t *l);
 
 #define ZLB_MON_REASONS 8

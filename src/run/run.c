@@ -709,9 +709,10 @@ static int finish(run_t *r)
     if (r->mon.saturated)
         invalid_why = "the generator saturated (see generator above): its figures describe "
                       "zlbench, not the target";
-    else if (!r->ramp_done)
+    /* A threshold that failed and stopped the run is its verdict (3), wherever it came. */
+    else if (!aborted && !r->ramp_done)
         invalid_why = "the run stopped before its ramp ended: no steady state was measured";
-    else if (!reached_steady)
+    else if (!aborted && !reached_steady)
         invalid_why = "the run stopped before its warm-up ended: no steady state was measured";
     if (invalid_why)
         code = ZLB_EXIT_INVALID_RUN;
