@@ -93,7 +93,9 @@ pass "tampered reports refused: $(cat "$T/tm.err")"
 # target has its own port, so its own row; test_gate checks rows of one name adding up); another scenario
 # is refused unless --allow-mixed; compare warns about it.
 "$ZLB" merge "$T/base1.json" "$T/base2.json" -o "$T/m12.json" >/dev/null || fail "merge of one scenario"
-jq -e '.exit_code == 0 and .valid and .merged_from == 2 and (.host.kernel | type == "string")
+# The verdict carried: valid only when both runs were (a busy host can starve one of them).
+jq -e '.valid == ($a[0].valid and $b[0].valid) and .exit_code == (if .valid then 0 else 5 end)
+    and .merged_from == 2 and (.host.kernel | type == "string")
     and (.sources | length) == 2
     and (.targets | map(.established) | add) == ([$a[0], $b[0]] | map(.targets[0].established) | add)
     and .connections.attempted == .connections.established + .connections.failed_before_established.total + .connections.in_flight' \
