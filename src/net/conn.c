@@ -75,12 +75,16 @@ static void conn_on_readable(zlb_conn_t *c, uint32_t events);
 
 /* Completions are stamped with the time epoll_wait returned, not when their callback got round
  * to them: a slow callback earlier in the batch must not count as the target's latency. The
- * clock is read afresh only for what did not come from this batch's events (a step run inline
- * right after `since`). */
+ * clock is read afresh for what did not come from a later batch's event than `since`'s: a step
+ * run inline after `since` was read from the clock (event time before it), or after `since` was
+ * itself stamped with this batch's event time (equal). The latter is a TLS handshake that
+ * completes inside tls_start's first step (the peer answered while our key share was being
+ * made): an fd has one event per batch, so an equal stamp cannot be a second event, and the
+ * event time would record the handshake as 0. */
 static uint64_t event_stamp(const zlb_net_ctx_t *ctx, uint64_t since)
 {
     uint64_t t = zlb_loop_event_time(ctx->loop);
-    return t >= since ? t : zlb_now_ns();
+    return t > since ? t : zlb_now_ns();
 }
 
 static void ctx_unref(zlb_net_ctx_t *ctx)
