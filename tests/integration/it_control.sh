@@ -8,7 +8,7 @@ cat > "$T/cfg.json" <<JSON
 {
   "embedded_target": {"mode": "echo", "listen": "127.0.0.1:0"},
   "connections": 3000,
-  "connect_rate": 1500,
+  "connect_rate": 600,
   "duration": "0s",
   "control": {"listen": "127.0.0.1:0", "token_file": "$T/token", "address_file": "$T/ctl.addr"},
   "report": {"file": "$T/report.json"}
@@ -19,7 +19,8 @@ ZPID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "no control address file: $(cat "$T/zlb.err")"
 URL="http://$(cat "$T/ctl.addr")"
 
-# 1. At least 20 distinct snapshots while ramping (3000 at 1500/s: ~2 s), invariant in each.
+# 1. At least 20 snapshots, 5 of them while ramping (3000 at 600/s: ~5 s, so a loaded machine
+#    whose curl+jq round takes half a second still sees the ramp), invariant in each.
 n=0; seen_ramping=0
 for i in $(seq 1 200); do
     curl -sf "$URL/stats" -o "$T/s.json" || fail "GET /stats failed"
