@@ -8,7 +8,9 @@
  * has an intended send time from it. A request due while its connection is busy (pipeline full,
  * or the send queue full) waits in the connection's queue: a count, as the queued requests'
  * intended times follow from the schedule. Latency runs from the intended time, so a stalled
- * server shows as latency, never as fewer samples; send_lag says how late each write was.
+ * server shows as latency, never as fewer samples. send_lag says how late each write was against
+ * the later of its intended time and the moment its connection had room: the generator's own
+ * lateness, not a busy connection's wait (that is the target's, and shows in http_response).
  * request_rate 0 is a closed loop: the next request goes out when a response frees its place.
  *
  * Accounting: requests_sent == responses + requests_failed + requests_in_flight at every
@@ -230,9 +232,12 @@ static bool can_send(const http_state_t *st, const http_data_t *d)
     return st->n < d->pipeline && !st->no_more && st->sq.count < ZLB_SENDQ_SEGS;
 }
 
-/* Sends one request meant to go out at intended_ns. False when the connection failed (the slot
- * is the worker's again). */
-static bool send_one(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t intended_ns, uint64_t now)
+/* Sends one request meant to go out at intended_ns, which could go no earlier than ready_ns (when
+ * the connection had room for it: a busy connection is the target's slowness, which the
+ * corrected latency shows, not the generator's lateness). False when the connection failed (the
+ * slot is the worker's again). */
+static bool send_one(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t intended_ns, uint64_t ready_ns,
+                     uint64_t now)
 {
     http_state_t *st = s->ws;
     const http_data_t *d = w->e->wl_data;
@@ -249,7 +254,8 @@ static bool send_one(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t intended_ns, 
     }
     if (!d->keepalive)
         st->no_more = true; /* one request per connection */
-    zlb_stats_record(&w->stats, ZLB_LAT_SEND_LAG, now > intended_ns ? now - intended_ns : 0);
+    uint64_t from = ready_ns > intended_ns ? ready_ns : intended_ns;
+    zlb_stats_record(&w->stats, ZLB_LAT_SEND_LAG, now > from ? now - from : 0);
     COUNT(w, s, requests_sent, 1);
     COUNT(w, s, requests_in_flight, 1);
     /* Counted before the write: a write that fails fails the connection, and the closed op
@@ -258,8 +264,9 @@ static bool send_one(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t intended_ns, 
 }
 
 /* Sends what the connection has room for: queued requests (open loop, oldest first, each with
- * its own intended time) or, in a closed loop, new ones due now. */
-static bool pump(zlb_worker_t *w, zlb_work_slot_t *s)
+ * its own intended time) or, in a closed loop, new ones due now. ready_ns: when the room
+ * appeared (a response seen, the send queue drained; 0: it was there all along). */
+static bool pump(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t ready_ns)
 {
     http_state_t *st = s->ws;
     const http_data_t *d = w->e->wl_data;
@@ -279,7 +286,7 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s)
         } else {
             intended = now;
         }
-        if (!send_one(w, s, intended, now)) {
+        if (!send_one(w, s, intended, ready_ns, now)) {
             ok = false; /* the slot is the worker's now: touch nothing more */
             break;
         }
@@ -313,7 +320,7 @@ static void http_established(zlb_worker_t *w, zlb_work_slot_t *s)
     if (!d->keepalive) {
         /* A connection per request: the request was due when its connection was (the attempt's
          * intended start), so connecting is part of its latency, as with ab without -k. */
-        (void)send_one(w, s, s->intended_ns, now);
+        (void)send_one(w, s, s->intended_ns, 0, now);
         return;
     }
     if (d->gap_ns) {
@@ -322,7 +329,7 @@ static void http_established(zlb_worker_t *w, zlb_work_slot_t *s)
         zlb_wl_timer_at(w, s, st->next_ns);
         return;
     }
-    (void)pump(w, s);
+    (void)pump(w, s, 0);
 }
 
 static void http_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
@@ -338,7 +345,7 @@ static void http_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
         COUNT(w, s, requests_queued, 1);
         st->next_ns += d->gap_ns;
     }
-    if (!pump(w, s))
+    if (!pump(w, s, 0))
         return;
     zlb_wl_timer_at(w, s, st->next_ns);
 }
@@ -448,7 +455,7 @@ static void http_data_in(zlb_worker_t *w, zlb_work_slot_t *s, const uint8_t *buf
             finish_connection(w, s);
         return;
     }
-    (void)pump(w, s);
+    (void)pump(w, s, t);
 }
 
 static void http_sent(zlb_worker_t *w, zlb_work_slot_t *s, size_t n)
@@ -458,7 +465,7 @@ static void http_sent(zlb_worker_t *w, zlb_work_slot_t *s, size_t n)
     /* Room in the send queue again: queued requests may go. Not from inside pump's own write
      * (zlb_conn_send reports what it wrote at once), which would re-enter it. */
     if (st->queued && !st->pumping && zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED)
-        (void)pump(w, s);
+        (void)pump(w, s, zlb_loop_event_time(w->loop));
 }
 
 static zlb_work_end_t http_closed(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k,
