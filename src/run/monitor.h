@@ -24,7 +24,7 @@ typedef struct zlb_mon_poller_in {
     uint64_t runq_wait_ns; /* time runnable but waiting for a CPU (schedstat), cumulative;
                               UINT64_MAX when the kernel does not say */
     double busy_pct;       /* wall time outside epoll_wait over the loop's own window */
-    uint64_t lag_max_ns;   /* the latest timer lateness since the measured window began */
+    uint64_t lag_max_ns;   /* timer lateness since the measured window began (shown, not judged) */
 } zlb_mon_poller_in_t;
 
 /* One poller's figures over the trailing interval. */
@@ -52,7 +52,7 @@ typedef struct zlb_mon_limits {
     uint64_t backlog_ns;      /* the scheduler had due attempts it could not hand out this long */
     uint64_t lateness_p90_ns; /* a tenth of the scheduled actions later than this ... */
     uint64_t lateness_min_count; /* ... judged once a span has this many (fewer: noise) */
-    uint64_t stall_ns;           /* any scheduled action (or poller timer) this late */
+    uint64_t stall_ns;           /* any scheduled action this late */
 } zlb_mon_limits_t;
 
 /** The defaults: busy 95 %, run-queue wait 50 %, sustained 3 s; backlog 3 s; lateness p90
@@ -136,10 +136,5 @@ void zlb_monitor_check_sustained(zlb_monitor_t *m, uint64_t t_ns, uint64_t sched
  * no rate has nothing to be late against). Call with every span the report describes. */
 void zlb_monitor_check_lateness(zlb_monitor_t *m, const zlb_stats_t *s, const char *span,
                                 uint32_t ignore);
-
-/** The stall rule on the pollers' own timers: a poller whose timers fired stall_ns late or more
- * inside the measured window (lag_max_ns of each sample given) stalled every action it had
- * scheduled, whether or not one happened to be due. */
-void zlb_monitor_check_stall(zlb_monitor_t *m, const zlb_mon_poller_in_t *pollers);
 
 #endif

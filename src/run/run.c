@@ -58,11 +58,9 @@ typedef struct run {
     zlb_work_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
     zlb_stats_t at_stop;      /* when the stop was asked for, before the drain */
     bool have_at_stop;
-    zlb_rates_t rates;             /* whole-run averages */
-    zlb_monitor_t mon;             /* last_interval rates, per-poller shares, saturation */
-    zlb_mon_poller_in_t *pin;      /* npollers: the latest snapshot's per-poller figures */
-    zlb_mon_poller_in_t *pin_stop; /* npollers: the same at the stop request */
-    bool have_pin_stop;
+    zlb_rates_t rates;        /* whole-run averages */
+    zlb_monitor_t mon;        /* last_interval rates, per-poller shares, saturation */
+    zlb_mon_poller_in_t *pin; /* npollers: the latest snapshot's per-poller figures */
     uint64_t ramp_end_ns, ramp_established;
     uint64_t last_progress_ns;
     uint64_t last_abort_check_ns;
@@ -95,15 +93,15 @@ static void monitor_sample(run_t *r)
 }
 
 /* The generator watches itself while the measured window runs: sustained busy or run-queue
- * wait, a scheduler behind its rate, a poller whose timers stalled. The lateness percentiles
- * are judged at the end, over the whole run and the measured window (finish). */
+ * wait, a scheduler behind its rate. Lateness and stalls are judged at the end, over the whole
+ * run and the measured window (finish), from the scheduled actions themselves: a poller's timer
+ * lag is no measure of them, as a timer armed for a deadline already past reads as late. */
 static void check_saturation(run_t *r)
 {
     if (!r->measuring || r->state == ZLB_STATE_DRAINING)
         return;
     zlb_monitor_check_sustained(&r->mon, r->snap.taken_ns, r->snap.scheduler_backlog,
                                 r->cfg->connect_rate > 0);
-    zlb_monitor_check_stall(&r->mon, r->pin);
 }
 
 /* Lateness phases not judged in this run: a connect schedule with no rate ("as fast as
@@ -281,8 +279,6 @@ static void request_stop(run_t *r, const char *reason, bool immediate)
     if (r->measuring && take_snapshot(r) == 0) {
         zlb_stats_copy(&r->at_stop, &r->snap.total);
         r->have_at_stop = true;
-        memcpy(r->pin_stop, r->pin, r->snap.npollers * sizeof(*r->pin));
-        r->have_pin_stop = true;
     }
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
@@ -683,8 +679,6 @@ static int finish(run_t *r)
      * connect attempt at all, and the ramp's lateness is judged over the whole run. */
     zlb_monitor_check_lateness(&r->mon, &r->snap.total, "whole run", lateness_ignored(r));
     zlb_monitor_check_lateness(&r->mon, &steady, "steady window", lateness_ignored(r));
-    if (r->have_pin_stop)
-        zlb_monitor_check_stall(&r->mon, r->pin_stop); /* a stall just before the stop */
 
     zlb_view_t v = make_view(r);
     v.elapsed_s = (double)(r->t_end - r->t_start) / 1e9;
@@ -931,7 +925,6 @@ static void teardown(run_t *r)
     if (r->pin)
         zlb_monitor_dispose(&r->mon);
     free(r->pin);
-    free(r->pin_stop);
     if (r->target_names) {
         if (r->cfg->ntargets == 0 && r->targets)
             free((char *)r->targets[0].host);
@@ -1034,7 +1027,6 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     zlb_work_snapshot_init(r->engine, &r->base);
     zlb_monitor_init(&r->mon, r->snap.npollers, cfg->stats_interval_ns, NULL);
     r->pin = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->pin));
-    r->pin_stop = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->pin));
     take_snapshot(r);
     publish(r);
     /* Whoever polls for the address file finds /stats answering once it exists. */
