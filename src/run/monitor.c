@@ -7,11 +7,11 @@
 #include "core/core.h"
 #include "run/monitor.h"
 
-/* The one place a lateness phase is added. send_lag is not here yet: as the workloads record it,
- * it also holds the wait for a connection that is still busy with the previous message or
- * request, which is the target's slowness (a stalled target would make the generator look
- * late); it joins once that wait is apart. */
-const zlb_lat_t zlb_monitor_lateness[] = {ZLB_LAT_SCHEDULE_LAG};
+/* The one place a lateness phase is added. send_lag counts only the generator's own lateness:
+ * the workloads measure it from the later of the intended time and the moment the connection had
+ * room, so a request waiting behind a stalled target is the target's slowness (it shows in
+ * http_response / message_rt) and never reads as the generator falling behind. */
+const zlb_lat_t zlb_monitor_lateness[] = {ZLB_LAT_SCHEDULE_LAG, ZLB_LAT_SEND_LAG};
 const size_t zlb_monitor_nlateness = ZLB_ARRAY_LEN(zlb_monitor_lateness);
 
 void zlb_monitor_limits_default(zlb_mon_limits_t *l)
