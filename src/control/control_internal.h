@@ -5,7 +5,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
 #include <sys/socket.h>
+
+#include <microhttpd.h>
 
 #include "control/control.h"
 
@@ -74,5 +79,107 @@ bool zlb_control_host_is_local(const char *host, uint16_t port);
  * (bytes >= 0x80 as U+FFFD), at most ZLB_CONTROL_ECHO_MAX input bytes. */
 void zlb_control_json_escape(char *out, size_t cap, const char *in);
 #define ZLB_CONTROL_ECHO_MAX 200
+
+/* ---- the server's state, shared by control.c (routing, start/stop) and accept.c ------------ */
+
+#define MAX_PATHS 16
+#define PATH_MAX_LEN 64
+/* Connections served at once, and one peer's share of them once exposed beyond loopback (on
+ * loopback every client is 127.0.0.1). Evicted connections linger in the table until
+ * libmicrohttpd closes them, hence twice the limit. */
+#define CONN_LIMIT 64u
+#define PER_ADDR_EXPOSED 16u
+#define TRACK_MAX (2 * CONN_LIMIT)
+/* libmicrohttpd's timeout is an idle one, reset by every byte; ours is a deadline for a whole
+ * request's headers. A connection younger than EVICT_MIN_WAIT is never evicted to make room:
+ * its request may simply not have been read yet. */
+#define CONN_TIMEOUT_S 10u
+#define HEADER_DEADLINE_NS (3 * ZLB_NS_PER_SEC)
+#define EVICT_MIN_WAIT_NS (1000 * ZLB_NS_PER_MS)
+#define SWEEP_MS 100
+#define ACCEPT_BATCH 32
+#define BACKOFF_MIN_NS (50 * ZLB_NS_PER_MS) /* out of descriptors: stop accepting this long */
+#define BACKOFF_MAX_NS (800 * ZLB_NS_PER_MS)
+#define SUMMARY_EVERY_NS (10 * ZLB_NS_PER_SEC)
+#define LIB_LOG_BURST 5 /* libmicrohttpd lines written per summary window, the rest counted */
+#define CONN_MEMORY (32 * 1024)
+#define LISTEN_BACKLOG 64
+
+#define JSON_TYPE "application/json"
+
+/* An immutable published document. The slot holds one reference, each response in flight one
+ * more; the last release frees it, so a republish never waits for slow readers. */
+typedef struct blob {
+    atomic_uint refs;
+    unsigned status;
+    size_t len;
+    const char *content_type; /* points into data, after the body */
+    char data[];              /* body, NUL, content type, NUL */
+} blob_t;
+
+typedef struct slot {
+    char path[PATH_MAX_LEN];
+    blob_t *blob; /* owned reference, never NULL once the slot is in use */
+} slot_t;
+
+/* One accepted connection, from accept until libmicrohttpd reports it closed. `waiting` is the
+ * time a slow client can hold a slot for free: from accept, or from the end of the previous
+ * request on a kept-alive connection, until its next request's headers are complete. */
+typedef struct track {
+    bool used;
+    bool waiting;
+    bool evicted; /* shut down by us; libmicrohttpd closes it on its next turn */
+    int fd;
+    struct MHD_Connection *conn; /* set when libmicrohttpd starts it */
+    uint64_t since_ns;
+    struct sockaddr_storage addr;
+} track_t;
+
+/* Counted on the control threads, written out as one summary line per window. */
+typedef struct shed {
+    unsigned long refused, evicted, timed_out, no_fds, lib_suppressed;
+} shed_t;
+
+struct zlb_control {
+    struct MHD_Daemon *daemon;
+    int listen_fd; /* owned; accepted on our acceptor thread, never by libmicrohttpd */
+    int wake_fd;   /* owned eventfd: wakes the acceptor to quit */
+    pthread_t acceptor;
+    bool acceptor_started;
+    atomic_bool quit;
+    bool exposed; /* bound beyond loopback: reads need the token too */
+    zlb_control_policy_t policy;
+    char *token; /* owned, or NULL */
+    size_t token_len;
+    zlb_control_stop_cb on_stop;
+    void *arg;
+    atomic_ulong requests;
+    char address[ZLB_CONTROL_ADDR_MAX];
+
+    /* Guards the slot table only; held for a lookup or a pointer swap, never for I/O or a
+     * copy, and never shared with the pollers. */
+    pthread_mutex_t lock;
+    unsigned nslots;
+    slot_t slots[MAX_PATHS];
+
+    /* Guards tracks, shed and the log window; never held across a libmicrohttpd call. */
+    pthread_mutex_t track_lock;
+    track_t tracks[TRACK_MAX];
+    shed_t shed;
+    unsigned lib_lines; /* libmicrohttpd lines written in this window */
+    uint64_t window_start_ns;
+};
+
+/* accept.c */
+/** libmicrohttpd's connection notifications: keeps the track table in step. Its thread. */
+void zlb_control_connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                               enum MHD_ConnectionNotificationCode toe);
+/** The acceptor thread: accepts, admits or sheds, sweeps deadlines, writes the summary. */
+void *zlb_control_acceptor_main(void *arg);
+/** libmicrohttpd's log lines, a burst per window, the rest counted into the summary. */
+__attribute__((format(printf, 2, 0))) void zlb_control_mhd_log(void *cls, const char *fmt,
+                                                               va_list ap);
+/** Names the calling libmicrohttpd thread once ("zlb-control"). */
+void zlb_control_name_thread(void);
 
 #endif

@@ -7,6 +7,8 @@
 #include <jansson.h>
 
 #include "config/config.h"
+#include "control/control.h"
+#include "serve/serve.h"
 #include "gate/gate.h"
 #include "report/report.h"
 #include "run/monitor.h"
@@ -50,5 +52,71 @@ json_t *zlb_render_pollers(const zlb_view_t *v);
 void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b);
 /** Host facts: kernel, CPUs, versions. New reference. */
 json_t *zlb_render_host(void);
+
+/* ---- the run controller (run.c; set-up in setup.c, what a person reads in summary.c) ----------
+ */
+
+/* The run controller's state: one per run, touched only by the thread that called zlb_run
+ * (the control thread reaches it through the stop eventfd alone). */
+typedef struct zlb_runner {
+    const zlb_config_t *cfg; /* borrowed */
+    zlb_run_opts_t opts;
+    char config_hash[17];
+    char *config_text; /* owned: the effective config, served at /config and put in the report */
+
+    zlb_serve_t *target;           /* owned, the embedded target or NULL */
+    zlb_tls_config_t embedded_tls; /* how the engine speaks to a TLS embedded target */
+    char *embedded_ca_tmp;         /* owned: our temporary file of its CA, unlinked at teardown */
+    char **target_names;           /* owned strings */
+    zlb_work_target_t *targets;
+    size_t ntargets;
+    zlb_pool_t *pool;
+    zlb_work_t *engine;
+    zlb_control_t *control;
+    char *token;
+
+    int sigfd;  /* SIGINT/SIGTERM, read on this thread only */
+    int stopfd; /* eventfd: POST /stop from the control thread */
+
+    zlb_state_t state;
+    uint64_t t_start, t_measure_start, t_stop_requested, t_end;
+    uint64_t t_start_wall_ns; /* t_start on the wall clock, for zlbench_start_time_seconds */
+    zlb_prom_buckets_t buckets;
+    bool measuring; /* the warm-up is over: the base snapshot was taken */
+    bool ramp_done;
+    int signals_seen;
+    bool immediate;
+    const char *stop_reason;
+
+    zlb_work_snapshot_t snap;
+    zlb_work_snapshot_t base; /* at the end of warm-up: steady figures are snap - base */
+    zlb_stats_t at_stop;      /* when the stop was asked for, before the drain */
+    bool have_at_stop;
+    zlb_rates_t rates;        /* whole-run averages */
+    zlb_monitor_t mon;        /* last_interval rates, per-poller shares, saturation */
+    zlb_mon_poller_in_t *pin; /* npollers: the latest snapshot's per-poller figures */
+    uint64_t ramp_end_ns, ramp_established;
+    uint64_t last_progress_ns;
+    uint64_t last_abort_check_ns;
+    bool tty;
+} zlb_runner_t;
+
+/* setup.c, on the run's thread. The int ones return 0 or -errno, having logged why. */
+void zlb_runner_warn_fd_limit(const zlb_config_t *cfg, uint64_t need);
+void zlb_runner_log_removed_temp(const char *name, void *arg);
+int zlb_runner_open_signal_fds(zlb_runner_t *r);
+int zlb_runner_start_control(zlb_runner_t *r);
+int zlb_runner_start_embedded_target(zlb_runner_t *r);
+int zlb_runner_build_targets(zlb_runner_t *r);
+int zlb_runner_make_pool(zlb_runner_t *r);
+/** Stops and frees everything set-up made, in reverse order; safe on a half-built run. */
+void zlb_runner_teardown(zlb_runner_t *r);
+
+/* summary.c, on the run's thread. */
+/** The live line (a TTY: redrawn each second; else a log line every 5 s); final: the last one. */
+void zlb_runner_progress(zlb_runner_t *r, bool final);
+/** The final summary on stdout, from the report just built. */
+void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t *steady,
+                              int failed, const char *invalid_why);
 
 #endif
