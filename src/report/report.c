@@ -485,7 +485,11 @@ int zlb_report_read_level(const json_t *level, bool totals, zlb_stats_t *out, ui
     zlb_stats_init(&one);
     if (zlb_counters_from_json(json_object_get(level, "connections"), &one.c, target, why,
                                sizeof(why)) != 0) {
-        bad(err, errlen, "%sconnections.%s", where, why);
+        /* why is "key: reason" for a field, or a bare reason for the object itself. */
+        if (strchr(why, ':'))
+            bad(err, errlen, "%sconnections.%s", where, why);
+        else
+            bad(err, errlen, "%sconnections: %s", where, why);
         goto out;
     }
     if (totals && (!get_count(level, "messages", &one.c.messages) ||
