@@ -365,8 +365,10 @@ static void complete(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t t)
     http_flight_t *f = &st->fl[st->head];
     uint16_t status = st->p.status;
 
-    if (t < f->sent_ns)
-        t = f->sent_ns;
+    /* An event time not later than the send means the response was read inline, in the batch
+     * that sent the request: only the clock says when (clamping to the send recorded 0 us). */
+    if (t <= f->sent_ns)
+        t = zlb_now_ns();
     if (!st->first_byte)
         zlb_stats_record(&w->stats, ZLB_LAT_HTTP_FIRST_BYTE, t - f->intended_ns);
     zlb_stats_record(&w->stats, ZLB_LAT_HTTP_RESPONSE, t - f->intended_ns);
@@ -436,7 +438,7 @@ static void http_data_in(zlb_worker_t *w, zlb_work_slot_t *s, const uint8_t *buf
         if (!st->first_byte && st->p.seen_any) {
             const http_flight_t *f = &st->fl[st->head];
             zlb_stats_record(&w->stats, ZLB_LAT_HTTP_FIRST_BYTE,
-                             (t > f->sent_ns ? t : f->sent_ns) - f->intended_ns);
+                             (t > f->sent_ns ? t : zlb_now_ns()) - f->intended_ns);
             st->first_byte = true;
         }
         if (r == ZLB_HTTP_MORE)
