@@ -41,6 +41,10 @@ static const char usage_text[] =
     "      --control ADDR       control port address, e.g. 127.0.0.1:0; 'off' disables it\n"
     "      --report FILE        where the JSON report goes\n"
     "      --log-level LEVEL    trace, debug, info, warn, error, off\n"
+    "      --shard I/N          run part I (0..N-1) of the scenario split over N generators\n"
+    "                           (or \"shard\": {\"index\": I|\"env\", \"count\": N} in the\n"
+    "                           config; \"env\" reads JOB_COMPLETION_INDEX, as Kubernetes sets "
+    "it)\n"
     "      --repeat N           run the scenario N times (reports FILE-1.json ... FILE-N.json)\n"
     "                           and print the run-to-run spread of the compared metrics\n"
     "  -q, --quiet              no live progress and no summary\n"
@@ -143,10 +147,14 @@ static const struct override_flag {
     const char *key;
     bool numeric;
 } override_flags[] = {
-    {'d', "--duration", "duration", false},        {'n', "--connections", "connections", true},
-    {'r', "--connect-rate", "connect_rate", true}, {'t', "--pollers", "pollers.count", true},
+    {'d', "--duration", "duration", false},
+    {'n', "--connections", "connections", true},
+    {'r', "--connect-rate", "connect_rate", true},
+    {'t', "--pollers", "pollers.count", true},
     {'C', "--control", "control.listen", false}, /* "off": null, no control port */
-    {'R', "--report", "report.file", false},       {'L', "--log-level", "log_level", false},
+    {'R', "--report", "report.file", false},
+    {'L', "--log-level", "log_level", false},
+    {'S', "--shard", "shard", false}, /* "I/N" */
 };
 
 typedef struct cli {
@@ -173,6 +181,7 @@ static int parse_cli(int argc, char **argv, int argi, cli_t *cli)
         {"control", required_argument, NULL, 'C'},
         {"report", required_argument, NULL, 'R'},
         {"log-level", required_argument, NULL, 'L'},
+        {"shard", required_argument, NULL, 'S'},
         {"quiet", no_argument, NULL, 'q'},
         {"repeat", required_argument, NULL, 'N'},
         {"version", no_argument, NULL, 'V'},
@@ -248,6 +257,11 @@ static int load_config(const cli_t *cli, zlb_config_t **out)
                                 zlb_report_metric_valid, &err) != 0)
             goto fail;
     }
+    /* The split comes last, so that an override changes the whole scenario, not one part. */
+    if (cfg->shard.count > 1) {
+        if (zlb_config_apply_shard(cfg, 0, 1, err.message, sizeof(err.message)) != 0)
+            goto fail;
+    }
     *out = cfg;
     return 0;
 fail:
@@ -305,6 +319,10 @@ int main(int argc, char **argv)
     if (load_config(&cli, &cfg) != 0)
         return ZLB_EXIT_USAGE;
     zlb_log_level = cli.opts.quiet && cfg->log_level < ZLB_LOG_WARN ? ZLB_LOG_WARN : cfg->log_level;
+    if (cfg->shard.count > 1)
+        zlb_log_info("shard %u/%u of the scenario: %llu connections, connect_rate %g",
+                     cfg->shard.index, cfg->shard.count, (unsigned long long)cfg->connections,
+                     cfg->connect_rate);
 
     if (cli.validate)
         code = print_effective(cfg, cli.config_path);

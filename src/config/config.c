@@ -291,6 +291,7 @@ void zlb_config_dispose(zlb_config_t *cfg)
         free(cfg->thresholds[i].expr);
     }
     free(cfg->thresholds);
+    free(cfg->unsharded_json);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -164,6 +164,17 @@ typedef struct zlb_ramp_config {
     double start_rate;    /* connections/s at t=0, rising linearly to connect_rate */
 } zlb_ramp_config_t;
 
+/* Which part of a scenario split over several generators this config runs ("shard" in the file,
+ * --shard I/N). count 0 or 1: not sharded. */
+typedef struct zlb_shard_config {
+    uint32_t index, count;
+    bool index_from_env; /* "index": "env": read from ZLB_CONFIG_SHARD_INDEX_ENV at load */
+} zlb_shard_config_t;
+
+/* The Kubernetes Indexed Job's variable: each pod's completion index, 0..completions-1. */
+#define ZLB_CONFIG_SHARD_INDEX_ENV "JOB_COMPLETION_INDEX"
+#define ZLB_CONFIG_MAX_SHARDS 65536u
+
 typedef struct zlb_config {
     char *source_path; /* the file it came from, or NULL */
     zlb_pollers_config_t pollers;
@@ -193,6 +204,11 @@ typedef struct zlb_config {
     uint64_t abort_grace_ns;
     uint64_t stats_interval_ns; /* rates and the live line, default 1 s */
     zlb_log_level_t log_level;  /* default ZLB_LOG_INFO */
+    zlb_shard_config_t shard;
+    /* Set by zlb_config_apply_shard: the whole scenario's effective config (compact JSON), which
+     * zlb_config_to_json prints (with "shard") and zlb_config_hash hashes, so that every shard
+     * of one scenario names it alike and its effective config reads back to the same shard. */
+    char *unsharded_json;
 } zlb_config_t;
 
 /** Validates a threshold path against the report schema; provided by the run module. */
@@ -231,6 +247,25 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg);
 /** 16 hex digits identifying the scenario: a hash of the effective config's canonical JSON
  * without the settings that only say where output goes (report.file, control, log_level). */
 void zlb_config_hash(const zlb_config_t *cfg, char out[17]);
+/** Makes cfg this shard's exact part of the scenario: connections, connect_rate, the workload's
+ * whole-run rates (request_rate, ...) split with remainders spread over the first shards (a rate
+ * that is a whole number >= count splits as an integer, so the sum over shards equals the config
+ * exactly; other rates split evenly, summing within rounding), ramp.start_rate in proportion to
+ * this shard's connect_rate (every shard ramps the same shape); source addresses partitioned in
+ * contiguous blocks; targets and everything else unchanged. A config that is already a part
+ * (applied before, or a "shard" from the file or --shard not yet applied) becomes part
+ * old_index * count + index of old_count * count of the whole scenario, so nesting (shards of
+ * a shard, processes of a pod) equals one flat split. count <= 1 with no shard of its own: no
+ * change. Apply overrides first: the effective config is the whole scenario's from here on.
+ * Returns 0, or -EINVAL with a message in err (cfg unchanged unless the re-check failed, then
+ * it must not be used). Main thread, before the run starts. */
+int zlb_config_apply_shard(zlb_config_t *cfg, uint32_t index, uint32_t count, char *err,
+                           size_t len);
+/** Shard `index` of `count` of an integer total: total / count, plus one for the first
+ * total % count shards. */
+uint64_t zlb_config_shard_u64(uint64_t total, uint32_t index, uint32_t count);
+/** Shard `index` of `count` of a rate, by the rule of zlb_config_apply_shard. */
+double zlb_config_shard_rate(double total, uint32_t index, uint32_t count);
 void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);

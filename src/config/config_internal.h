@@ -170,6 +170,8 @@ void zlb_config_tls_dispose(zlb_tls_config_t *t);
 int zlb_config_parse_http(zlb_config_ctx_t *c, const json_t *o, zlb_workload_config_t *w);
 /** workload.requests as the effective config prints them. New reference. */
 json_t *zlb_config_http_requests_json(const zlb_workload_config_t *w);
+/** "shard": {"index": I|"env", "count": N}, "I/N" or null (config_shard.c). */
+int zlb_config_parse_shard(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *cfg);
 /** Rules across fields, also run after command-line overrides (ctx without text). */
 int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg);
 

@@ -183,10 +183,27 @@ static json_t *socket_json(const zlb_socket_config_t *s)
     return o;
 }
 
+static json_t *shard_json(const zlb_shard_config_t *sh)
+{
+    return json_pack("{s:I, s:I}", "index", (json_int_t)sh->index, "count", (json_int_t)sh->count);
+}
+
 json_t *zlb_config_to_json(const zlb_config_t *cfg)
 {
-    json_t *root = json_object();
+    json_t *root;
     json_t *o;
+
+    /* A shard prints the scenario it is a part of, and which part: every shard of one scenario
+     * then shows (and hashes to) the same config, and its effective config loads back to the
+     * same part. The index is the resolved one: "env" would not read back elsewhere. */
+    if (cfg->unsharded_json) {
+        root = json_loads(cfg->unsharded_json, 0, NULL);
+        if (!root)
+            zlb_fatal("the stored scenario does not parse back");
+        json_object_set_new(root, "shard", shard_json(&cfg->shard));
+        return root;
+    }
+    root = json_object();
 
     json_object_set_new(root, "pollers", pollers_json(&cfg->pollers));
     /* The file takes one or the other, so the effective config shows only the one in use. */
@@ -237,6 +254,8 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     json_object_set_new(root, "abort_grace", duration(cfg->abort_grace_ns));
     json_object_set_new(root, "stats_interval", duration(cfg->stats_interval_ns));
     json_object_set_new(root, "log_level", name(&zlb_config_log_level_names, (int)cfg->log_level));
+    if (cfg->shard.count > 1)
+        json_object_set_new(root, "shard", shard_json(&cfg->shard));
     return root;
 }
 
@@ -249,6 +268,8 @@ void zlb_config_hash(const zlb_config_t *cfg, char out[17])
     json_object_del(json_object_get(j, "report"), "file");
     json_object_del(j, "control");
     json_object_del(j, "log_level");
+    /* Which part a generator runs is not the scenario: every shard hashes as the whole. */
+    json_object_del(j, "shard");
     /* Sorted and compact, so the hash depends on the values only, not on key order or layout. */
     char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
     uint64_t h = 0xcbf29ce484222325ull;

@@ -673,11 +673,12 @@ static int parse_source_ips(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *
 int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg)
 {
     static const char *const keys[] = {
-        "$schema",       "pollers",        "targets",         "embedded_target", "connections",
-        "connect_rate",  "ramp",           "connect_timeout", "duration",        "warmup",
-        "drain_timeout", "workload",       "source_ips",      "family",          "dns_ttl",
-        "socket",        "control",        "report",          "thresholds",      "abort_on_fail",
-        "abort_grace",   "stats_interval", "log_level"};
+        "$schema",     "pollers",        "targets",       "embedded_target",
+        "connections", "connect_rate",   "ramp",          "connect_timeout",
+        "duration",    "warmup",         "drain_timeout", "workload",
+        "source_ips",  "family",         "dns_ttl",       "socket",
+        "control",     "report",         "thresholds",    "abort_on_fail",
+        "abort_grace", "stats_interval", "log_level",     "shard"};
     int64_t x;
     int e;
 
@@ -733,5 +734,8 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
     e = (int)cfg->log_level;
     TRY(zlb_config_get_enum(c, root, "log_level", &zlb_config_log_level_names, &e));
     cfg->log_level = (zlb_log_level_t)e;
+    json_t *shard = json_object_get(root, "shard");
+    if (shard)
+        TRY(zlb_config_parse_shard(c, shard, cfg));
     return 0;
 }
