@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "dash/dash.h"
 #include "gate/gate.h"
 #include "report/report.h"
 #include "run/run.h"
@@ -25,6 +26,7 @@ static const char usage_text[] =
     "       zlbench serve [options]             run the built-in target alone\n"
     "       zlbench compare BASE CURRENT [...]  compare two reports (CI regression gate)\n"
     "       zlbench merge A.json B.json... -o OUT.json  add up reports of runs side by side\n"
+    "       zlbench report [BASE.json,...] REPORT.json -o OUT.html  a report as an HTML page\n"
     "       zlbench --version | --help\n"
     "Each subcommand describes its own options: zlbench serve --help, compare --help, ...\n"
     "\n"
@@ -49,7 +51,8 @@ static const char usage_text[] =
     "                           and print the run-to-run spread of the compared metrics\n"
     "  -q, --quiet              no live progress and no summary\n"
     "\n"
-    "Control port: GET /stats /stats/pollers /metrics /config /health, POST /stop.\n"
+    "Control port: GET / (live dashboard), /stats /stats/pollers /metrics /config /health,\n"
+    "POST /stop.\n"
     "Signals: SIGINT/SIGTERM stop gracefully (drain, then report); a second one stops at once.\n"
     "The report is written in every case, atomically.\n"
     "\n"
@@ -298,6 +301,8 @@ int main(int argc, char **argv)
             return zlb_gate_compare(argc - 1, argv + 1);
         if (strcmp(cmd, "merge") == 0)
             return zlb_gate_merge(argc - 1, argv + 1);
+        if (strcmp(cmd, "report") == 0)
+            return zlb_dash_report_main(argc - 1, argv + 1);
         if (strcmp(cmd, "validate") == 0 || strcmp(cmd, "run") == 0) {
             cli.validate = cmd[0] == 'v';
             argi = 2;

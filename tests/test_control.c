@@ -569,6 +569,48 @@ static void test_exposed_requires_token(void)
     zlb_control_destroy(c);
 }
 
+/* The dashboard's files: served without the token even once exposed (they hold no data; the
+ * page asks for the token), GET only, each with a Content-Security-Policy that allows nothing
+ * from elsewhere. The data endpoints keep their token rule. */
+static void test_assets(void)
+{
+    static const unsigned char page[] = "<!doctype html><p>hi</p>";
+    const zlb_control_asset_t assets[] = {
+        {"/", "text/html; charset=utf-8", page, sizeof(page) - 1},
+    };
+    zlb_control_opts_t opts = {
+        .listen = "0.0.0.0:0", .token = "tok", .assets = assets, .nassets = 1};
+    zlb_control_t *c = NULL;
+    char err[512] = "", v[512];
+    resp_t r;
+    ASSERT_EQ(zlb_control_start(&opts, &c, err, sizeof(err)), 0);
+    zlb_control_publish(c, "/stats", 200, "application/json", "{}", 2);
+    http_simple(c, "GET", "/", NULL, &r);
+    printf("  GET / without the token, exposed: %d, %zu bytes\n", r.status, r.body_len);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, (const char *)page);
+    assert_common_headers(&r);
+    ASSERT(header_value(&r, "Content-Type", v, sizeof(v)));
+    ASSERT_STREQ(v, "text/html; charset=utf-8");
+    ASSERT(header_value(&r, "Content-Security-Policy", v, sizeof(v)));
+    printf("  CSP: %s\n", v);
+    ASSERT(strstr(v, "default-src 'none'") != NULL);
+    ASSERT(strstr(v, "connect-src 'self'") != NULL);
+    ASSERT(strstr(v, "unsafe") == NULL);
+    ASSERT(header_value(&r, "X-Content-Type-Options", v, sizeof(v)));
+    resp_free(&r);
+    http_simple(c, "POST", "/", NULL, &r);
+    ASSERT_EQ(r.status, 405);
+    resp_free(&r);
+    http_simple(c, "GET", "/stats", NULL, &r);
+    ASSERT_EQ(r.status, 401);
+    resp_free(&r);
+    http_simple(c, "GET", "/dashboard.js", NULL, &r); /* not an asset here: the token rule */
+    ASSERT_EQ(r.status, 401);
+    resp_free(&r);
+    zlb_control_destroy(c);
+}
+
 static void test_ipv6(void)
 {
     zlb_control_opts_t opts = {.listen = "[::1]:0"};
@@ -965,6 +1007,20 @@ static void test_policy(void)
     ASSERT_EQ(decide(true, true, "GET", "/stop", "zlb.example", NULL, NULL, false, false).status,
               401);
 
+    /* A built-in static file (the dashboard) needs no token, exposed or not; GET/HEAD only. The
+     * Host rule still holds on loopback. */
+    zlb_control_policy_t apol = {.exposed = true, .has_token = true, .port = 8089};
+    zlb_control_req_t arq = {.method = "GET", .path = "/", .uri_clean = true, .asset = true};
+    ASSERT_EQ(zlb_control_decide(&apol, &arq).action, ZLB_CONTROL_ASSET);
+    arq.method = "HEAD";
+    ASSERT_EQ(zlb_control_decide(&apol, &arq).action, ZLB_CONTROL_ASSET);
+    arq.method = "POST";
+    ASSERT_EQ(zlb_control_decide(&apol, &arq).status, 405);
+    apol.exposed = false;
+    arq.method = "GET";
+    arq.host = "evil.com";
+    ASSERT_EQ(zlb_control_decide(&apol, &arq).status, 421);
+
     zlb_control_req_t rq = {
         .method = "GET", .path = "/stats", .uri_clean = false, .published = true};
     zlb_control_policy_t pol = {.port = 1};
@@ -1074,6 +1130,7 @@ int main(void)
     RUN_TEST(test_slow_headers);
     RUN_TEST(test_start_refusals);
     RUN_TEST(test_exposed_requires_token);
+    RUN_TEST(test_assets);
     RUN_TEST(test_ipv6);
     RUN_TEST(test_read_token);
     RUN_TEST(test_concurrent_republish);

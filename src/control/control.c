@@ -198,6 +198,35 @@ static enum MHD_Result reply_document(zlb_control_t *c, struct MHD_Connection *c
     return send_response(c, conn, b->status, b->content_type, r);
 }
 
+/* The dashboard's files load nothing from elsewhere and run no inline code: its script and
+ * style come from this port ('self'), its data from this port's JSON documents, and nothing
+ * may frame it. A page can then neither be made to leak the token nor to run injected text. */
+#define ASSET_CSP                                                                                  \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "                \
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+static const zlb_control_asset_t *asset_of(const zlb_control_t *c, const char *path)
+{
+    for (size_t i = 0; i < c->nassets; i++)
+        if (strcmp(c->assets[i].path, path) == 0)
+            return &c->assets[i];
+    return NULL;
+}
+
+static enum MHD_Result reply_asset(zlb_control_t *c, struct MHD_Connection *conn,
+                                   const zlb_control_asset_t *a)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (r && (MHD_add_response_header(r, "Content-Security-Policy", ASSET_CSP) != MHD_YES ||
+              MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+              MHD_add_response_header(r, "Referrer-Policy", "no-referrer") != MHD_YES)) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
+    return send_response(c, conn, MHD_HTTP_OK, a->content_type, r);
+}
+
 /* ---- request routing ---------------------------------------------------------------------- */
 
 static bool has_body(struct MHD_Connection *conn)
@@ -309,6 +338,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Zlbench-Request") != NULL,
         .authorized = authorized(c, auth),
         .published = true, /* looked up below, once the request may be served */
+        .asset = asset_of(c, url) != NULL,
     };
 
     if (*req_cls != &headers_seen) {
@@ -335,6 +365,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
     switch (v.action) {
     case ZLB_CONTROL_SERVE:
         return reply_document(c, conn, b);
+    case ZLB_CONTROL_ASSET:
+        return reply_asset(c, conn, asset_of(c, url));
     case ZLB_CONTROL_STOP:
         zlb_log_info("control: stop requested over HTTP");
         /* Called on every POST: the run controller's stop is idempotent, and a second request
@@ -491,6 +523,8 @@ int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char 
     c->window_start_ns = zlb_now_ns();
     c->on_stop = opts->on_stop;
     c->arg = opts->arg;
+    c->assets = opts->assets;
+    c->nassets = opts->nassets;
     atomic_init(&c->requests, 0);
     pthread_mutex_init(&c->lock, NULL);
     if (opts->token) {

@@ -13,12 +13,24 @@ typedef struct zlb_control zlb_control_t;
 
 typedef void (*zlb_control_stop_cb)(void *arg);
 
+/* A static file built into the binary (the dashboard page and its script). Served to anyone,
+ * token or not, since it holds no data: the page asks for the token itself, once a data
+ * endpoint answers 401. */
+typedef struct zlb_control_asset {
+    const char *path;         /* "/", "/dash.js" */
+    const char *content_type; /* "text/html; charset=utf-8" */
+    const unsigned char *data;
+    size_t len;
+} zlb_control_asset_t;
+
 typedef struct zlb_control_opts {
     const char *listen; /* "127.0.0.1:8089", "[::1]:0"; port 0 lets the kernel pick (borrowed) */
     const char *token;  /* bearer token for mutating endpoints, or NULL (borrowed, copied) */
     const char *address_file;    /* write the bound "host:port" here once listening, or NULL */
     zlb_control_stop_cb on_stop; /* POST /stop; called on the control thread */
     void *arg;
+    const zlb_control_asset_t *assets; /* static files, borrowed for the server's life */
+    size_t nassets;
 } zlb_control_opts_t;
 
 /** Starts the server: an accept thread of ours (header deadlines, the connection limit, room made

@@ -50,10 +50,12 @@ typedef struct zlb_control_req {
     bool custom_header; /* X-Zlbench-Request present */
     bool authorized;    /* the bearer token matched */
     bool published;     /* a document is published at path */
+    bool asset;         /* path names a built-in static file (the dashboard) */
 } zlb_control_req_t;
 
 typedef enum {
     ZLB_CONTROL_SERVE,        /* the published document */
+    ZLB_CONTROL_ASSET,        /* the built-in static file, with its Content-Security-Policy */
     ZLB_CONTROL_STOP,         /* call on_stop, answer 202 */
     ZLB_CONTROL_NOT_FOUND,    /* 404 */
     ZLB_CONTROL_NOT_ALLOWED,  /* 405, reason is the Allow header */
@@ -153,6 +155,8 @@ struct zlb_control {
     size_t token_len;
     zlb_control_stop_cb on_stop;
     void *arg;
+    const zlb_control_asset_t *assets; /* borrowed */
+    size_t nassets;
     atomic_ulong requests;
     char address[ZLB_CONTROL_ADDR_MAX];
 

@@ -135,6 +135,12 @@ zlb_control_verdict_t zlb_control_decide(const zlb_control_policy_t *pol,
     bool is_post = strcmp(rq->method, "POST") == 0;
     bool need_token = pol->has_token && !rq->authorized;
 
+    /* The dashboard's files hold no data (the page fetches /stats itself, with the token), so
+     * a browser without the token can load the page that asks for it. */
+    if (rq->asset)
+        return is_get ? verdict(ZLB_CONTROL_ASSET, 200, NULL)
+                      : verdict(ZLB_CONTROL_NOT_ALLOWED, 405, "GET, HEAD");
+
     /* Once exposed, the config and stats documents describe targets and infrastructure: every
      * request needs the token. On loopback only the state change does. */
     if (need_token && pol->exposed)

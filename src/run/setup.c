@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "control/control.h"
+#include "dash/dash.h"
 #include "core/core.h"
 #include "run/run_internal.h"
 #include "serve/serve.h"
@@ -147,6 +148,7 @@ int zlb_runner_start_control(zlb_runner_t *r)
         .on_stop = on_control_stop,
         .arg = r,
     };
+    o.assets = zlb_dash_assets(&o.nassets);
     int rc = zlb_control_start(&o, &r->control, err, sizeof(err));
     if (rc != 0) {
         zlb_log_error("%s", err);
