@@ -134,9 +134,66 @@ static const bad_case_t bad_cases[] = {
      "report.file: must not be empty (use null to leave it unset)", true},
     {"enum typo", "{\"workload\": {\"type\": \"chrun\"}}",
      "config.json:1:23: workload.type: expected one of \"hold\", \"churn\", \"echo\", \"http\", "
-     "got "
+     "\"message\", got "
      "\"chrun\" (did you mean \"churn\"?)",
      false},
+
+    /* the message workload */
+    {"message: unknown escape",
+     "{\"workload\": {\"type\": \"message\",\n \"message\": \"PING\\\\q\"}}",
+     "config.json:2:13: workload.message: unknown escape \\q at byte 4 (known: \\r \\n \\t \\\\ "
+     "\\xNN)",
+     false},
+    {"message: short \\x", "{\"workload\": {\"type\": \"message\", \"message\": \"a\\\\x4\"}}",
+     "workload.message: \\x at byte 1 needs two hex digits", true},
+    {"message and message_hex",
+     "{\"workload\": {\"type\": \"message\", \"message\": \"a\", \"message_hex\": \"61\"}}",
+     "workload.message_hex: give one of message, message_hex or message_file (message is given "
+     "too)",
+     true},
+    {"message_hex odd", "{\"workload\": {\"type\": \"message\", \"message_hex\": \"2a3\"}}",
+     "workload.message_hex: expected pairs of hex digits", true},
+    {"message_hex not hex", "{\"workload\": {\"type\": \"message\", \"message_hex\": \"2a zz\"}}",
+     "workload.message_hex: not a hex digit at byte 3 ('z')", true},
+    {"message_file missing",
+     "{\"workload\": {\"type\": \"message\", \"message_file\": \"/nonexistent/m.bin\"}}",
+     "workload.message_file: cannot read /nonexistent/m.bin", true},
+    {"message with message_size",
+     "{\"workload\": {\"type\": \"message\", \"message\": \"a\", \"message_size\": 10}}",
+     "workload.message_size: sizes the generated message only", true},
+    {"expect: bad string", "{\"workload\": {\"type\": \"message\", \"expect\": \"line\"}}",
+     "workload.expect: expected \"echo\", {\"bytes\": N} or {\"delimiter\": \"...\"}, got "
+     "\"line\"",
+     true},
+    {"expect: two framings",
+     "{\"workload\": {\"type\": \"message\", \"expect\": {\"bytes\": 1, \"delimiter\": \"x\"}}}",
+     "workload.expect: expected \"echo\", {\"bytes\": N} or {\"delimiter\": \"...\"}, got an "
+     "object without exactly one of them",
+     true},
+    {"expect: bytes 0", "{\"workload\": {\"type\": \"message\", \"expect\": {\"bytes\": 0}}}",
+     "workload.expect.bytes: ", true},
+    {"expect: empty delimiter",
+     "{\"workload\": {\"type\": \"message\", \"expect\": {\"delimiter\": \"\"}}}",
+     "workload.expect.delimiter: must be 1..64 bytes after escapes, got 0", true},
+    {"echo with a delimiter",
+     "{\"workload\": {\"type\": \"echo\", \"expect\": {\"delimiter\": \"\\r\\n\"}}}",
+     "workload.expect: the echo workload expects the echo; other framings need type \"message\"",
+     true},
+    {"prefix longer than the reply",
+     "{\"workload\": {\"type\": \"message\", \"expect\": {\"bytes\": 2}, \"expect_prefix\": "
+     "\"+PONG\"}}",
+     "workload.expect_prefix: is 5 bytes, longer than the whole reply (2 bytes)", true},
+    {"rate and interval",
+     "{\"workload\": {\"type\": \"message\", \"message_rate\": 100, \"message_interval\": "
+     "\"10ms\"}}",
+     "workload.message_interval: give message_rate (for the whole run) or message_interval (per "
+     "connection), not both",
+     true},
+    {"message against a sink",
+     "{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"message\"}}",
+     "workload.type: the message workload needs a target that replies (echo, redis or http); "
+     "embedded_target.mode is \"sink\"",
+     true},
     {"bad log level", "{\"log_level\": \"verbose\"}",
      "log_level: expected one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"off\", got "
      "\"verbose\"",
@@ -717,8 +774,11 @@ static void test_serve_mode_names(void)
     ASSERT_EQ(zlb_config_serve_mode_parse("", &m), -EINVAL);
     ASSERT_EQ(zlb_config_serve_mode_parse("echo ", &m), -EINVAL);
     ASSERT_EQ(zlb_config_serve_mode_parse(NULL, &m), -EINVAL);
-    ASSERT(zlb_config_serve_mode_name((zlb_serve_mode_t)3) == NULL);
-    for (int i = ZLB_SERVE_ECHO; i <= ZLB_SERVE_HTTP; i++) {
+    ASSERT_EQ(zlb_config_serve_mode_parse("redis", &m), 0);
+    ASSERT_EQ(m, ZLB_SERVE_REDIS);
+    ASSERT(zlb_config_serve_mode_name((zlb_serve_mode_t)99) == NULL);
+    int modes = 0;
+    for (int i = ZLB_SERVE_ECHO; zlb_config_serve_mode_name((zlb_serve_mode_t)i); i++, modes++) {
         char text[128];
         const char *name = zlb_config_serve_mode_name((zlb_serve_mode_t)i);
         ASSERT_EQ(zlb_config_serve_mode_parse(name, &m), 0);
@@ -733,6 +793,7 @@ static void test_serve_mode_names(void)
         json_decref(j);
         zlb_config_destroy(cfg);
     }
+    ASSERT_GE(modes, 4); /* echo, sink, http, redis at least */
 }
 
 static void write_file(const char *path, const char *text)
@@ -1071,6 +1132,124 @@ static void test_embedded_http(void)
     }
 }
 
+/* Parses text, checks that its effective config reads back to the same effective config, and
+ * returns the first parse. */
+static zlb_config_t *parse_round_trip(const char *text)
+{
+    zlb_config_t *cfg = parse_ok(text), *again;
+    zlb_config_error_t err;
+    char *a = dump(cfg);
+    if (zlb_config_parse(a, "again.json", fake_metric_path, &again, &err) != 0)
+        ZLB_TEST_FAIL("effective config does not read back: %s\n%s", err.message, a);
+    char *b = dump(again);
+    ASSERT_STREQ(a, b);
+    free(a);
+    free(b);
+    zlb_config_destroy(again);
+    return cfg;
+}
+
+static void assert_bytes(const char *what, const uint8_t *got, size_t got_len, const void *want,
+                         size_t want_len)
+{
+    if (got_len != want_len || memcmp(got, want, want_len) != 0) {
+        fprintf(stderr, "%s: got %zu bytes:", what, got_len);
+        for (size_t i = 0; i < got_len; i++)
+            fprintf(stderr, " %02x", got[i]);
+        fprintf(stderr, "\n  want %zu bytes:", want_len);
+        for (size_t i = 0; i < want_len; i++)
+            fprintf(stderr, " %02x", ((const uint8_t *)want)[i]);
+        fprintf(stderr, "\n");
+        ZLB_TEST_FAIL("%s differs", what);
+    }
+}
+
+/* The message workload's keys: JSON escapes and our own (\\r \\n \\t \\\\ \\xNN) give the
+ * same bytes, hex and files too, and the effective config says each back the same way. */
+static void test_message_keys(void)
+{
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    zlb_config_t *cfg;
+
+    /* JSON's own escapes. */
+    cfg = parse_round_trip("{\"workload\": {\"type\": \"message\", \"message\": "
+                           "\"*1\\r\\n$4\\r\\nPING\\r\\n\", \"expect\": {\"delimiter\": "
+                           "\"\\r\\n\"}, \"expect_prefix\": \"+PONG\", \"pipeline\": 8, "
+                           "\"message_rate\": 5000}}");
+    ASSERT_EQ(cfg->workload.type, ZLB_WORK_MESSAGE);
+    ASSERT_EQ(cfg->workload.message_from, ZLB_MESSAGE_TEXT);
+    assert_bytes("message", cfg->workload.message, cfg->workload.message_len, ping,
+                 sizeof(ping) - 1);
+    ASSERT_EQ(cfg->workload.expect, ZLB_EXPECT_DELIMITER);
+    assert_bytes("delimiter", cfg->workload.expect_delimiter, cfg->workload.expect_delimiter_len,
+                 "\r\n", 2);
+    assert_bytes("prefix", cfg->workload.expect_prefix, cfg->workload.expect_prefix_len, "+PONG",
+                 5);
+    ASSERT_UEQ(cfg->workload.pipeline, 8);
+    ASSERT(cfg->workload.message_rate == 5000);
+    ASSERT_UEQ(cfg->workload.max_reply_size, 64 * 1024);
+    zlb_config_destroy(cfg);
+
+    /* Ours, written with doubled backslashes in JSON, and every byte value. */
+    cfg =
+        parse_round_trip("{\"workload\": {\"type\": \"message\", \"message\": "
+                         "\"*1\\\\r\\\\n$4\\\\r\\\\nPING\\\\r\\\\n\\\\t\\\\\\\\\\\\x00\\\\xfF\"}}");
+    assert_bytes("message, our escapes", cfg->workload.message, cfg->workload.message_len,
+                 "*1\r\n$4\r\nPING\r\n\t\\\x00\xff", sizeof(ping) - 1 + 4);
+    ASSERT_EQ(cfg->workload.expect, ZLB_EXPECT_ECHO);
+    char *text = dump(cfg);
+    const char *line = strstr(text, "\"message\":");
+    ASSERT(line != NULL);
+    fprintf(stderr, "   effective: %.*s\n", (int)strcspn(line, "\n"), line);
+    free(text);
+    zlb_config_destroy(cfg);
+
+    /* Hex with spaces between bytes, a byte count framing, max_reply_size as a size. */
+    cfg = parse_round_trip("{\"workload\": {\"type\": \"message\", \"message_hex\": "
+                           "\"2a 31 0D0a\", \"expect\": {\"bytes\": \"1KiB\"}, \"max_reply_size\": "
+                           "\"2KiB\"}}");
+    ASSERT_EQ(cfg->workload.message_from, ZLB_MESSAGE_HEX);
+    assert_bytes("message_hex", cfg->workload.message, cfg->workload.message_len, "*1\r\n", 4);
+    ASSERT_EQ(cfg->workload.expect, ZLB_EXPECT_BYTES);
+    ASSERT_UEQ(cfg->workload.expect_bytes, 1024);
+    ASSERT_UEQ(cfg->workload.max_reply_size, 2048);
+    zlb_config_destroy(cfg);
+
+    /* A file, read at load, binary as it is. */
+    char path[] = "/tmp/zlb-message-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, "\x00\x01PING\r\n", 8), 8);
+    close(fd);
+    char conf[256];
+    snprintf(conf, sizeof(conf),
+             "{\"workload\": {\"type\": \"message\", \"message_file\": \"%s\"}}", path);
+    cfg = parse_round_trip(conf);
+    ASSERT_EQ(cfg->workload.message_from, ZLB_MESSAGE_FILE);
+    assert_bytes("message_file", cfg->workload.message, cfg->workload.message_len,
+                 "\x00\x01PING\r\n", 8);
+    ASSERT_STREQ(cfg->workload.message_file, path);
+    zlb_config_destroy(cfg);
+    unlink(path);
+
+    /* Echo keeps its keys: a generated message of message_size bytes, expect echo. */
+    cfg = parse_round_trip("{\"workload\": {\"type\": \"echo\", \"message_size\": 100, "
+                           "\"message_interval\": \"10ms\"}}");
+    ASSERT_EQ(cfg->workload.message_from, ZLB_MESSAGE_GENERATED);
+    ASSERT(cfg->workload.message == NULL);
+    ASSERT_UEQ(cfg->workload.message_len, 100);
+    ASSERT_EQ(cfg->workload.expect, ZLB_EXPECT_ECHO);
+    ASSERT_UEQ(cfg->workload.message_interval_ns, 10 * ZLB_NS_PER_MS);
+    zlb_config_destroy(cfg);
+
+    /* message_rate alone: the effective config leaves the interval out (not both). */
+    cfg = parse_round_trip("{\"workload\": {\"type\": \"message\", \"message_rate\": 250.5}}");
+    text = dump(cfg);
+    ASSERT(strstr(text, "\"message_interval\"") == NULL);
+    free(text);
+    zlb_config_destroy(cfg);
+}
+
 int main(void)
 {
     RUN_TEST(test_bad_configs);
@@ -1090,6 +1269,7 @@ int main(void)
     RUN_TEST(test_large_range);
     RUN_TEST(test_damaged_configs);
     RUN_TEST(test_embedded_http);
+    RUN_TEST(test_message_keys);
     fprintf(stderr, "all config tests passed\n");
     return 0;
 }

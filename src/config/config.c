@@ -146,6 +146,9 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->workload.backoff_max_ns = 5 * ZLB_NS_PER_SEC;
     cfg->workload.message_size = 64;
     cfg->workload.message_interval_ns = ZLB_NS_PER_SEC;
+    cfg->workload.message_len = 64;
+    cfg->workload.expect = ZLB_EXPECT_ECHO;
+    cfg->workload.max_reply_size = 64 * 1024;
     cfg->workload.keepalive = true;
     cfg->workload.pipeline = 1;
     cfg->workload.max_response_size = 64ull << 20;
@@ -275,6 +278,7 @@ void zlb_config_dispose(zlb_config_t *cfg)
         free(r->body_file);
     }
     free(cfg->workload.requests);
+    zlb_config_message_dispose(&cfg->workload);
     free(cfg->embedded_target.listen);
     free(cfg->embedded_target.ca_out_file);
     free(cfg->source_addrs);

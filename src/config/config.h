@@ -44,7 +44,7 @@ typedef struct zlb_target_config {
 
 /* What the built-in target does with what it reads: one enum for embedded_target.mode and for
  * `zlbench serve --mode`, named by zlb_config_serve_mode_name/parse. The serve module takes it. */
-typedef enum { ZLB_SERVE_ECHO, ZLB_SERVE_SINK, ZLB_SERVE_HTTP } zlb_serve_mode_t;
+typedef enum { ZLB_SERVE_ECHO, ZLB_SERVE_SINK, ZLB_SERVE_HTTP, ZLB_SERVE_REDIS } zlb_serve_mode_t;
 
 typedef struct zlb_embedded_target_config {
     bool enabled;
@@ -80,7 +80,28 @@ typedef struct zlb_pollers_config {
     uint64_t load_window_ns; /* default 1 s */
 } zlb_pollers_config_t;
 
-typedef enum { ZLB_WORK_HOLD, ZLB_WORK_CHURN, ZLB_WORK_ECHO, ZLB_WORK_HTTP } zlb_work_type_t;
+typedef enum {
+    ZLB_WORK_HOLD,
+    ZLB_WORK_CHURN,
+    ZLB_WORK_ECHO,
+    ZLB_WORK_HTTP,
+    ZLB_WORK_MESSAGE
+} zlb_work_type_t;
+
+/* How the message workload knows that a reply is complete (workload.expect). */
+typedef enum {
+    ZLB_EXPECT_ECHO,      /* as many bytes as the message (the echo workload's only framing) */
+    ZLB_EXPECT_BYTES,     /* exactly expect_bytes bytes */
+    ZLB_EXPECT_DELIMITER, /* up to and including expect_delimiter */
+} zlb_expect_t;
+
+/* Where workload.message came from, so the effective config says it the same way. */
+typedef enum {
+    ZLB_MESSAGE_GENERATED, /* message_size bytes "abc...z" repeated */
+    ZLB_MESSAGE_TEXT,      /* "message": text with escapes */
+    ZLB_MESSAGE_HEX,       /* "message_hex" */
+    ZLB_MESSAGE_FILE,      /* "message_file", read at load */
+} zlb_message_from_t;
 
 /* One HTTP request template (workload.requests[i]); checked at load, its bytes are built by the
  * http workload before the run (Host and Content-Length there). */
@@ -108,11 +129,27 @@ typedef struct zlb_workload_config {
     uint64_t message_size;        /* echo: bytes per message (default 64) */
     uint64_t message_interval_ns; /* echo: per-connection gap between messages (default 1 s; 0 =
                                      back to back) */
+    /* message (and echo, which is message with expect echo): the bytes sent, NULL when
+     * generated from message_size; message_len is then message_size. */
+    uint8_t *message;
+    size_t message_len;
+    zlb_message_from_t message_from;
+    char *message_file; /* its path (ZLB_MESSAGE_FILE) */
+    zlb_expect_t expect;
+    uint64_t expect_bytes;     /* ZLB_EXPECT_BYTES */
+    uint8_t *expect_delimiter; /* ZLB_EXPECT_DELIMITER, 1..64 bytes */
+    size_t expect_delimiter_len;
+    uint8_t *expect_prefix; /* NULL: any reply; else it must start with these bytes */
+    size_t expect_prefix_len;
+    uint64_t max_reply_size; /* a longer reply is a protocol failure (default 64 KiB) */
+    /* messages/s for the whole run, split over the connections; 0: message_interval per
+     * connection (0 too: closed loop, pipeline deep) */
+    double message_rate;
     /* http */
     zlb_http_request_config_t *requests; /* templates (default: one GET /) */
     size_t nrequests;
     bool keepalive;             /* default true; false: Connection: close, a connection each */
-    uint32_t pipeline;          /* requests in flight per connection (default 1) */
+    uint32_t pipeline;          /* requests/messages in flight per connection (default 1) */
     double request_rate;        /* requests/s for the whole run; 0: closed loop (default 0) */
     uint64_t max_response_size; /* body bytes before a response is a protocol error (64 MiB) */
     uint32_t max_header_size;   /* response head bytes (default 16 KiB) */
@@ -270,7 +307,7 @@ void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);
 
-/** "echo", "sink", "http" (NULL for a value out of range); the config's own name table. */
+/** "echo", "sink", "http", "redis" (NULL for a value out of range); the config's own name table. */
 const char *zlb_config_serve_mode_name(zlb_serve_mode_t mode);
 /** Exact (case-sensitive) names as above. 0 or -EINVAL. */
 int zlb_config_serve_mode_parse(const char *s, zlb_serve_mode_t *out);

@@ -76,6 +76,7 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
             "the echo workload needs a target that echoes; embedded_target.mode is "
             "\"%s\"",
             zlb_config_name(&zlb_config_mode_names, (int)cfg->embedded_target.mode));
+    TRY(zlb_config_check_message(c, cfg));
 
     for (size_t i = 0; i < cfg->ntargets; i++) {
         const zlb_target_config_t *t = &cfg->targets[i];

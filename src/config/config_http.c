@@ -38,7 +38,8 @@ static bool is_field_text(const char *s, bool spaces)
     return true;
 }
 
-static int read_body_file(zlb_config_ctx_t *c, const char *path, uint8_t **out, size_t *len)
+int zlb_config_read_file(zlb_config_ctx_t *c, const char *path, uint64_t max, uint8_t **out,
+                         size_t *len)
 {
     FILE *f = fopen(path, "rb");
     uint8_t *buf = NULL;
@@ -53,11 +54,11 @@ static int read_body_file(zlb_config_ctx_t *c, const char *path, uint8_t **out, 
         }
         size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
-        if (n > MAX_BODY) {
+        if (n > max) {
             fclose(f);
             free(buf);
             return zlb_config_fail(c, "%s is larger than %llu bytes", path,
-                                   (unsigned long long)MAX_BODY);
+                                   (unsigned long long)max);
         }
         if (r == 0)
             break;
@@ -154,7 +155,7 @@ static int parse_request(zlb_config_ctx_t *c, const json_t *o, zlb_http_request_
     TRY(zlb_config_get_string(c, o, "body_file", false, &r->body_file));
     if (r->body_file) {
         size_t mark = zlb_config_push(c, "body_file");
-        TRY(read_body_file(c, r->body_file, &r->body, &r->body_len));
+        TRY(zlb_config_read_file(c, r->body_file, MAX_BODY, &r->body, &r->body_len));
         zlb_config_pop(c, mark);
     }
     TRY(zlb_config_get_int(c, o, "weight", 1, 1000000, &weight));

@@ -168,6 +168,23 @@ void zlb_config_tls_defaults(zlb_tls_config_t *t);
 void zlb_config_tls_dispose(zlb_tls_config_t *t);
 /** The http workload's keys of the workload object (config_http.c). */
 int zlb_config_parse_http(zlb_config_ctx_t *c, const json_t *o, zlb_workload_config_t *w);
+/** Reads a whole file given at `path` in the config (at most max bytes); failures name it at
+ * the current key path. *out is malloc'd. */
+int zlb_config_read_file(zlb_config_ctx_t *c, const char *path, uint64_t max, uint8_t **out,
+                         size_t *len);
+/** The message workload's keys of the workload object (config_message.c). */
+int zlb_config_parse_message(zlb_config_ctx_t *c, const json_t *o, zlb_workload_config_t *w);
+/** Its cross-field rules (framing against the message, the embedded target's mode). */
+int zlb_config_check_message(zlb_config_ctx_t *c, const zlb_config_t *cfg);
+/** Adds the message keys to the effective config's workload object. */
+void zlb_config_message_json(json_t *o, const zlb_workload_config_t *w);
+void zlb_config_message_dispose(zlb_workload_config_t *w);
+/** Text with the escapes \r \n \t \\ \xNN into bytes (*out malloc'd). 0, or -EINVAL
+ * with why filled ("unknown escape \q at byte 3 ..."). */
+int zlb_config_unescape(const char *s, size_t n, uint8_t **out, size_t *len, char *why,
+                        size_t whylen);
+/** Bytes as a JSON string that zlb_config_unescape reads back to the same bytes. New ref. */
+json_t *zlb_config_escape_json(const uint8_t *b, size_t n);
 /** workload.requests as the effective config prints them. New reference. */
 json_t *zlb_config_http_requests_json(const zlb_workload_config_t *w);
 /** "shard": {"index": I|"env", "count": N}, "I/N" or null (config_shard.c). */

@@ -130,8 +130,13 @@ static json_t *workload_json(const zlb_workload_config_t *w)
     json_object_set_new(o, "reconnect", json_boolean(w->reconnect));
     json_object_set_new(o, "backoff_min", duration(w->backoff_min_ns));
     json_object_set_new(o, "backoff_max", duration(w->backoff_max_ns));
-    json_object_set_new(o, "message_size", json_integer((json_int_t)w->message_size));
-    json_object_set_new(o, "message_interval", duration(w->message_interval_ns));
+    /* Each said once: a given message has its own size, a rate replaces the interval. */
+    if (w->message_from == ZLB_MESSAGE_GENERATED)
+        json_object_set_new(o, "message_size", json_integer((json_int_t)w->message_size));
+    if (w->message_rate == 0 || (w->type != ZLB_WORK_ECHO && w->type != ZLB_WORK_MESSAGE))
+        json_object_set_new(o, "message_interval", duration(w->message_interval_ns));
+    if (w->type == ZLB_WORK_ECHO || w->type == ZLB_WORK_MESSAGE)
+        zlb_config_message_json(o, w);
     if (w->type == ZLB_WORK_HTTP) {
         json_object_set_new(o, "requests", zlb_config_http_requests_json(w));
         json_object_set_new(o, "keepalive", json_boolean(w->keepalive));

@@ -349,10 +349,26 @@ static int parse_ramp(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg)
 
 static int parse_workload(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg)
 {
-    static const char *const keys[] = {
-        "type",         "lifetime",          "reconnect",      "backoff_min", "backoff_max",
-        "message_size", "message_interval",  "requests",       "keepalive",   "pipeline",
-        "request_rate", "max_response_size", "max_header_size"};
+    static const char *const keys[] = {"type",
+                                       "lifetime",
+                                       "reconnect",
+                                       "backoff_min",
+                                       "backoff_max",
+                                       "message_size",
+                                       "message_interval",
+                                       "requests",
+                                       "keepalive",
+                                       "pipeline",
+                                       "request_rate",
+                                       "max_response_size",
+                                       "max_header_size",
+                                       "message",
+                                       "message_hex",
+                                       "message_file",
+                                       "expect",
+                                       "expect_prefix",
+                                       "max_reply_size",
+                                       "message_rate"};
     zlb_workload_config_t *w = &cfg->workload;
     int t = (int)w->type;
 
@@ -366,6 +382,7 @@ static int parse_workload(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cf
     TRY(zlb_config_get_size(c, o, "message_size", 1, MAX_MESSAGE_SIZE, &w->message_size));
     TRY(zlb_config_get_duration(c, o, "message_interval", 0, &w->message_interval_ns));
     TRY(zlb_config_parse_http(c, o, w));
+    TRY(zlb_config_parse_message(c, o, w));
     return 0;
 }
 
