@@ -2181,6 +2181,101 @@ static void test_tls_destroy_with_open_connections(void)
     SSL_CTX_free(ctx);
 }
 
+/* ---- redis mode ----------------------------------------------------------------------------- */
+
+/* A pipelined mix (RESP PING, inline PING, lower case, an unknown command, PING with an
+ * argument, an empty line, an empty array) cut at every byte boundary and sent in two pieces,
+ * then byte by byte: always the same answers, in order. */
+static void test_redis_every_split(void)
+{
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_REDIS);
+    zlb_serve_t *t = start(&o);
+    int fd = client(t);
+    int one = 1;
+    ASSERT_EQ(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+    static const char reqs[] = "*1\r\n$4\r\nPING\r\n"
+                               "PING\r\n"
+                               "*1\r\n$4\r\nping\r\n"
+                               "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+                               "\r\n"
+                               "*0\r\n"
+                               "*2\r\n$4\r\nPING\r\n$2\r\nhi\r\n"
+                               "ping\n"
+                               "PING x\r\n"
+                               "*1\r\n$0\r\n\r\n"
+                               "*1\r\n$4\r\nPING\r\n";
+    static const char want[] = "+PONG\r\n+PONG\r\n+PONG\r\n-ERR unknown command\r\n"
+                               "-ERR unknown command\r\n+PONG\r\n-ERR unknown command\r\n"
+                               "-ERR unknown command\r\n+PONG\r\n";
+    size_t len = sizeof(reqs) - 1;
+    for (size_t cut = 0; cut < len; cut++) {
+        write_all(fd, reqs, cut);
+        if (cut)
+            usleep(300);
+        write_all(fd, reqs + cut, len - cut);
+        expect_bytes(fd, want);
+    }
+    for (size_t i = 0; i < len; i++) {
+        write_all(fd, reqs + i, 1);
+        if (i % 7 == 0)
+            usleep(100);
+    }
+    expect_bytes(fd, want);
+    ASSERT(quiet_for(fd, 20));
+    close(fd);
+    WAIT_FOR(stats(t).open == 0, 5000);
+    zlb_serve_destroy(t);
+}
+
+/* 20,000 PINGs written at once: every one answered, in order, with nothing lost while the
+ * client does not read (the replies wait in the connection's stash). */
+static void test_redis_pipelined_bulk(void)
+{
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_REDIS);
+    zlb_serve_t *t = start(&o);
+    int fd = client(t);
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    enum { N = 20000 };
+    size_t len = (sizeof(ping) - 1) * N;
+    char *req = malloc(len), *got = malloc(7 * N);
+    for (size_t i = 0; i < N; i++)
+        memcpy(req + i * (sizeof(ping) - 1), ping, sizeof(ping) - 1);
+    write_all(fd, req, len);
+    read_exact(fd, got, 7 * N);
+    for (size_t i = 0; i < N; i++)
+        if (memcmp(got + 7 * i, "+PONG\r\n", 7) != 0)
+            ZLB_TEST_FAIL("reply %zu of %d: \"%.7s\"", i, N, got + 7 * i);
+    ASSERT(quiet_for(fd, 20));
+    zlb_serve_stats_t st = stats(t);
+    fprintf(stderr, "   redis: %d pipelined PINGs, %llu bytes in, %llu out\n", N,
+            (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
+    ASSERT_UEQ(st.bytes_in, len);
+    ASSERT_UEQ(st.bytes_out, 7 * N);
+    close(fd);
+    free(req);
+    free(got);
+    zlb_serve_destroy(t);
+}
+
+/* What RESP cannot parse gets "-ERR Protocol error" and the close, as from redis-server. */
+static void test_redis_protocol_error(void)
+{
+    zlb_serve_opts_t o = opts_for(ZLB_SERVE_REDIS);
+    zlb_serve_t *t = start(&o);
+    const char *bad[] = {"*x\r\n", "*1\r\n:4\r\n", "*1\r\n$4\r\nPINGxx", "*1\r\n$z\r\n", "*1\rX"};
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(bad); i++) {
+        int fd = client(t);
+        write_all(fd, "PING\r\n", 6);
+        write_all(fd, bad[i], strlen(bad[i]));
+        expect_bytes(fd, "+PONG\r\n-ERR Protocol error\r\n");
+        if (!reads_eof(fd))
+            ZLB_TEST_FAIL("not closed after the protocol error in case %zu", i);
+        close(fd);
+    }
+    WAIT_FOR(stats(t).open == 0, 5000);
+    zlb_serve_destroy(t);
+}
+
 /* An argument runs only the tests whose name contains it (for debugging one). */
 #define RUN(fn)                                                                                    \
     do {                                                                                           \
@@ -2209,6 +2304,9 @@ int main(int argc, char **argv)
     RUN(test_http_garbage);
     RUN(test_http_every_split);
     RUN(test_http_random_input);
+    RUN(test_redis_every_split);
+    RUN(test_redis_pipelined_bulk);
+    RUN(test_redis_protocol_error);
     RUN(test_accept_budget);
     RUN(test_two_threads);
     RUN(test_thousand);

@@ -1,4 +1,5 @@
-/* conn.c -- the target's connections: pooled structs, plain and TLS transports, echo/sink/http. */
+/* conn.c -- the target's connections: pooled structs, plain and TLS transports, echo/sink, and
+ * the dispatch to http (http.c) and redis (redis.c). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -292,6 +293,8 @@ void tgt_conn_accepted(tgt_thread_t *th, int fd)
     c->out_len = c->out_off = 0;
     if (t->mode == ZLB_SERVE_HTTP)
         tgt_http_conn_init(c);
+    if (t->mode == ZLB_SERVE_REDIS)
+        tgt_redis_conn_init(c);
     zlb_watcher_init(&c->w, fd, conn_cb);
     /* Registering a socket that already holds data reports it at once: nothing to read here. */
     err = zlb_loop_watch(th->loop, &c->w, EPOLLIN);
@@ -447,7 +450,7 @@ void tgt_ready_task_cb(zlb_loop_t *loop, zlb_task_t *task, bool discarded)
         conn_run(ZLB_CONTAINER_OF(n, tgt_conn_t, ready));
 }
 
-/* Echo and sink (http has its own, tgt_http_run): makes all the progress the socket allows:
+/* Echo, sink and redis (http has its own, tgt_http_run): makes all the progress the socket allows:
  * output first (while any is pending the peer is
  * not keeping up, so reading more would only grow it), then requests, then close. */
 static void conn_run(tgt_conn_t *c)
@@ -499,6 +502,8 @@ static void conn_run(tgt_conn_t *c)
         err = 0;
         if (mode == ZLB_SERVE_ECHO)
             err = echo(c, th->rbuf, (size_t)n);
+        else if (mode == ZLB_SERVE_REDIS)
+            err = tgt_redis_feed(c, th->rbuf, (size_t)n);
         if (err == -EAGAIN) {
             set_blocked(c, true);
             if (arm(c, c->want) < 0)
@@ -543,4 +548,18 @@ void tgt_conn_close_after_reply(tgt_conn_t *c)
 void tgt_conn_queue_ready(tgt_conn_t *c)
 {
     queue_ready(c);
+}
+
+int tgt_conn_send(tgt_conn_t *c, const char *buf, size_t len)
+{
+    if (len == 0)
+        return c->out ? -EAGAIN : 0;
+    if (!c->out)
+        return echo(c, buf, len);
+    /* Behind replies the peer has not taken: in order, after them. Bounded by what one read
+     * can ask for, as nothing more is read while a stash waits. */
+    c->out = zlb_xrealloc(c->out, c->out_len + len);
+    memcpy(c->out + c->out_len, buf, len);
+    c->out_len += (uint32_t)len;
+    return -EAGAIN;
 }

@@ -401,7 +401,7 @@ int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t
     if (!opts || opts->threads < 0 || opts->threads > MAX_THREADS || opts->backlog < 0)
         return -EINVAL;
     if (opts->mode != ZLB_SERVE_ECHO && opts->mode != ZLB_SERVE_SINK &&
-        opts->mode != ZLB_SERVE_HTTP)
+        opts->mode != ZLB_SERVE_HTTP && opts->mode != ZLB_SERVE_REDIS)
         return -EINVAL;
     err = check_tls_opts(opts);
     if (err < 0)

@@ -1,4 +1,5 @@
-/* serve.h -- the built-in loopback server (echo, sink, http; plain or TLS) on its own threads. */
+/* serve.h -- the built-in loopback server (echo, sink, http, redis; plain or TLS) on its own
+ * threads. */
 #ifndef ZLB_SERVE_H
 #define ZLB_SERVE_H
 

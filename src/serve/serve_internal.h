@@ -141,6 +141,17 @@ typedef struct tgt_http {
     tgt_http_run_t q[TGT_HTTP_QUEUE];
 } tgt_http_t;
 
+/* The redis mode's parser state of one connection (redis.c): requests may arrive a byte at a
+ * time. */
+typedef struct tgt_redis {
+    uint8_t state, after_num, crlf, cmd_len;
+    bool negative;
+    char cmd[8];   /* the command name's first bytes (cmd_len 8: longer, or more than a name) */
+    uint32_t line; /* inline: bytes of the line so far */
+    uint32_t digits;
+    uint64_t num, nargs, left, blen;
+} tgt_redis_t;
+
 struct tgt_conn {
     zlb_watcher_t w;    /* w.fd is the socket (owned) */
     zlb_list_t node;    /* in the thread's free list while unused */
@@ -160,6 +171,7 @@ struct tgt_conn {
     /* http: the parser and the responses owed; the timer fires when a delayed one is due */
     zlb_timer_t http_timer;
     tgt_http_t http;
+    tgt_redis_t redis;
 };
 
 struct tgt_thread {
@@ -232,6 +244,16 @@ int tgt_conn_arm(tgt_conn_t *c, uint32_t events);
 void tgt_conn_set_blocked(tgt_conn_t *c, bool blocked);
 void tgt_conn_close_after_reply(tgt_conn_t *c);
 void tgt_conn_queue_ready(tgt_conn_t *c);
+/** Writes buf, or as much as the socket takes with the rest kept in the connection's stash
+ * (appended when one is already waiting): 0, -EAGAIN (stashed; want set) or -errno. */
+int tgt_conn_send(tgt_conn_t *c, const char *buf, size_t len);
+
+/* redis.c */
+void tgt_redis_conn_init(tgt_conn_t *c);
+/** Answers the requests in buf (the parser's state carried over from the last call). 0,
+ * -EAGAIN when replies wait for the peer to read (c->out), or -errno; a protocol error is
+ * answered and sets c->closing. */
+int tgt_redis_feed(tgt_conn_t *c, const char *buf, size_t len);
 
 /* http.c */
 /** Builds t->http from o (NULL: defaults). 0, -EINVAL for values out of range, -ENOMEM. */
