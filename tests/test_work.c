@@ -354,7 +354,8 @@ static void test_workload_seam(void)
     static const char *const names[] = {[ZLB_WORK_HOLD] = "hold",
                                         [ZLB_WORK_CHURN] = "churn",
                                         [ZLB_WORK_ECHO] = "echo",
-                                        [ZLB_WORK_HTTP] = "http"};
+                                        [ZLB_WORK_HTTP] = "http",
+                                        [ZLB_WORK_MESSAGE] = "message"};
     zlb_serve_t *tgt = start_target(ZLB_SERVE_ECHO, 1);
     zlb_serve_t *htgt = start_target(ZLB_SERVE_HTTP, 1);
 

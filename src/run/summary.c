@@ -67,7 +67,8 @@ void zlb_runner_progress(zlb_runner_t *r, bool final)
                      (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
                      li->requests_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
                      busy);
-    } else if (c->messages || r->cfg->workload.type == ZLB_WORK_ECHO) {
+    } else if (c->messages || r->cfg->workload.type == ZLB_WORK_ECHO ||
+               r->cfg->workload.type == ZLB_WORK_MESSAGE) {
         fmt_dur(lat, sizeof(lat), zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_MESSAGE_RT], 99));
         n = snprintf(line, sizeof(line),
                      "[%5.1fs] %s open %llu/%llu msg/s %.0f rtt p99 %s err %llu "
