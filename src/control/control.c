@@ -1,5 +1,6 @@
 /* control.c -- the HTTP control port: one libmicrohttpd thread serving published documents. */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -227,6 +228,31 @@ static enum MHD_Result reply_asset(zlb_control_t *c, struct MHD_Connection *conn
     return send_response(c, conn, MHD_HTTP_OK, a->content_type, r);
 }
 
+/* GET SERIES?since=T: the rows after T (a number of seconds; absent: all kept rows). */
+static enum MHD_Result reply_series(zlb_control_t *c, struct MHD_Connection *conn)
+{
+    const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
+    double since = -INFINITY;
+    if (arg) {
+        char *end = NULL;
+        since = strtod(arg, &end);
+        if (!*arg || *end || !isfinite(since))
+            return send_response(
+                c, conn, MHD_HTTP_BAD_REQUEST, JSON_TYPE,
+                json_response(
+                    "{\"error\":\"since: expected a number of seconds, e.g. since=12.5\"}"));
+    }
+    char *body;
+    size_t len;
+    zlb_control_series_render(c, since, &body, &len);
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    return send_response(c, conn, MHD_HTTP_OK, JSON_TYPE, r);
+}
+
 /* ---- request routing ---------------------------------------------------------------------- */
 
 static bool has_body(struct MHD_Connection *conn)
@@ -357,14 +383,15 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
     }
 
     blob_t *b = lookup(c, url);
+    bool series = !b && zlb_control_series_match(c, url);
     rq.uri_clean = true; /* checked on the first call */
-    rq.published = b != NULL;
+    rq.published = b != NULL || series;
     zlb_control_verdict_t v = zlb_control_decide(&c->policy, &rq);
     if (v.action != ZLB_CONTROL_SERVE)
         blob_unref(b);
     switch (v.action) {
     case ZLB_CONTROL_SERVE:
-        return reply_document(c, conn, b);
+        return series ? reply_series(c, conn) : reply_document(c, conn, b);
     case ZLB_CONTROL_ASSET:
         return reply_asset(c, conn, asset_of(c, url));
     case ZLB_CONTROL_STOP:
@@ -527,6 +554,7 @@ int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char 
     c->nassets = opts->nassets;
     atomic_init(&c->requests, 0);
     pthread_mutex_init(&c->lock, NULL);
+    zlb_control_series_init(&c->series);
     if (opts->token) {
         c->token = zlb_xstrdup(opts->token);
         c->token_len = strlen(c->token);
@@ -610,6 +638,7 @@ void zlb_control_destroy(zlb_control_t *c)
         explicit_bzero(c->token, c->token_len);
         free(c->token);
     }
+    zlb_control_series_dispose(&c->series);
     pthread_mutex_destroy(&c->lock);
     pthread_mutex_destroy(&c->track_lock);
     free(c);

@@ -47,6 +47,14 @@ const char *zlb_control_address(const zlb_control_t *c);
  * thread. Paths never published answer 404. */
 void zlb_control_publish(zlb_control_t *c, const char *path, unsigned status,
                          const char *content_type, const char *body, size_t len);
+/** Starts the series served at GET `path` ("/stats/series"): GET path?since=T answers
+ * {<head>, "rows": [every kept row with t > T, oldest first]} (no since: every kept row);
+ * `head` is the JSON members before "rows" (e.g. "\"interval_s\":1"). The newest `keep` rows
+ * are kept. Token rules as for published documents. Call once, before appending. Any thread. */
+void zlb_control_series_start(zlb_control_t *c, const char *path, const char *head, size_t keep);
+/** Appends one row (a JSON object, copied) with key t, greater than the last row's. Any thread
+ * (one writer). */
+void zlb_control_series_append(zlb_control_t *c, double t, const char *row, size_t len);
 /** Number of requests served (for tests and the stats overhead benchmark). */
 unsigned long zlb_control_requests(const zlb_control_t *c);
 /** Stops the server thread and frees everything. Accepts NULL. */

@@ -137,6 +137,23 @@ typedef struct track {
     struct sockaddr_storage addr;
 } track_t;
 
+/* The series served at one path with ?since=T (series.c): the newest `keep` rows as the run's
+ * thread rendered them, oldest first, each with its key. Its own lock, held to append one row or
+ * to copy the rows of one answer, never across a libmicrohttpd call. */
+typedef struct series_row {
+    double t;
+    size_t len;
+    char *text; /* owned */
+} series_row_t;
+
+typedef struct series_log {
+    pthread_mutex_t lock;
+    char path[PATH_MAX_LEN]; /* "" until started */
+    char *head;              /* owned: the fields before "rows", e.g. "\"interval_s\":1" */
+    series_row_t *ring;      /* owned, keep entries */
+    size_t keep, first, n;
+} series_log_t;
+
 /* Counted on the control threads, written out as one summary line per window. */
 typedef struct shed {
     unsigned long refused, evicted, timed_out, no_fds, lib_suppressed;
@@ -166,6 +183,8 @@ struct zlb_control {
     unsigned nslots;
     slot_t slots[MAX_PATHS];
 
+    series_log_t series;
+
     /* Guards tracks, shed and the log window; never held across a libmicrohttpd call. */
     pthread_mutex_t track_lock;
     track_t tracks[TRACK_MAX];
@@ -173,6 +192,17 @@ struct zlb_control {
     unsigned lib_lines; /* libmicrohttpd lines written in this window */
     uint64_t window_start_ns;
 };
+
+/* series.c */
+void zlb_control_series_init(series_log_t *s);
+void zlb_control_series_dispose(series_log_t *s);
+/** True when path is the started series' path. Any thread. */
+bool zlb_control_series_match(zlb_control_t *c, const char *path);
+/** The answer for rows with t > since: a malloc'd JSON document in *body (length *len), at most
+ * ZLB_CONTROL_SERIES_BODY_MAX bytes of rows (then "truncated": true: ask again from the last
+ * row's t_s). */
+void zlb_control_series_render(zlb_control_t *c, double since, char **body, size_t *len);
+#define ZLB_CONTROL_SERIES_BODY_MAX (4u << 20)
 
 /* accept.c */
 /** libmicrohttpd's connection notifications: keeps the track table in step. Its thread. */
