@@ -564,6 +564,37 @@ static int check_balanced(const zlb_counters_t *c, char *err, size_t len)
     return 0;
 }
 
+/* The timeline, when there is one (reports before it have none): rows in time order, each
+ * with its interval, so compare's "first crossed at t=" and merge's alignment can trust t_s. */
+static int check_timeline(const json_t *tl, char *err, size_t len)
+{
+    if (!json_is_object(tl))
+        return bad(err, len, "timeline: not an object");
+    const json_t *iv = json_object_get(tl, "interval_s");
+    if (!json_is_number(iv) || json_number_value(iv) <= 0)
+        return bad(err, len, "timeline.interval_s: missing or not a positive number");
+    const json_t *rows = json_object_get(tl, "rows");
+    if (!json_is_array(rows))
+        return bad(err, len, "timeline.rows: missing or not an array");
+    double last = -1;
+    size_t i;
+    const json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const json_t *t = json_object_get(row, "t_s"), *dt = json_object_get(row, "dt_s");
+        if (!json_is_object(row) || !json_is_number(t) || !json_is_number(dt) ||
+            json_number_value(dt) < 0)
+            return bad(err, len, "timeline.rows[%zu]: needs numbers t_s and dt_s >= 0", i);
+        if (json_number_value(t) <= last)
+            return bad(err, len, "timeline.rows[%zu].t_s: %g, not after the row before (%g)", i,
+                       json_number_value(t), last);
+        last = json_number_value(t);
+        if (!json_is_object(json_object_get(row, "latency_us")))
+            return bad(err, len, "timeline.rows[%zu].latency_us: missing or not an object", i);
+    }
+    return 0;
+}
+
 int zlb_report_check(const json_t *report, char *err, size_t errlen)
 {
     const char *schema = json_string_value(json_object_get(report, "schema"));
@@ -584,6 +615,9 @@ int zlb_report_check(const json_t *report, char *err, size_t errlen)
     rc = zlb_report_read_level(json_object_get(report, "steady"), false, &s, NULL, NULL, err,
                                errlen);
     zlb_stats_dispose(&s);
+    const json_t *tl = json_object_get(report, "timeline");
+    if (rc == 0 && tl)
+        rc = check_timeline(tl, err, errlen);
     return rc;
 }
 

@@ -116,6 +116,36 @@ static void publish(zlb_runner_t *r)
     zlb_buf_dispose(&b);
 }
 
+/* ---- the timeline -------------------------------------------------------------------------- */
+
+/* Every tick feeds the series the pollers' readings; once a row is due (on the grid of stats
+ * intervals from the start, at the first tick at or after it), the row is the snapshot minus
+ * the previous row's, published for GET /stats/series. `final`: the last, partial row after
+ * the pool stopped, so the rows add up to the report's totals exactly. */
+static void series_tick(zlb_runner_t *r, bool final)
+{
+    const zlb_work_snapshot_t *s = &r->snap;
+    if (!r->t_start || s->taken_ns <= r->t_start)
+        return;
+    for (size_t i = 0; i < s->npollers; i++)
+        r->sin[i] = (zlb_series_poller_in_t){.load_pct = s->info[i].stats.load_pct,
+                                             .lag_ns = s->info[i].stats.lag_last_ns};
+    uint64_t t = s->taken_ns - r->t_start;
+    if (!zlb_series_tick(&r->series, t, &s->total, zlb_state_name(r->state), r->cfg->connections,
+                         r->sin, final) ||
+        !r->control)
+        return;
+    json_t *row = zlb_series_row_json(&r->series.fresh, r->series.fresh_pollers, s->npollers);
+    /* The key is the t_s a reader sees (rounded), so since=<a row's t_s> excludes that row. */
+    double key = json_number_value(json_object_get(row, "t_s"));
+    char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(row);
+    if (!text)
+        zlb_fatal("json_dumps failed for a timeline row");
+    zlb_control_series_append(r->control, key, text, strlen(text));
+    free(text);
+}
+
 /* ---- phases -------------------------------------------------------------------------------- */
 
 static int take_snapshot(zlb_runner_t *r)
@@ -342,6 +372,7 @@ static int finish(zlb_runner_t *r)
     json_object_set_new(report, "failure_ratio", zlb_json_real(failure_ratio(&r->snap.total.c)));
     json_object_set_new(report, "steady", steady_json(r, &steady));
     json_object_set_new(report, "histograms", zlb_stats_histograms_json(&r->snap.total));
+    json_object_set_new(report, "timeline", zlb_series_json(&r->series));
     json_object_set_new(report, "host", zlb_render_host());
     json_t *cfgj = json_loads(r->config_text, 0, NULL);
     json_object_set_new(report, "config", cfgj ? cfgj : json_object());
@@ -448,6 +479,15 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     zlb_work_snapshot_init(r->engine, &r->base);
     zlb_monitor_init(&r->mon, r->snap.npollers, cfg->stats_interval_ns, NULL);
     r->pin = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->pin));
+    /* Rows come at the controller's ticks: an interval shorter than a tick is a tick. */
+    uint64_t row_ns = ZLB_MAX(cfg->stats_interval_ns, TICK_NS);
+    zlb_series_init(&r->series, r->snap.npollers, row_ns, ZLB_SERIES_ROWS_MAX);
+    r->sin = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->sin));
+    if (r->control) {
+        char head[64];
+        snprintf(head, sizeof(head), "\"interval_s\":%.9g", (double)row_ns / 1e9);
+        zlb_control_series_start(r->control, "/stats/series", head, ZLB_SERIES_LIVE_ROWS);
+    }
     take_snapshot(r);
     publish(r);
     /* Whoever polls for the address file finds /stats answering once it exists. */
@@ -505,6 +545,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         if (take_snapshot(r) != 0)
             zlb_fatal("snapshot failed");
         update_phase(r);
+        series_tick(r, false);
         check_saturation(r);
         check_abort(r);
         publish(r);
@@ -526,6 +567,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     zlb_pool_stop(r->pool);
 
     take_snapshot(r);
+    series_tick(r, true);
     code = finish(r);
     if (opts->interrupted && r->stop_reason && strcmp(r->stop_reason, "duration") != 0 &&
         strcmp(r->stop_reason, "threshold_failed") != 0)

@@ -13,6 +13,7 @@
 #include "report/report.h"
 #include "run/monitor.h"
 #include "run/run.h"
+#include "run/series.h"
 #include "stats/stats.h"
 #include "work/work.h"
 
@@ -96,6 +97,9 @@ typedef struct zlb_runner {
     zlb_monitor_t mon;        /* last_interval rates, per-poller shares, saturation */
     zlb_mon_poller_in_t *pin; /* npollers: the latest snapshot's per-poller figures */
     uint64_t ramp_end_ns, ramp_established;
+    zlb_series_t series;         /* the timeline: one row per stats interval */
+    zlb_series_poller_in_t *sin; /* npollers: this tick's readings for it */
+    uint64_t next_row_ns;        /* since t_start: when the next row is due */
     uint64_t last_progress_ns;
     uint64_t last_abort_check_ns;
     bool tty;

@@ -213,6 +213,9 @@ void zlb_runner_teardown(zlb_runner_t *r)
     if (r->pin)
         zlb_monitor_dispose(&r->mon);
     free(r->pin);
+    if (r->sin)
+        zlb_series_dispose(&r->series);
+    free(r->sin);
     if (r->target_names) {
         if (r->cfg->ntargets == 0 && r->targets)
             free((char *)r->targets[0].host);

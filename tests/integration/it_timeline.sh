@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# it_timeline.sh -- the per-interval series: GET /stats/series?since=T polled live returns new rows
+# with increasing t_s; the report's timeline validates and its rows add up to the report's totals.
+source "$(dirname "$0")/lib.sh"
+validate() { jq -r --slurpfile schema "$REPO/configs/report.schema.json" -f "$REPO/tests/integration/schema.jq" "$1"; }
+
+cat > "$T/cfg.json" <<JSON
+{ "embedded_target": {"mode": "echo"}, "connections": 300, "connect_rate": 200, "duration": "4s",
+  "stats_interval": "500ms",
+  "workload": {"type": "echo", "message_size": 32, "message_interval": "50ms"},
+  "report": {"file": "$T/report.json"},
+  "control": {"listen": "127.0.0.1:0", "address_file": "$T/ctl.addr"} }
+JSON
+start_bg zlb "$ZLB" -c "$T/cfg.json" -q
+ZPID=$BG_PID
+wait_for test -s "$T/ctl.addr" || fail "daemon did not start: $(cat "$T/zlb.err")"
+URL="http://$(cat "$T/ctl.addr")"
+
+# Poll as a dashboard does: each answer holds only the rows after the last one seen.
+since=-1 polls=0 got=0
+: > "$T/live.jsonl"
+while kill -0 "$ZPID" 2>/dev/null; do
+    curl -sf "$URL/stats/series?since=$since" -o "$T/page.json" 2>/dev/null || break
+    polls=$((polls + 1))
+    jq -e --argjson since "$since" '.interval_s == 0.5 and (.rows | all(.t_s > $since))' "$T/page.json" >/dev/null \
+        || fail "rows at or before since=$since: $(head -c 400 "$T/page.json")"
+    jq -c '.rows[]' "$T/page.json" >> "$T/live.jsonl"
+    n=$(jq '.rows | length' "$T/page.json")
+    if [ "$n" -gt 0 ]; then since=$(jq '.rows[-1].t_s' "$T/page.json"); got=$((got + n)); fi
+    sleep 0.3
+done
+wait_exit "$ZPID" 30
+[ "$EXIT_CODE" = 0 ] || fail "run exited $EXIT_CODE: $(tail -5 "$T/zlb.err")"
+[ "$got" -ge 3 ] || fail "only $got rows seen live in $polls polls"
+jq -se 'map(.t_s) as $t | [range(1; $t | length) | $t[.] > $t[. - 1]] | all' "$T/live.jsonl" >/dev/null \
+    || fail "live rows not in increasing t_s: $(jq -c .t_s "$T/live.jsonl" | tr '\n' ' ')"
+jq -se 'all(.[]; (.latency_us | to_entries | all(.value.count > 0 and .value.p50 <= .value.p99
+        and .value.p99 <= .value.max)) and (.pollers | length) > 0 and .dt_s > 0)' "$T/live.jsonl" >/dev/null \
+    || fail "a live row is malformed: $(head -c 600 "$T/live.jsonl")"
+pass "$got rows seen live over $polls polls of /stats/series?since=T, t_s increasing: $(jq -c .t_s "$T/live.jsonl" | tr '\n' ' ')"
+
+errs=$(validate "$T/report.json")
+[ -z "$errs" ] || fail "report does not match the schema: $errs"
+# The rows cover the run: their counts add up to the report's totals (the last row is the partial
+# interval up to the final snapshot), and rate * dt gives the same within rounding (t_s and dt_s
+# are written to the ms: 0.1 % of the messages).
+jq -e '.timeline as $tl | .connections as $c
+    | ($tl.rows | map(.attempts) | add) == $c.attempted
+    and ($tl.rows | map(.connects) | add) == $c.established
+    and (($tl.rows | map(.connects_per_s * .dt_s) | add) - $c.established | fabs) < 1
+    and (($tl.rows | map(.messages_per_s * .dt_s) | add) - .messages | fabs) <= 1 + .messages * 1e-3
+    and ($tl.rows | map(.latency_us.connect.count // 0) | add) == .latency_us.connect.count
+    and ($tl.rows[-1].t_s - .elapsed_s | fabs) < 0.2' "$T/report.json" >/dev/null \
+    || fail "timeline does not add up: $(jq -c '{att: ([.timeline.rows[].attempts] | add), attempted: .connections.attempted,
+            conn: ([.timeline.rows[].connects] | add), established: .connections.established,
+            conn_rate_x_dt: ([.timeline.rows[] | .connects_per_s * .dt_s] | add),
+            msg_rate_x_dt: ([.timeline.rows[] | .messages_per_s * .dt_s] | add), messages: .messages,
+            connect_samples: ([.timeline.rows[].latency_us.connect.count // 0] | add),
+            connect_count: .latency_us.connect.count,
+            last_t: .timeline.rows[-1].t_s, elapsed: .elapsed_s}' "$T/report.json")"
+# Every row served live is the report's row for that interval (same t_s, same counts).
+jq -se --slurpfile rep "$T/report.json" '($rep[0].timeline.rows | map({key: (.t_s | tostring), value: .attempts})
+    | from_entries) as $byt | all(.[]; $byt[.t_s | tostring] == .attempts)' "$T/live.jsonl" >/dev/null \
+    || fail "a live row differs from the report's row of the same t_s"
+pass "report timeline: $(jq -c '{rows: (.timeline.rows | length), bytes_per_row: .timeline.bytes_per_row,
+    attempts: ([.timeline.rows[].attempts] | add), attempted: .connections.attempted,
+    states: ([.timeline.rows[].state] | unique)}' "$T/report.json")"
+
+# A report whose timeline runs backwards is refused by every command that reads reports.
+jq '.timeline.rows[1].t_s = 0' "$T/report.json" > "$T/bad.json"
+set +e; "$ZLB" compare "$T/report.json" "$T/bad.json" > "$T/cmp.out" 2>&1; rc=$?; set -e
+[ "$rc" = 2 ] && grep -q 'timeline.rows\[1\].t_s' "$T/cmp.out" || fail "a backwards timeline was accepted (exit $rc): $(cat "$T/cmp.out")"
+pass "a backwards timeline is refused: $(head -1 "$T/cmp.out")"
