@@ -49,6 +49,9 @@ static const char usage_text[] =
     "it)\n"
     "      --repeat N           run the scenario N times (reports FILE-1.json ... FILE-N.json)\n"
     "                           and print the run-to-run spread of the compared metrics\n"
+    "      --junit FILE         the thresholds (and the run's validity) as JUnit XML\n"
+    "      --summary-md FILE    a markdown summary: key figures and thresholds (also\n"
+    "                           appended to $GITHUB_STEP_SUMMARY when that is set)\n"
     "  -q, --quiet              no live progress and no summary\n"
     "\n"
     "Control port: GET / (live dashboard), /stats /stats/pollers /metrics /config /health,\n"
@@ -187,6 +190,8 @@ static int parse_cli(int argc, char **argv, int argi, cli_t *cli)
         {"shard", required_argument, NULL, 'S'},
         {"quiet", no_argument, NULL, 'q'},
         {"repeat", required_argument, NULL, 'N'},
+        {"junit", required_argument, NULL, 'J'},
+        {"summary-md", required_argument, NULL, 'M'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -214,6 +219,12 @@ static int parse_cli(int argc, char **argv, int argi, cli_t *cli)
             break;
         case 'N':
             cli->repeat = optarg;
+            break;
+        case 'J':
+            cli->opts.junit_file = optarg;
+            break;
+        case 'M':
+            cli->opts.summary_md_file = optarg;
             break;
         case 'V':
             print_version();

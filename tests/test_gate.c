@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "gate/gate.h"
+#include "gate/gate_internal.h"
 #include "report/report.h"
 #include "test.h"
 
@@ -502,6 +503,119 @@ static void test_merge_scenarios(void)
     ASSERT_EQ(zlb_gate_merge(2, noout), ZLB_EXIT_USAGE);
 }
 
+static char *escaped(const char *in)
+{
+    zlb_buf_t b;
+    zlb_buf_init(&b);
+    zlb_gate_xml_escape(&b, in);
+    return b.data;
+}
+
+/* Names a user or a peer chose, made safe for XML: the five entities, line breaks kept as
+ * character references, controls XML 1.0 cannot hold and broken UTF-8 replaced, valid UTF-8
+ * kept. */
+static void test_xml_escape(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain.path_1", "plain.path_1"},
+        {"a<b>&\"c'd", "a&lt;b&gt;&amp;&quot;c&apos;d"},
+        {"&lt;", "&amp;lt;"},
+        {"tab\there\nnl\rcr", "tab&#9;here&#10;nl&#13;cr"},
+        {"bell\x07nul-less\x1b[31m\x7f", "bell?nul-less?[31m?"},
+        {"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80"},
+        {"bad \xc3( \xff \xe2\x9c", "bad ?( ? ??"},
+        {"]]>", "]]&gt;"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(cases); i++) {
+        char *got = escaped(cases[i].in);
+        ASSERT_STREQ(got, cases[i].out);
+        free(got);
+    }
+    char *null_in = escaped(NULL);
+    ASSERT_STREQ(null_in, "");
+    free(null_in);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* JUnit and markdown of a run's thresholds and of a compare: one testcase per row, counts on
+ * both levels, failure messages with observed, limit and change, odd names escaped. */
+static void test_ci_render(void)
+{
+    json_t *rep =
+        json_pack("{s:s, s:s, s:i, s:f, s:b, s:s, s:[{s:s}], s:{s:i, s:i, s:{s:i}},"
+                  " s:[{s:s, s:s, s:b, s:s, s:f}, {s:s, s:s, s:b, s:s, s:f, s:b}]}",
+                  "config_hash", "0123456789abcdef", "stop_reason", "duration", "exit_code", 3,
+                  "elapsed_s", 2.5, "valid", 1, "schema", ZLB_REPORT_SCHEMA, "targets", "name",
+                  "host|<x>&:1", "connections", "attempted", 10, "established", 9, "failed",
+                  "total", 1, "thresholds", "path", "latency_us.connect.p99", "expr", "< 2000",
+                  "passed", 0, "source", "steady", "observed", 2500.0, "path", "failure_ratio",
+                  "expr", "<= 0.1", "passed", 1, "source", "run", "observed", 0.1, "default", 1);
+    json_t *cmp = json_pack(
+        "{s:s, s:f, s:i, s:[{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:s},"
+        " {s:s, s:s, s:f, s:f, s:s}, {s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:s}]}",
+        "schema", "zlbench.compare/1", "tolerance_pct", 10.0, "regressions", 1, "metrics", "metric",
+        "rates.connects_per_s", "better", "higher", "baseline", 1000.0, "current", 800.0,
+        "change_pct", -20.0, "tolerance_pct", 10.0, "noise_pct", 3.0, "verdict", "regression",
+        "metric", "latency_us.tls_handshake_full.p99", "better", "lower", "tolerance_pct", 10.0,
+        "noise_pct", 0.0, "verdict", "missing", "metric", "latency_us.connect.p50", "better",
+        "lower", "baseline", 100.0, "current", 95.0, "change_pct", -5.0, "tolerance_pct", 10.0,
+        "noise_pct", 1.0, "verdict", "unchanged");
+    ASSERT(rep && cmp);
+
+    char *xml = zlb_gate_junit_render(rep, cmp);
+    fprintf(stderr, "%s", xml);
+    ASSERT(strncmp(xml, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites ", 50) == 0);
+    /* valid run + 2 thresholds + 3 metrics; 1 threshold and 1 regression failed */
+    ASSERT(strstr(xml, "<testsuites name=\"zlbench\" tests=\"6\" failures=\"2\"") != NULL);
+    ASSERT(strstr(xml, "name=\"zlbench.thresholds\" tests=\"3\" failures=\"1\"") != NULL);
+    ASSERT(strstr(xml, "name=\"zlbench.compare\" tests=\"3\" failures=\"1\" errors=\"0\" "
+                       "skipped=\"1\"") != NULL);
+    ASSERT_EQ(count_of(xml, "<testcase "), 6);
+    ASSERT_EQ(count_of(xml, "</testcase>"), 6);
+    ASSERT_EQ(count_of(xml, "<failure "), 2);
+    ASSERT_EQ(count_of(xml, "<skipped "), 1);
+    ASSERT(strstr(xml, "name=\"latency_us.connect.p99 &lt; 2000\"") != NULL);
+    ASSERT(strstr(xml, "message=\"observed 2500, limit latency_us.connect.p99 &lt; 2000, change "
+                       "+25.0% of the limit (steady-state figures)\"") != NULL);
+    ASSERT(strstr(xml, "message=\"regression: baseline 1000, current 800, change -20.0%, limit "
+                       "10% (tolerance) or 3% (noise), higher is better\"") != NULL);
+    free(xml);
+
+    /* An invalid run fails its "valid run" case with the reason. */
+    json_object_set_new(rep, "valid", json_false());
+    json_object_set_new(rep, "invalid_reason", json_string("the generator saturated <here>"));
+    xml = zlb_gate_junit_render(rep, NULL);
+    ASSERT(strstr(xml, "tests=\"3\" failures=\"2\"") != NULL);
+    ASSERT(strstr(xml, "message=\"invalid run: the generator saturated &lt;here&gt;\"") != NULL);
+    ASSERT(strstr(xml, "zlbench.compare") == NULL);
+    free(xml);
+
+    char *md = zlb_gate_summary_md_render(rep, cmp);
+    fprintf(stderr, "%s", md);
+    ASSERT(strstr(md, "### zlbench run: INVALID RUN (exit 3)") != NULL);
+    ASSERT(strstr(md, "Target `host\\|<x>&:1`") != NULL); /* '|' cannot split a cell */
+    ASSERT(strstr(md, "| threshold | observed | verdict |\n|---|---|---|\n") != NULL);
+    ASSERT(strstr(md, "| `latency_us.connect.p99 < 2000` | 2500 | **FAIL** |\n") != NULL);
+    ASSERT(strstr(md, "| `failure_ratio <= 0.1` (default) | 0.1 | pass |\n") != NULL);
+    ASSERT(strstr(md, "### zlbench compare: REGRESSION (1 regression(s), tolerance 10%)") != NULL);
+    ASSERT(strstr(md, "| `rates.connects_per_s` | 1000 | 800 | -20.0% | **regression** |\n") !=
+           NULL);
+    ASSERT(strstr(md, "| `latency_us.tls_handshake_full.p99` | - | - | - | missing |\n") != NULL);
+    free(md);
+    json_decref(rep);
+    json_decref(cmp);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -515,6 +629,8 @@ int main(void)
     RUN_TEST(test_counters_from_json);
     RUN_TEST(test_reports_checked);
     RUN_TEST(test_merge_scenarios);
+    RUN_TEST(test_xml_escape);
+    RUN_TEST(test_ci_render);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

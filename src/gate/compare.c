@@ -191,6 +191,9 @@ static void compare_usage(FILE *f)
             "  -m, --metric PATH[:PCT]  compare this report path instead of the default list,\n"
             "                           with its own tolerance (repeatable)\n"
             "  -j, --json FILE          also write the table, verdicts included, as JSON\n"
+            "      --junit FILE         JUnit XML: one testcase per metric, a regression fails\n"
+            "      --summary-md FILE    a markdown table of the verdicts (also appended to\n"
+            "                           $GITHUB_STEP_SUMMARY when that is set)\n"
             "  -h, --help               this text\n"
             "Exit codes: 0 no regression, 4 a regression beyond the tolerance and the spread,\n"
             "2 bad usage or an unreadable or inconsistent report, 1 internal error.\n");
@@ -202,7 +205,10 @@ int zlb_gate_compare(int argc, char **argv)
                                              {"metric", required_argument, NULL, 'm'},
                                              {"json", required_argument, NULL, 'j'},
                                              {"help", no_argument, NULL, 'h'},
+                                             {"junit", required_argument, NULL, 'J'},
+                                             {"summary-md", required_argument, NULL, 'M'},
                                              {NULL, 0, NULL, 0}};
+    zlb_gate_ci_opts_t ci = {0};
     double tolerance = 10.0;
     metric_t *metrics = NULL;
     size_t nmetrics = 0;
@@ -244,6 +250,10 @@ int zlb_gate_compare(int argc, char **argv)
                 (metric_t){path, zlb_report_metric_better(path) == ZLB_BETTER_HIGHER, tol};
         } else if (c == 'j') {
             json_out = optarg;
+        } else if (c == 'J') {
+            ci.junit_file = optarg;
+        } else if (c == 'M') {
+            ci.summary_md_file = optarg;
         } else if (c == 'h') {
             compare_usage(stdout);
             code = ZLB_EXIT_OK;
@@ -334,21 +344,21 @@ int zlb_gate_compare(int argc, char **argv)
     code = regressions ? ZLB_EXIT_REGRESSION : ZLB_EXIT_OK;
     printf("%d regression(s) (tolerance %.1f%%, %zu baseline and %zu current report(s))\n",
            regressions, tolerance, nbase, ncur);
+    json_t *doc = json_pack("{s:s, s:o, s:i, s:o, s:i}", "schema", "zlbench.compare/1",
+                            "tolerance_pct", zlb_json_real(tolerance), "regressions", regressions,
+                            "metrics", rows, "exit_code", code);
     if (json_out) {
-        json_t *doc = json_pack("{s:s, s:o, s:i, s:o, s:i}", "schema", "zlbench.compare/1",
-                                "tolerance_pct", zlb_json_real(tolerance), "regressions",
-                                regressions, "metrics", rows, "exit_code", code);
         char *text = json_dumps(doc, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
-        json_decref(doc);
         int rc = zlb_write_file_atomic(json_out, text, strlen(text), 0644);
         free(text);
         if (rc != 0) {
             fprintf(stderr, "zlbench compare: cannot write %s: %s\n", json_out, strerror(-rc));
             code = ZLB_EXIT_INTERNAL;
         }
-    } else {
-        json_decref(rows);
     }
+    if (zlb_gate_ci_write(&ci, NULL, doc) != 0)
+        code = ZLB_EXIT_INTERNAL;
+    json_decref(doc);
     for (size_t i = 0; i < nbase; i++)
         json_decref(base[i]);
     for (size_t i = 0; i < ncur; i++)

@@ -29,4 +29,17 @@ int zlb_gate_merge(int argc, char **argv);
  * over n reports: mean, min, max and (max - min) / mean. Returns 0 or -EINVAL. */
 int zlb_gate_spread(char *const *reports, size_t n, const char *out_json);
 
+/* CI-native summaries, written beside the report or compare's table. */
+typedef struct zlb_gate_ci_opts {
+    const char *junit_file;      /* --junit: JUnit XML, or NULL */
+    const char *summary_md_file; /* --summary-md: a markdown table, or NULL */
+} zlb_gate_ci_opts_t;
+
+/** Writes the JUnit XML and the markdown summary that o asks for, from a finished run's report
+ * (its "thresholds" rows and figures) and/or a compare document ("metrics" rows, as compare
+ * --json writes it); either may be NULL. When $GITHUB_STEP_SUMMARY names a file, the markdown
+ * is appended there too. Files are written atomically. Returns 0 or the first -errno (each
+ * failure is printed on stderr). */
+int zlb_gate_ci_write(const zlb_gate_ci_opts_t *o, const json_t *report, const json_t *compare);
+
 #endif

@@ -410,6 +410,10 @@ static int finish(zlb_runner_t *r)
             code = ZLB_EXIT_INTERNAL;
         }
     }
+    /* Beside the report, from the same document: what CI shows without opening the JSON. */
+    zlb_gate_ci_opts_t ci = {r->opts.junit_file, r->opts.summary_md_file};
+    if (zlb_gate_ci_write(&ci, report, NULL) != 0)
+        code = ZLB_EXIT_INTERNAL;
     zlb_runner_progress(r, true);
     zlb_runner_print_summary(r, report, &steady, failed, invalid_why);
     zlb_stats_dispose(&steady);

@@ -8,8 +8,10 @@
 #include "core/core.h" /* ZLB_EXIT_* */
 
 typedef struct zlb_run_opts {
-    bool quiet;        /* -q: no live progress, no summary */
-    bool *interrupted; /* if not NULL, set when a signal or POST /stop ended the run */
+    bool quiet;                  /* -q: no live progress, no summary */
+    bool *interrupted;           /* if not NULL, set when a signal or POST /stop ended the run */
+    const char *junit_file;      /* --junit: the thresholds as JUnit XML, or NULL */
+    const char *summary_md_file; /* --summary-md: a markdown summary, or NULL */
 } zlb_run_opts_t;
 
 /** Runs the scenario described by cfg (validated, immutable) to its end: starts the embedded

@@ -1,6 +1,8 @@
 # lib.sh -- helpers for the whole-daemon tests: temp dirs, background daemons, polling, asserts.
 # Sourced by it_*.sh, which get the zlbench binary as $1.
 set -euo pipefail
+# A CI job's step summary is for the job, not for every run a test makes.
+unset GITHUB_STEP_SUMMARY
 ZLB="${1:?usage: $0 path/to/zlbench}"
 ZLB="$(cd "$(dirname "$ZLB")" && pwd)/$(basename "$ZLB")"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
