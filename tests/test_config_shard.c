@@ -273,11 +273,64 @@ static void test_cli_override(void)
     zlb_config_destroy(cfg);
 }
 
+/* message_rate is a whole-run rate: the shards' rates add up to it (exactly for whole numbers,
+ * the extra on the first shards), and each shard's connections keep the per-connection gap. The
+ * message itself, escapes and all, survives the round trip through the whole scenario's JSON
+ * that a nested split reads back. */
+static void test_message_rate_split(void)
+{
+    static const double rates[] = {1, 7, 1000, 1234.5, 20001, 999999937};
+    for (size_t b = 0; b < ZLB_ARRAY_LEN(rates); b++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{\"embedded_target\": {\"mode\": \"redis\"}, \"connections\": 1003, "
+                 "\"workload\": {\"type\": \"message\", \"message\": "
+                 "\"*1\\r\\n$4\\r\\nPING\\r\\n\\\\x00\", \"expect\": {\"delimiter\": \"\\r\\n\"}, "
+                 "\"message_rate\": %.17g}}",
+                 rates[b]);
+        zlb_config_t *whole = parse(text);
+        for (uint32_t n = 1; n <= 7; n++) {
+            double sum = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                zlb_config_t *cfg = parse(text);
+                char err[512];
+                if (zlb_config_apply_shard(cfg, i, n, err, sizeof(err)) != 0)
+                    ZLB_TEST_FAIL("%u/%u of %s: %s", i, n, text, err);
+                sum += cfg->workload.message_rate;
+                ASSERT(cfg->workload.message_rate > 0);
+                if (rates[b] >= n && rates[b] == floor(rates[b]))
+                    ASSERT_CMP_DBL(
+                        cfg->workload.message_rate, ==,
+                        (double)((uint64_t)rates[b] / n + (i < (uint64_t)rates[b] % n ? 1 : 0)));
+                /* A part of this part reads the whole scenario back from its JSON. */
+                if (n == 3 && i == 1) {
+                    if (zlb_config_apply_shard(cfg, 1, 2, err, sizeof(err)) != 0)
+                        ZLB_TEST_FAIL("nested: %s", err);
+                    ASSERT_UEQ(cfg->shard.index, 3);
+                    ASSERT_UEQ(cfg->shard.count, 6);
+                    ASSERT_UEQ(cfg->workload.message_len, whole->workload.message_len);
+                    ASSERT(memcmp(cfg->workload.message, whole->workload.message,
+                                  whole->workload.message_len) == 0);
+                }
+                zlb_config_destroy(cfg);
+            }
+            if (rel_err(sum, whole->workload.message_rate) > 1e-9)
+                ZLB_TEST_FAIL("N=%u: message_rate sums to %.17g, not %.17g", n, sum,
+                              whole->workload.message_rate);
+            if (rates[b] >= n && rates[b] == floor(rates[b]))
+                ASSERT_CMP_DBL(sum, ==, rates[b]);
+        }
+        printf("  message_rate %.17g: shards of 1..7 add up\n", rates[b]);
+        zlb_config_destroy(whole);
+    }
+}
+
 int main(void)
 {
     zlb_log_level = ZLB_LOG_WARN;
     RUN_TEST(test_sums_exact);
     RUN_TEST(test_example_split);
+    RUN_TEST(test_message_rate_split);
     RUN_TEST(test_sources_partitioned);
     RUN_TEST(test_refusals);
     RUN_TEST(test_index_from_env);

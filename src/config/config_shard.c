@@ -156,6 +156,8 @@ static int split_from(zlb_config_t *cfg, const zlb_config_t *whole, uint32_t ind
     cfg->connect_rate = connect_rate;
     cfg->ramp.start_rate = start_rate;
     cfg->workload.request_rate = zlb_config_shard_rate(whole->workload.request_rate, index, count);
+    /* message_interval is per connection: each shard's connections keep it as it is. */
+    cfg->workload.message_rate = zlb_config_shard_rate(whole->workload.message_rate, index, count);
 
     if (whole->nsource > 0) {
         size_t n = whole->nsource, base = n / count, extra = n % count;
