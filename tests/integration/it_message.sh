@@ -33,9 +33,14 @@ jq -e '.messages > 1000 and .connections.failed.total == 0 and .connections.esta
        and .steady.latency_us.message_rt.count > 0
        and .bytes.in >= .messages * 7' "$R" >/dev/null \
     || fail "(a) report: $(jq -c '{messages, c: .connections | {established, failed}, rt: .latency_us.message_rt, bytes}' "$R")"
-if [ "$EXIT_CODE" = 0 ] && [ -z "${ZLB_SANITIZE:-}" ]; then
+# The rate is judged over a steady window of some length: a ramp that a crowded host (a full
+# conntrack table drops SYNs) stretched to the end leaves a window of the queued catch-up only.
+steady_s=$(jq '.steady.seconds' "$R")
+if [ "$EXIT_CODE" = 0 ] && [ -z "${ZLB_SANITIZE:-}" ] && jq -e '.steady.seconds >= 1.5' "$R" >/dev/null; then
     jq -e '.steady.rates.messages_per_s > 4000 and .steady.rates.messages_per_s < 6000' "$R" >/dev/null \
-        || fail "(a) steady rate $rate messages/s, asked 5000"
+        || fail "(a) steady rate $rate messages/s over $steady_s s, asked 5000"
+else
+    echo "   (a) rate not judged: exit $EXIT_CODE, steady window $steady_s s"
 fi
 pass "(a) redis-ping.json: $msgs PONGs, none failed, message_rt/message_service/send_lag recorded"
 
