@@ -94,6 +94,15 @@ static void test_metric_paths(void)
     ASSERT(!zlb_report_metric_valid("rates"));
     ASSERT(!zlb_report_metric_valid("bogus.path"));
     ASSERT(!zlb_report_metric_valid(""));
+    /* A stage's figures are the same metrics, under stages.N. */
+    ASSERT(zlb_report_metric_valid("stages.2.latency_us.connect.p99"));
+    ASSERT(zlb_report_metric_valid("stages.0.rates.connects_per_s"));
+    ASSERT(zlb_report_metric_better("stages.0.rates.connects_per_s") == ZLB_BETTER_HIGHER);
+    ASSERT(zlb_report_metric_better("stages.1.latency_us.connect.p99") == ZLB_BETTER_LOWER);
+    ASSERT(!zlb_report_metric_valid("stages.x.latency_us.connect.p99"));
+    ASSERT(!zlb_report_metric_valid("stages.2"));
+    ASSERT(!zlb_report_metric_valid("stages.2.bogus"));
+    ASSERT(!zlb_report_metric_valid("stages..latency_us.connect.p99"));
 }
 
 static void test_lookup(void)
@@ -107,6 +116,10 @@ static void test_lookup(void)
     ASSERT_NE(zlb_report_lookup(j, "a.b[2].c", &v), 0);
     ASSERT_NE(zlb_report_lookup(j, "s", &v), 0); /* strings are not numbers */
     ASSERT_NE(zlb_report_lookup(j, "a.x", &v), 0);
+    /* A numeric segment indexes an array ("stages.2.x" as "stages[2].x"). */
+    ASSERT_EQ(zlb_report_lookup(j, "a.b.0.c", &v), 0);
+    ASSERT_NEAR(v, 3.5, 1e-12);
+    ASSERT_NE(zlb_report_lookup(j, "a.b.7.c", &v), 0);
     json_decref(j);
 }
 

@@ -63,7 +63,8 @@ static int side_value(json_t **reports, size_t n, const char *path, bool steady,
     char count_path[160];
     const char *last_dot = strrchr(path, '.');
     /* A latency phase that recorded nothing has no figures to compare, only zeros. */
-    bool latency = strncmp(path, "latency_us.", 11) == 0 && last_dot;
+    bool latency =
+        (strncmp(path, "latency_us.", 11) == 0 || strstr(path, ".latency_us.")) && last_dot;
     if (latency)
         snprintf(count_path, sizeof(count_path), "%.*s.count", (int)(last_dot - path), path);
     for (size_t i = 0; i < n; i++) {
@@ -180,6 +181,26 @@ static void warn_mixed(json_t **base, size_t nbase, json_t **cur, size_t ncur)
     }
 }
 
+/* When a regression shows in the current run's timeline: the first interval in which the
+ * metric was beyond what the comparison allows (the baseline moved by the allowed change), so a
+ * person knows where in the run to look. Read from the first current report. */
+static void print_first_crossing(const json_t *cur, const metric_t *m, double base,
+                                 double allowed_pct, bool steady, json_t *row)
+{
+    double limit = base * (m->higher_is_better ? 1 - allowed_pct / 100 : 1 + allowed_pct / 100);
+    zlb_gate_crossing_t x;
+    if (zlb_gate_first_crossing(cur, m->path, m->higher_is_better, limit, steady, &x) != 0)
+        return;
+    bool latency = strstr(m->path, "latency_us.") != NULL;
+    printf("    %s first %s %.6g%s at t=%.6g s (the interval %.6g-%.6g s: %.6g)\n", m->path,
+           m->higher_is_better ? "below" : "above", limit, latency ? " us" : "", x.t_s,
+           x.t_s - x.dt_s, x.t_s, x.value);
+    json_object_set_new(row, "first_crossed",
+                        json_pack("{s:o, s:o, s:o, s:o}", "limit", zlb_json_real(limit), "t_s",
+                                  zlb_json_real(x.t_s), "dt_s", zlb_json_real(x.dt_s), "value",
+                                  zlb_json_real(x.value)));
+}
+
 static void compare_usage(FILE *f)
 {
     fprintf(f,
@@ -187,6 +208,9 @@ static void compare_usage(FILE *f)
             "Compares two runs' steady-state figures metric by metric. A side may be several\n"
             "reports separated by commas: their run-to-run spread then widens the tolerance.\n"
             "Every report is checked first (schema, accounting invariant, histograms).\n"
+            "A metric may name a stage's figures (stages.N.latency_us.connect.p99). For a\n"
+            "regression, the first interval of the current run's timeline beyond the allowed\n"
+            "change is printed (\"first above 5500 us at t=12 s\").\n"
             "  -t, --tolerance PCT      change allowed before it is a regression (default 10%%)\n"
             "  -m, --metric PATH[:PCT]  compare this report path instead of the default list,\n"
             "                           with its own tolerance (repeatable)\n"
@@ -339,6 +363,8 @@ int zlb_gate_compare(int argc, char **argv)
         else
             printf("%-36s %14.2f %14.2f %+8.1f%% %7.1f%%  %s\n", m->path, b, cv,
                    isfinite(change) ? change : 999.9, noise, verdict);
+        if (hb && hc && strcmp(verdict, "regression") == 0)
+            print_first_crossing(cur[0], m, b, fmax(tol, noise), steady, row);
         json_array_append_new(rows, row);
     }
     code = regressions ? ZLB_EXIT_REGRESSION : ZLB_EXIT_OK;

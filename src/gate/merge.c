@@ -256,6 +256,12 @@ int zlb_gate_merge(int argc, char **argv)
         json_object_set_new(merged, "host", json_incref(host));
     json_object_set_new(merged, "sources", sources);
     json_object_set_new(merged, "config", json_incref(json_object_get(in[0], "config")));
+    const char *no_timeline;
+    json_t *timeline = zlb_gate_merge_timelines(in, n, &no_timeline);
+    if (timeline)
+        json_object_set_new(merged, "timeline", timeline);
+    else
+        fprintf(stderr, "zlbench merge: no timeline in the merged report: %s\n", no_timeline);
     zlb_config_t *cfg = first_config(in[0], files[0]);
     bool judged = cfg != NULL;
     int failed = cfg ? zlb_gate_thresholds(cfg, merged) : 0;

@@ -222,8 +222,20 @@ static bool row_matches(const char *pattern, const char *path)
     }
 }
 
+/* "stages.N.<metric>": a stage's figures are the same metrics as the measured window's, so a
+ * stage's path is valid, and better the same way, whenever the rest is. */
+static const char *strip_stage(const char *path)
+{
+    if (strncmp(path, "stages.", 7) != 0)
+        return path;
+    const char *p = path + 7;
+    size_t digits = strspn(p, "0123456789");
+    return digits && digits < 6 && p[digits] == '.' ? p + digits + 1 : path;
+}
+
 static const metric_row_t *find_row(const char *path)
 {
+    path = strip_stage(path);
     for (size_t i = 0; i < ZLB_ARRAY_LEN(metric_rows); i++)
         if (row_matches(metric_rows[i].path, path))
             return &metric_rows[i];
@@ -652,7 +664,11 @@ int zlb_report_lookup(const json_t *report, const char *path, double *out)
         if (n) {
             memcpy(key, p, n);
             key[n] = '\0';
-            cur = json_is_object(cur) ? json_object_get(cur, key) : NULL;
+            /* "stages.2.x" reads an array element as "stages[2].x" does. */
+            if (json_is_array(cur) && strspn(key, "0123456789") == n)
+                cur = json_array_get(cur, strtoul(key, NULL, 10));
+            else
+                cur = json_is_object(cur) ? json_object_get(cur, key) : NULL;
             p += n;
         }
         if (*p == '[') {
