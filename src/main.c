@@ -55,7 +55,7 @@ static const char usage_text[] =
     "  -q, --quiet              no live progress and no summary\n"
     "\n"
     "Control port: GET / (live dashboard), /stats /stats/pollers /metrics /config /health,\n"
-    "POST /stop.\n"
+    "/stats/series?since=T (one row per stats interval after T s), POST /stop.\n"
     "Signals: SIGINT/SIGTERM stop gracefully (drain, then report); a second one stops at once.\n"
     "The report is written in every case, atomically.\n"
     "\n"

@@ -245,12 +245,54 @@ static void test_merge_rows(void)
     ASSERT_NEAR(ap.lag_us, 5, 0);
 }
 
+/* What a row costs the run's thread (not the pollers: they never see the series): the interval
+ * histograms' copy and difference, the percentiles, and the row's JSON for /stats/series. Printed
+ * for the record, not asserted (machines differ). */
+static void test_cost(void)
+{
+    enum { ROWS = 200, POLLERS = 16 };
+    zlb_series_t s;
+    zlb_series_init(&s, POLLERS, 1 * S, ZLB_SERIES_ROWS_MAX);
+    zlb_stats_t cum;
+    zlb_stats_init(&cum);
+    zlb_series_poller_in_t p[POLLERS] = {{0}};
+    uint64_t append_ns = 0, json_ns = 0;
+    size_t text_bytes = 0;
+    for (uint64_t i = 1; i <= ROWS; i++) {
+        for (int k = 0; k < ZLB_LAT__COUNT; k++)
+            for (uint64_t v = 0; v < 500; v++)
+                zlb_stats_record(&cum, (zlb_lat_t)k, 1000 + (v * 7919 + i * 104729) % 50000000);
+        cum.c.attempted += 100;
+        cum.c.established += 100;
+        cum.c.open += 100;
+        uint64_t t0 = zlb_now_ns();
+        zlb_series_tick(&s, i * S, &cum, "steady", 100000, p, false);
+        uint64_t t1 = zlb_now_ns();
+        json_t *row = zlb_series_row_json(&s.fresh, s.fresh_pollers, POLLERS);
+        char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        append_ns += t1 - t0;
+        json_ns += zlb_now_ns() - t1;
+        text_bytes += strlen(text);
+        free(text);
+        json_decref(row);
+    }
+    fprintf(stderr,
+            "cost per row (every phase with samples, %d pollers): %.1f us to build, %.1f us to "
+            "render, %zu bytes of JSON, %zu bytes in memory\n",
+            POLLERS, (double)append_ns / ROWS / 1e3, (double)json_ns / ROWS / 1e3,
+            text_bytes / ROWS, zlb_series_bytes_per_row(&s));
+    ASSERT_CMP_UINT(s.n, ==, ROWS);
+    zlb_stats_dispose(&cum);
+    zlb_series_dispose(&s);
+}
+
 int main(void)
 {
     test_rows_per_interval();
     test_interval_percentiles();
     test_coarsening_keeps_totals();
     test_merge_rows();
+    test_cost();
     fprintf(stderr, "test_run_series: ok\n");
     return 0;
 }
