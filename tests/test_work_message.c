@@ -383,6 +383,48 @@ static void test_protocol_failures(void)
     }
 }
 
+/* expect echo: a reply of the message's length that is not the message is a protocol failure
+ * and no message (garbage once counted as an echo before the failure); the message itself is an
+ * echo, whole or cut anywhere. */
+static void test_echo_is_the_message(void)
+{
+    static const struct {
+        const char *reply;
+        int mode;
+        bool ok;
+    } cases[] = {
+        {"PING\r\n", SRV_PLAIN, true},
+        {"PING\r\n", SRV_CUT, true},
+        {"PONG\r\n", SRV_PLAIN, false},
+        {"PING\r!", SRV_CUT, false},
+    };
+    for (size_t k = 0; k < ZLB_ARRAY_LEN(cases); k++) {
+        msrv_t sv;
+        zlb_config_t cfg;
+        rig_t r;
+        uint16_t port = msrv_start(&sv, cases[k].mode, 6, cases[k].reply);
+
+        msg_config(&cfg, 2, "PING\r\n");
+        cfg.workload.expect = ZLB_EXPECT_ECHO;
+        rig_start(&r, &cfg, port, 1);
+        if (cases[k].ok)
+            ASSERT(WAIT_SNAP(&r, r.s.total.c.messages >= 20, 10000));
+        else
+            ASSERT(WAIT_SNAP(&r, r.s.total.c.failed_after[ZLB_FAIL_PROTOCOL] >= 3, 10000));
+        print(cases[k].ok ? "echo: the message" : "echo: other bytes", &r);
+        if (cases[k].ok) {
+            ASSERT_UEQ(zlb_counters_failed_total(&r.s.total.c), 0);
+        } else {
+            ASSERT_UEQ(r.s.total.c.messages, 0);
+            ASSERT_UEQ(zlb_counters_failed_after_total(&r.s.total.c),
+                       r.s.total.c.failed_after[ZLB_FAIL_PROTOCOL]);
+        }
+        rig_finish(&r, NULL);
+        msrv_stop(&sv);
+        zlb_config_dispose(&cfg);
+    }
+}
+
 /* pipeline N in a closed loop: N messages in flight per connection, never more. The server
  * answers only once the client has stopped sending, so what it holds is what was in flight. */
 static void test_pipeline_depth(void)
@@ -502,6 +544,7 @@ int main(void)
     RUN_TEST(test_delimiter_every_split);
     RUN_TEST(test_bytes_every_size);
     RUN_TEST(test_protocol_failures);
+    RUN_TEST(test_echo_is_the_message);
     RUN_TEST(test_pipeline_depth);
     RUN_TEST(test_open_loop_intended_time);
     RUN_TEST(test_redis_target);

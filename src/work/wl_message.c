@@ -15,9 +15,10 @@
  * the later of its intended time and the moment its connection had room. Both 0: a closed loop,
  * pipeline messages in flight, the next sent as a reply frees its place.
  *
- * Failures: a reply that does not start with expect_prefix, bytes nobody asked for, or a
- * delimited reply longer than max_reply_size is a protocol failure of the connection
- * (failed_after[protocol]); a peer that closes owing replies fails it too (eof). */
+ * Failures: a reply that does not start with expect_prefix, an echo that is not the message,
+ * bytes nobody asked for, or a delimited reply longer than max_reply_size is a protocol failure
+ * of the connection (failed_after[protocol]); a peer that closes owing replies fails it too
+ * (eof). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +358,12 @@ static void msg_data_in(zlb_worker_t *w, zlb_work_slot_t *s, const uint8_t *buf,
         } else {
             used = (size_t)ZLB_MIN((uint64_t)n, d->reply_len - st->got);
             done = st->got + used == d->reply_len;
+            /* An echo is the message itself: other bytes are a peer that is not an echo server,
+             * not a reply (64 bytes of garbage once counted as a message before the failure). */
+            if (d->expect == ZLB_EXPECT_ECHO && memcmp(buf, d->msg + st->got, used) != 0) {
+                zlb_wl_fail(w, s, ZLB_FAIL_PROTOCOL);
+                return;
+            }
         }
         if (st->got < d->prefix_len) {
             size_t k = (size_t)ZLB_MIN((uint64_t)used, d->prefix_len - st->got);
