@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <microhttpd.h>
 
 #include "control/control.h"
 #include "control/control_internal.h"
@@ -1205,6 +1206,48 @@ static void test_slow_headers(void)
     zlb_control_destroy(c);
 }
 
+/* Clients that reset while a large response is being written, with SIGPIPE at its default
+ * disposition (which kills): libmicrohttpd must write with MSG_NOSIGNAL (it says so through
+ * MHD_FEATURE_AUTOSUPPRESS_SIGPIPE), so the process lives and the port keeps answering. */
+static void test_reset_mid_response(void)
+{
+    void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+    ASSERT_EQ(MHD_is_feature_supported(MHD_FEATURE_AUTOSUPPRESS_SIGPIPE), MHD_YES);
+    stop_probe_t probe = {0};
+    zlb_control_t *c = start_ok("127.0.0.1:0", NULL, NULL, &probe);
+    const size_t big = 4u << 20; /* more than the socket buffers hold: writes wait for room */
+    char *doc = zlb_xmalloc(big);
+    memset(doc, ' ', big);
+    doc[0] = '{';
+    doc[big - 1] = '}';
+    zlb_control_publish(c, "/stats", 200, "application/json", doc, big);
+    free(doc);
+    static const char req[] = "GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    int resets = 0;
+    for (int i = 0; i < 20; i++) {
+        int fd = connect_to(c);
+        int small = 4096;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        for (int k = 0; k < 4; k++) /* pipelined: more writes are due after the reset */
+            send_all(fd, req, sizeof(req) - 1);
+        char b;
+        if (recv(fd, &b, 1, 0) == 1)
+            resets++;
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+    }
+    resp_t r;
+    http_simple(c, "GET", "/health", NULL, &r);
+    fprintf(stderr, "   %d clients reset mid-response (4 MiB each, pipelined x4); /health %d\n",
+            resets, r.status);
+    ASSERT_EQ(resets, 20);
+    ASSERT_EQ(r.status, 404); /* never published here: the port answers for itself */
+    resp_free(&r);
+    zlb_control_destroy(c);
+    signal(SIGPIPE, old);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_control.XXXXXX");
@@ -1226,6 +1269,7 @@ int main(void)
     RUN_TEST(test_read_token);
     RUN_TEST(test_concurrent_republish);
     RUN_TEST(test_destroy_with_idle_keepalive);
+    RUN_TEST(test_reset_mid_response);
 
     rmdir(tmpdir);
     return 0;

@@ -1,6 +1,7 @@
 /* test_tls.c -- the tls module over real sockets: handshakes, failures, resumption, memory, CTX. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -1104,6 +1105,56 @@ static void test_ctx_sharing(void)
             own.cpu_us > 0 ? shared.cpu_us / own.cpu_us : 0);
 }
 
+/* A peer that went away while we write: with SIGPIPE at its default disposition (which kills),
+ * TLS writes into the closed connection must come back as a failure with EPIPE, never
+ * a signal: OpenSSL's own socket BIO would write(2) and die here; ours sends with MSG_NOSIGNAL. */
+static void test_write_to_closed_peer(void)
+{
+    void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+    zlb_tls_config_t cfg = client_cfg();
+    zlb_tls_client_t *cli = client_new(&cfg, "localhost");
+    zlb_tls_server_t *srv = server_new(srv_cert, NULL, 0, 0);
+    static unsigned char out[16384];
+    size_t n, written = 0;
+    zlb_tls_status_t st = ZLB_TLS_DONE;
+    pair_t p;
+
+    pair_open(&p, true, cli, NULL, NULL, srv);
+    pair_handshake(&p);
+    ASSERT_EQ(p.cst, ZLB_TLS_DONE);
+    /* The server end goes away with nothing read: an RST, and EPIPE for every write after. */
+    struct linger lg = {1, 0};
+    ASSERT_EQ(setsockopt(p.sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    zlb_tls_conn_dispose(&p.sv);
+    p.has_server = false;
+    close(p.sfd);
+    p.sfd = -1;
+    /* Take the RST's ECONNRESET off the socket first: a send then meets EPIPE, the error that
+     * raises SIGPIPE without MSG_NOSIGNAL (ECONNRESET alone would prove nothing). */
+    struct pollfd pf = {.fd = p.cfd, .events = POLLIN};
+    ASSERT_EQ(poll(&pf, 1, 5000), 1);
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    ASSERT_EQ(getsockopt(p.cfd, SOL_SOCKET, SO_ERROR, &soerr, &sl), 0);
+    ASSERT_EQ(soerr, ECONNRESET);
+    for (int i = 0; i < 1000 && st == ZLB_TLS_DONE; i++) {
+        st = zlb_tls_write(&p.cl, out, sizeof(out), &n);
+        if (st == ZLB_TLS_DONE)
+            written += n;
+        else if (st == ZLB_TLS_WANT_WRITE)
+            st = ZLB_TLS_DONE; /* a full socket before the RST came: try again */
+    }
+    print_error("client", &p.cl);
+    fprintf(stderr, "   %zu bytes written before the failure\n", written);
+    ASSERT_EQ(st, ZLB_TLS_FAILED);
+    ASSERT_EQ(p.cl.err.kind, ZLB_TLS_ERR_SYSCALL);
+    ASSERT_EQ(p.cl.err.code, EPIPE);
+    pair_close(&p);
+    zlb_tls_server_destroy(srv);
+    zlb_tls_client_destroy(cli);
+    signal(SIGPIPE, old);
+}
+
 int main(void)
 {
     fprintf(stderr, "   %s\n", zlb_tls_library_version());
@@ -1115,6 +1166,7 @@ int main(void)
     RUN_TEST(test_client_config_errors);
     RUN_TEST(test_handshake_and_io);
     RUN_TEST(test_write_backpressure);
+    RUN_TEST(test_write_to_closed_peer);
     RUN_TEST(test_verify);
     RUN_TEST(test_sni);
     RUN_TEST(test_version_mismatch);

@@ -8,6 +8,7 @@ Each accepted connection gets MODE; per-connection facts go to stdout, one line 
   rst_after N      echo what arrives; once N bytes have come, close with an RST
   halfclose MS     echo for MS ms, then shutdown(SHUT_WR) and keep reading; prints "eof" when
                    our peer closes its side too (the half-open connection was not left hanging)
+  halfclose_owing  echo the first read, then shutdown(SHUT_WR) at the second without echoing it
   http_halfclose   read one request head, answer it (keep-alive), then shutdown(SHUT_WR)
   listen0          listen(fd, 0) and never accept
   garbage          write 4096 bytes nobody asked for at once, then read and discard
@@ -59,6 +60,18 @@ def serve_conn(c, mode, arg):
             c.shutdown(socket.SHUT_WR)
             say("shut_wr")
             c.settimeout(10)
+            while c.recv(65536):
+                pass
+            say("eof")
+            c.close()
+        elif mode == "halfclose_owing":
+            c.settimeout(10)
+            b = c.recv(65536)
+            if b:
+                c.sendall(b)
+                b = c.recv(65536)
+            c.shutdown(socket.SHUT_WR)
+            say("shut_wr owing")
             while c.recv(65536):
                 pass
             say("eof")

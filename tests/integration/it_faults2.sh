@@ -73,13 +73,21 @@ peer hc.peer halfclose 200
 run_cfg hc_hold "$PEER_PORT" $N 500ms '{"type": "hold", "reconnect": false}'
 expect hc_hold ".connections.closed_by_peer == $N and .connections.failed.total == 0"
 run_cfg hc_echo "$PEER_PORT" $N 500ms \
-    '{"type": "echo", "reconnect": false, "message_size": 64, "message_interval": "300ms"}'
+    '{"type": "echo", "reconnect": false, "message_size": 64, "message_interval": "1s"}'
 expect hc_echo ".connections.closed_by_peer == $N and .connections.failed.total == 0 and .messages == $N"
 # The peer's threads log what they saw a moment after we closed: poll for it.
 WAIT_S=3 wait_for sh -c "[ \$(grep -c '^eof' '$T/hc.peer.out') = $((2 * N)) ]" || true
 eofs=$(grep -c '^eof' "$T/hc.peer.out" || true)
 [ "$eofs" = $((2 * N)) ] || fail "half-close: the peer saw our close on $eofs of $((2 * N)) connections"
 pass "half-close, hold: $(conns "$T/hc_hold.r.json"); echo: $(jq .messages "$T/hc_echo.r.json") echoes then closed by peer; peer saw our FIN on $eofs of $((2 * N))"
+kill "$PEER_PID"
+# echo owing an echo (the half-close comes instead of it): the connection failed, as `eof`, once.
+peer hco.peer halfclose_owing
+run_cfg hc_owing "$PEER_PORT" $N 400ms \
+    '{"type": "echo", "reconnect": false, "message_size": 64, "message_interval": "50ms"}'
+expect hc_owing ".connections.failed_after_established.eof == $N and .connections.failed.total == $N
+    and .connections.closed_by_peer == 0 and .messages == $N"
+pass "half-close owing an echo: $(jq .messages "$T/hc_owing.r.json") echoes, then $(conns "$T/hc_owing.r.json")"
 kill "$PEER_PID"
 # http: the response, then the half-close. Closed loop: the next request is already out, so the
 # connection fails (eof, the request failed as `closed`); open loop, nothing in flight: closed by peer.
