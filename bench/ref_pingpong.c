@@ -8,7 +8,9 @@
  * zlbench does on top of this (latency histograms, counters, the send queue) is its overhead.
  * Prints
  *   ref_pingpong: C connections, N round trips in S s: messages_per_sec=R
- * counting the round trips completed in the SECS after WARMUP_S.
+ *   ref_pingpong: T round trips in all on C CPU-seconds: round_trips_per_cpu_s=E
+ * counting the round trips completed in the SECS after WARMUP_S, then the whole run's per
+ * CPU-second of this process (what each round trip costs the client).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,6 +144,12 @@ int main(int argc, char **argv)
     }
     printf("ref_pingpong: %d connections, %ld round trips in %.3f s: messages_per_sec=%.0f\n",
            conns, count - count0, t - t_measure, (double)(count - count0) / (t - t_measure));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    printf("ref_pingpong: %ld round trips in all on %.3f CPU-seconds: round_trips_per_cpu_s=%.0f\n",
+           count, cpu, cpu > 0 ? (double)count / cpu : 0);
     for (int i = 0; i < conns; i++)
         close(fds[i]);
     close(ep);
