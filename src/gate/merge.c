@@ -15,6 +15,7 @@ static void merge_usage(FILE *f)
 {
     fprintf(f,
             "usage: zlbench merge REPORT.json [REPORT.json...] -o MERGED.json [--allow-mixed]\n"
+            "                     [--allow-partial]\n"
             "Adds up the reports of runs made side by side (several generators against one\n"
             "target): counters and rates summed, histograms added, percentiles recomputed, the\n"
             "config's thresholds evaluated again on the merged figures. Every report is checked\n"
@@ -22,10 +23,16 @@ static void merge_usage(FILE *f)
             "  -o, --output FILE   where the merged report goes (required)\n"
             "      --allow-mixed   merge reports of different scenarios (config hashes); the\n"
             "                      first report's config and thresholds are used\n"
+            "      --allow-partial shard reports (--shard I/N) that are not the whole set: the\n"
+            "                      merged report still lists shards.missing but is not marked\n"
+            "                      invalid for them\n"
             "  -h, --help          this text\n"
+            "Shard reports are checked as a set: one scenario (config hash), one count, each\n"
+            "index once (a repeated index is refused), every index present.\n"
             "The merged report's exit_code is the verdict on the merged figures (0, 3 or 5);\n"
-            "the command exits 0 when it wrote it, 2 on bad usage or an unreadable or\n"
-            "inconsistent report, 1 when the output could not be written.\n");
+            "the command exits 0 when it wrote it, 5 when it wrote it without every shard (and\n"
+            "no --allow-partial), 2 on bad usage, an unreadable or inconsistent report or a\n"
+            "shard set that cannot be added up, 1 when the output could not be written.\n");
 }
 
 /* One level (the whole run, or "steady") of every input added up into dst. The inputs were
@@ -123,6 +130,79 @@ static int merge_targets(json_t **in, char **files, size_t n, json_t **out)
     return 0;
 }
 
+/* Shard reports as a set: *out gets {"count", "merged", "missing", "config_hash"} (NULL when
+ * no report is a shard), *nmissing the indices nobody ran. A repeated index would count its
+ * connections twice, and shards of different splits do not tile one scenario: refused. */
+static int check_shards(json_t **in, char **files, size_t n, bool allow_mixed, json_t **out,
+                        size_t *nmissing)
+{
+    size_t k = 0, first = 0;
+    *out = NULL;
+    *nmissing = 0;
+    for (size_t i = 0; i < n; i++)
+        if (json_object_get(in[i], "shard") && k++ == 0)
+            first = i;
+    if (k == 0)
+        return 0;
+    json_t *sh0 = json_object_get(in[first], "shard");
+    json_int_t count = json_integer_value(json_object_get(sh0, "count"));
+    if (count < 2 || count > 65536) {
+        fprintf(stderr, "zlbench merge: %s: shard.count: expected 2..65536\n", files[first]);
+        return -EINVAL;
+    }
+    /* Which report ran each index, so that a repeat names both files. */
+    size_t *who = zlb_xcalloc((size_t)count, sizeof(*who));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_t *sh = json_object_get(in[i], "shard");
+        json_t *jidx = json_object_get(sh, "index");
+        if (!sh) {
+            /* A whole run beside parts of one: nothing says which part it stands for. */
+            if (allow_mixed)
+                continue;
+            fprintf(stderr,
+                    "zlbench merge: %s is shard %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+                    " of its scenario, %s is not a shard; --allow-mixed merges them anyway\n",
+                    files[first], json_integer_value(json_object_get(sh0, "index")), count,
+                    files[i]);
+            rc = -EINVAL;
+        } else if (json_integer_value(json_object_get(sh, "count")) != count) {
+            fprintf(stderr,
+                    "zlbench merge: %s is one of %" JSON_INTEGER_FORMAT
+                    " shards, %s one of %" JSON_INTEGER_FORMAT
+                    ": different splits do not add up to one scenario\n",
+                    files[first], count, files[i],
+                    json_integer_value(json_object_get(sh, "count")));
+            rc = -EINVAL;
+        } else if (!json_is_integer(jidx) || json_integer_value(jidx) < 0 ||
+                   json_integer_value(jidx) >= count) {
+            fprintf(stderr,
+                    "zlbench merge: %s: shard.index: expected 0..%" JSON_INTEGER_FORMAT "\n",
+                    files[i], count - 1);
+            rc = -EINVAL;
+        } else if (who[json_integer_value(jidx)]) {
+            fprintf(stderr,
+                    "zlbench merge: shard %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+                    " twice (%s and %s): its connections would count twice\n",
+                    json_integer_value(jidx), count, files[who[json_integer_value(jidx)] - 1],
+                    files[i]);
+            rc = -EINVAL;
+        } else {
+            who[json_integer_value(jidx)] = i + 1;
+        }
+    }
+    if (rc == 0) {
+        json_t *merged = json_array(), *missing = json_array();
+        for (json_int_t i = 0; i < count; i++)
+            json_array_append_new(who[i] ? merged : missing, json_integer(i));
+        *nmissing = json_array_size(missing);
+        *out = json_pack("{s:I, s:o, s:o, s:O?}", "count", count, "merged", merged, "missing",
+                         missing, "config_hash", json_object_get(sh0, "config_hash"));
+    }
+    free(who);
+    return rc;
+}
+
 /* The first report's config, parsed again: its thresholds judge the merged figures. NULL (and
  * a warning) when the report carries none that parses. */
 static zlb_config_t *first_config(json_t *report, const char *file)
@@ -145,10 +225,11 @@ int zlb_gate_merge(int argc, char **argv)
 {
     static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
                                              {"allow-mixed", no_argument, NULL, 'x'},
+                                             {"allow-partial", no_argument, NULL, 'p'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *out_path = NULL;
-    bool allow_mixed = false;
+    bool allow_mixed = false, allow_partial = false;
     json_t **in = NULL;
     size_t n = 0;
     int code = ZLB_EXIT_USAGE, c;
@@ -158,6 +239,8 @@ int zlb_gate_merge(int argc, char **argv)
             out_path = optarg;
         } else if (c == 'x') {
             allow_mixed = true;
+        } else if (c == 'p') {
+            allow_partial = true;
         } else if (c == 'h') {
             merge_usage(stdout);
             return ZLB_EXIT_OK;
@@ -192,6 +275,10 @@ int zlb_gate_merge(int argc, char **argv)
                 "--allow-mixed merges them anyway\n");
         goto out;
     }
+    json_t *shards = NULL;
+    size_t nmissing = 0;
+    if (check_shards(in, files, n, allow_mixed, &shards, &nmissing) != 0)
+        goto out;
     /* Percentiles follow the first report's configuration. */
     double pcts[16];
     size_t npcts = 0, idx;
@@ -219,9 +306,10 @@ int zlb_gate_merge(int argc, char **argv)
         reached &= json_is_true(json_object_get(ramp, "target_reached"));
         ramp_s = fmax(ramp_s, json_number_value(json_object_get(ramp, "seconds")));
         json_array_append_new(sources,
-                              json_pack("{s:s, s:O?, s:O?, s:O?, s:O?}", "file", files[i], "host",
-                                        json_object_get(in[i], "host"), "config_hash",
-                                        json_object_get(in[i], "config_hash"), "valid",
+                              json_pack("{s:s, s:O?, s:O?, s:O*, s:O?, s:O?}", "file", files[i],
+                                        "host", json_object_get(in[i], "host"), "config_hash",
+                                        json_object_get(in[i], "config_hash"), "shard",
+                                        json_object_get(in[i], "shard"), "valid",
                                         json_object_get(in[i], "valid"), "exit_code",
                                         json_object_get(in[i], "exit_code")));
     }
@@ -235,6 +323,7 @@ int zlb_gate_merge(int argc, char **argv)
         json_decref(steady);
         json_decref(pollers);
         json_decref(sources);
+        json_decref(shards);
         goto out;
     }
     json_object_set_new(merged, "elapsed_s", zlb_json_real(elapsed));
@@ -255,7 +344,15 @@ int zlb_gate_merge(int argc, char **argv)
     if (host)
         json_object_set_new(merged, "host", json_incref(host));
     json_object_set_new(merged, "sources", sources);
-    json_object_set_new(merged, "config", json_incref(json_object_get(in[0], "config")));
+    /* The shards' config is the whole scenario's, with the first one's part: the sum is the
+     * whole, so its config is the scenario without a part. */
+    json_t *mcfg = json_deep_copy(json_object_get(in[0], "config"));
+    if (shards) {
+        json_object_del(mcfg, "shard");
+        json_object_set_new(merged, "shards", shards);
+    }
+    if (mcfg)
+        json_object_set_new(merged, "config", mcfg);
     const char *no_timeline;
     json_t *timeline = zlb_gate_merge_timelines(in, n, &no_timeline);
     if (timeline)
@@ -267,6 +364,17 @@ int zlb_gate_merge(int argc, char **argv)
     int failed = cfg ? zlb_gate_thresholds(cfg, merged) : 0;
     zlb_config_destroy(cfg);
     valid &= !saturated;
+    /* Some shards' figures are not the scenario's: the run that was asked for is not all here. */
+    bool partial = nmissing > 0 && !allow_partial;
+    if (partial) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "%zu of %zu shards missing (shards.missing): not the whole "
+                 "scenario; --allow-partial accepts a partial set",
+                 nmissing, (size_t)json_integer_value(json_object_get(shards, "count")));
+        json_object_set_new(merged, "invalid_reason", json_string(why));
+    }
+    valid &= !partial;
     int verdict = !valid ? ZLB_EXIT_INVALID_RUN : failed ? ZLB_EXIT_THRESHOLDS : ZLB_EXIT_OK;
     json_object_set_new(merged, "valid", json_boolean(valid));
     json_object_set_new(merged, "exit_code", json_integer(verdict));
@@ -280,12 +388,16 @@ int zlb_gate_merge(int argc, char **argv)
         goto out;
     }
     printf("merged %zu report(s) into %s: %s%s, exit_code %d", n, out_path,
-           valid ? "valid" : "INVALID (a run saturated)", failed ? ", thresholds FAILED" : "",
-           verdict);
+           valid     ? "valid"
+           : partial ? "INVALID (shards missing)"
+                     : "INVALID (a run saturated)",
+           failed ? ", thresholds FAILED" : "", verdict);
+    if (nmissing)
+        printf(" (%zu shard(s) missing%s)", nmissing, allow_partial ? ", --allow-partial" : "");
     if (!judged && json_object_get(in[0], "config"))
         printf(" (thresholds not evaluated)");
     printf("\n");
-    code = ZLB_EXIT_OK;
+    code = partial ? ZLB_EXIT_INVALID_RUN : ZLB_EXIT_OK;
 out:
     for (size_t i = 0; i < n && i < nfiles; i++)
         json_decref(in[i]);

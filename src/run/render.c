@@ -131,6 +131,12 @@ json_t *zlb_render_stats(const zlb_view_t *v)
     json_object_set_new(root, "state", json_string(zlb_state_name(v->state)));
     json_object_set_new(root, "elapsed_s", zlb_json_real(v->elapsed_s));
     json_object_set_new(root, "config_hash", json_string(v->config_hash));
+    /* Which part of the scenario this generator runs: what merge checks a set of shards by. */
+    if (cfg->shard.count > 1)
+        json_object_set_new(root, "shard",
+                            json_pack("{s:I, s:I, s:s}", "index", (json_int_t)cfg->shard.index,
+                                      "count", (json_int_t)cfg->shard.count, "config_hash",
+                                      v->config_hash));
     zlb_report_level_t lv = {.stats = t,
                              .target = cfg->connections,
                              .rates = v->rates,
