@@ -285,7 +285,7 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg);
  * without the settings that only say where output goes (report.file, control, log_level). */
 void zlb_config_hash(const zlb_config_t *cfg, char out[17]);
 /** Makes cfg this shard's exact part of the scenario: connections, connect_rate, the workload's
- * whole-run rates (request_rate, ...) split with remainders spread over the first shards (a rate
+ * whole-run rates (request_rate, message_rate) split with remainders spread over the first shards (a rate
  * that is a whole number >= count splits as an integer, so the sum over shards equals the config
  * exactly; other rates split evenly, summing within rounding), ramp.start_rate in proportion to
  * this shard's connect_rate (every shard ramps the same shape); source addresses partitioned in
