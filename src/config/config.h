@@ -285,10 +285,10 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg);
  * without the settings that only say where output goes (report.file, control, log_level). */
 void zlb_config_hash(const zlb_config_t *cfg, char out[17]);
 /** Makes cfg this shard's exact part of the scenario: connections, connect_rate, the workload's
- * whole-run rates (request_rate, message_rate) split with remainders spread over the first shards (a rate
- * that is a whole number >= count splits as an integer, so the sum over shards equals the config
- * exactly; other rates split evenly, summing within rounding), ramp.start_rate in proportion to
- * this shard's connect_rate (every shard ramps the same shape); source addresses partitioned in
+ * whole-run rates (request_rate, message_rate) split with remainders spread over the first shards
+ * (a rate that is a whole number >= count splits as an integer, so the sum over shards equals the
+ * config exactly; other rates split evenly, summing within rounding), ramp.start_rate in proportion
+ * to this shard's connect_rate (every shard ramps the same shape); source addresses partitioned in
  * contiguous blocks; targets and everything else unchanged. A config that is already a part
  * (applied before, or a "shard" from the file or --shard not yet applied) becomes part
  * old_index * count + index of old_count * count of the whole scenario, so nesting (shards of
