@@ -64,6 +64,17 @@ int zlb_gate_thresholds(const zlb_config_t *cfg, json_t *report)
         json_t *row = json_pack("{s:s, s:s, s:b, s:s}", "path", t->path, "expr", t->expr, "passed",
                                 passed, "source", src);
         json_object_set_new(row, "observed", found ? zlb_json_real(observed) : json_null());
+        /* Where in the run it went wrong: the first interval beyond the limit, when the figure
+         * has one per interval (a "<" limit is crossed upwards, a ">" one downwards). */
+        zlb_gate_crossing_t x;
+        bool upper = t->op == ZLB_OP_LT || t->op == ZLB_OP_LE;
+        bool lower = t->op == ZLB_OP_GT || t->op == ZLB_OP_GE;
+        if (found && !passed && (upper || lower) &&
+            zlb_gate_first_crossing(report, t->path, lower, t->value, strcmp(src, "steady") == 0,
+                                    &x) == 0)
+            json_object_set_new(row, "first_crossed",
+                                json_pack("{s:o, s:o, s:o}", "t_s", zlb_json_real(x.t_s), "dt_s",
+                                          zlb_json_real(x.dt_s), "value", zlb_json_real(x.value)));
         json_array_append_new(rows, row);
     }
     json_object_set_new(report, "thresholds", rows);

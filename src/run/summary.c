@@ -303,6 +303,13 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
                json_string_value(json_object_get(row, "path")), expr, num,
                json_is_true(json_object_get(row, "passed")) ? "pass" : "FAIL",
                json_is_true(json_object_get(row, "default")) ? " (default)" : "");
+        json_t *x = json_object_get(row, "first_crossed");
+        if (x) {
+            double t = json_number_value(json_object_get(x, "t_s"));
+            printf("    first crossed at t=%.6g s (the interval %.6g-%.6g s: %.6g)\n", t,
+                   t - json_number_value(json_object_get(x, "dt_s")), t,
+                   json_number_value(json_object_get(x, "value")));
+        }
     }
     if (failed)
         printf("  %d threshold(s) failed\n", failed);

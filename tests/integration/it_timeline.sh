@@ -110,3 +110,15 @@ jq -e --slurpfile one "$R" '.timeline.merged and (.timeline.rows | length) == ($
     and (.timeline.rows[0].pollers | length) == 2 * ($one[0].timeline.rows[0].pollers | length)' "$T/merged.json" >/dev/null \
     || fail "merged timeline is not the sum: $(jq -c '.timeline | {rows: (.rows | length), att: ([.rows[].attempts] | add)}' "$T/merged.json")"
 pass "merged timeline: rows added by interval, attempts doubled"
+
+# A failed threshold says where it first went wrong (merge evaluates the config's thresholds on the
+# merged figures, timeline included, as a run does at its end).
+jq '.config.thresholds = {"latency_us.message_rt.p99": "< 1", "rates.messages_per_s": "> 1000000"}' "$R" > "$T/th.json"
+want=$(jq '[.timeline.rows[] | select(.state == "steady" and .latency_us.message_rt.p99 > 1)][0].t_s' "$R")
+"$ZLB" merge "$T/th.json" "$T/th.json" -o "$T/th_m.json" > /dev/null 2>&1 || fail "merge with thresholds"
+jq -e --argjson t "$want" '(.thresholds[] | select(.path == "latency_us.message_rt.p99") | .first_crossed.t_s == $t)
+    and (.thresholds[] | select(.path == "rates.messages_per_s") | .first_crossed.value < 1000000)' "$T/th_m.json" >/dev/null \
+    || fail "first_crossed of failed thresholds: want t=$want: $(jq -c .thresholds "$T/th_m.json")"
+errs=$(validate "$T/th_m.json")
+[ -z "$errs" ] || fail "report with first_crossed does not match the schema: $errs"
+pass "failed thresholds located: $(jq -c '[.thresholds[] | select(.first_crossed) | {path, t: .first_crossed.t_s}]' "$T/th_m.json")"
