@@ -134,7 +134,7 @@ static const bad_case_t bad_cases[] = {
      "report.file: must not be empty (use null to leave it unset)", true},
     {"enum typo", "{\"workload\": {\"type\": \"chrun\"}}",
      "config.json:1:23: workload.type: expected one of \"hold\", \"churn\", \"echo\", \"http\", "
-     "\"message\", got "
+     "\"message\", \"stream\", got "
      "\"chrun\" (did you mean \"churn\"?)",
      false},
 
@@ -776,6 +776,8 @@ static void test_serve_mode_names(void)
     ASSERT_EQ(zlb_config_serve_mode_parse(NULL, &m), -EINVAL);
     ASSERT_EQ(zlb_config_serve_mode_parse("redis", &m), 0);
     ASSERT_EQ(m, ZLB_SERVE_REDIS);
+    ASSERT_EQ(zlb_config_serve_mode_parse("source", &m), 0);
+    ASSERT_EQ(m, ZLB_SERVE_SOURCE);
     ASSERT(zlb_config_serve_mode_name((zlb_serve_mode_t)99) == NULL);
     int modes = 0;
     for (int i = ZLB_SERVE_ECHO; zlb_config_serve_mode_name((zlb_serve_mode_t)i); i++, modes++) {
@@ -1250,6 +1252,101 @@ static void test_message_keys(void)
     zlb_config_destroy(cfg);
 }
 
+/* The stream workload's keys: read, checked with their key path, printed and read back. */
+static void test_stream_keys(void)
+{
+    char path[] = "/tmp/zlb-test-first-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, "HELLO\r\n", 7), 7);
+    close(fd);
+
+    zlb_config_t *cfg = parse_ok(
+        "{\"embedded_target\": {\"mode\": \"source\"}, \"workload\": {\"type\": \"stream\", "
+        "\"direction\": \"both\", \"chunk_size\": \"256KiB\", \"rate\": 1250000, "
+        "\"first_message\": \"SUB a\\n\", \"stall_timeout\": \"3s\", \"stall_close\": true}}");
+    const zlb_workload_config_t *w = &cfg->workload;
+    ASSERT_EQ(w->type, ZLB_WORK_STREAM);
+    ASSERT_EQ(w->direction, ZLB_STREAM_BOTH);
+    ASSERT_UEQ(w->chunk_size, 256 * 1024);
+    ASSERT_CMP_DBL(w->rate, ==, 1250000);
+    ASSERT_UEQ(w->first_message_len, 6);
+    ASSERT(memcmp(w->first_message, "SUB a\n", 6) == 0);
+    ASSERT_UEQ(w->stall_timeout_ns, 3 * ZLB_NS_PER_SEC);
+    ASSERT(w->stall_close);
+    char *a = dump(cfg);
+    zlb_config_t *again = parse_ok(a);
+    char *b = dump(again);
+    ASSERT_STREQ(a, b);
+    ASSERT(strstr(a, "\"direction\": \"both\""));
+    free(a);
+    free(b);
+    zlb_config_destroy(again);
+    zlb_config_destroy(cfg);
+
+    /* defaults, and the first message from a file */
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": "
+             "\"stream\", \"first_message_file\": \"%s\"}}",
+             path);
+    cfg = parse_ok(text);
+    ASSERT_EQ(cfg->workload.direction, ZLB_STREAM_SEND);
+    ASSERT_UEQ(cfg->workload.chunk_size, 64 * 1024);
+    ASSERT_CMP_DBL(cfg->workload.rate, ==, 0);
+    ASSERT_UEQ(cfg->workload.stall_timeout_ns, 0);
+    ASSERT_UEQ(cfg->workload.first_message_len, 7);
+    ASSERT_STREQ(cfg->workload.first_message_file, path);
+    a = dump(cfg);
+    ASSERT(strstr(a, "first_message_file"));
+    free(a);
+    zlb_config_destroy(cfg);
+    unlink(path);
+
+    static const struct {
+        const char *text, *expect;
+    } bad[] = {
+        {"{\"workload\": {\"type\": \"echo\", \"chunk_size\": 10}}",
+         "config.json:1:31: workload.chunk_size: applies to workload type \"stream\" only"},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"direction\": \"up\"}}",
+         "workload.direction: expected one of \"send\", \"receive\", \"both\", got \"up\""},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"chunk_size\": 0}}",
+         "workload.chunk_size"},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"rate\": -1}}",
+         "workload.rate"},
+        {"{\"embedded_target\": {\"mode\": \"source\"}, \"workload\": {\"type\": "
+         "\"stream\", \"direction\": \"receive\", \"rate\": 10}}",
+         "workload.rate: paces what is sent; direction \"receive\" sends nothing"},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"stall_close\": true}}",
+         "workload.stall_close: needs a stall_timeout"},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"first_message\": \"a\", \"first_message_file\": \"/etc/hostname\"}}",
+         "workload.first_message_file: give either first_message or first_message_file"},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"first_message_file\": \"/nonexistent/x\"}}",
+         "workload.first_message_file: cannot read /nonexistent/x"},
+        {"{\"embedded_target\": {\"mode\": \"sink\"}, \"workload\": {\"type\": \"stream\", "
+         "\"direction\": \"receive\"}}",
+         "workload.direction: a \"receive\" stream needs embedded_target.mode \"source\"; it "
+         "is "
+         "\"sink\""},
+        {"{\"embedded_target\": {\"mode\": \"http\"}, \"workload\": {\"type\": \"stream\"}}",
+         "workload.direction: a \"send\" stream needs embedded_target.mode"},
+    };
+    for (size_t i = 0; i < ZLB_ARRAY_LEN(bad); i++) {
+        zlb_config_error_t err;
+        int rc = zlb_config_parse(bad[i].text, "config.json", fake_metric_path, &cfg, &err);
+        ASSERT_EQ(rc, -EINVAL);
+        fprintf(stderr, "   %s\n", err.message);
+        if (!strstr(err.message, bad[i].expect))
+            ZLB_TEST_FAIL("%s: \"%s\" lacks \"%s\"", bad[i].text, err.message, bad[i].expect);
+    }
+}
+
 int main(void)
 {
     RUN_TEST(test_bad_configs);
@@ -1270,6 +1367,7 @@ int main(void)
     RUN_TEST(test_damaged_configs);
     RUN_TEST(test_embedded_http);
     RUN_TEST(test_message_keys);
+    RUN_TEST(test_stream_keys);
     fprintf(stderr, "all config tests passed\n");
     return 0;
 }

@@ -908,6 +908,7 @@ static void test_counters_json(void)
                                        "closed",
                                        "closed_by_us",
                                        "closed_by_peer",
+                                       "stalled",
                                        "failed",
                                        "failed_before_established",
                                        "failed_after_established"};

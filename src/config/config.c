@@ -153,6 +153,8 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->workload.pipeline = 1;
     cfg->workload.max_response_size = 64ull << 20;
     cfg->workload.max_header_size = 16 * 1024;
+    cfg->workload.direction = ZLB_STREAM_SEND;
+    cfg->workload.chunk_size = 64 * 1024;
 
     cfg->family = ZLB_FAMILY_ANY;
     cfg->dns_ttl_ns = 60 * ZLB_NS_PER_SEC;
@@ -279,6 +281,8 @@ void zlb_config_dispose(zlb_config_t *cfg)
     }
     free(cfg->workload.requests);
     zlb_config_message_dispose(&cfg->workload);
+    free(cfg->workload.first_message);
+    free(cfg->workload.first_message_file);
     free(cfg->embedded_target.listen);
     free(cfg->embedded_target.ca_out_file);
     free(cfg->source_addrs);

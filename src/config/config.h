@@ -44,7 +44,13 @@ typedef struct zlb_target_config {
 
 /* What the built-in target does with what it reads: one enum for embedded_target.mode and for
  * `zlbench serve --mode`, named by zlb_config_serve_mode_name/parse. The serve module takes it. */
-typedef enum { ZLB_SERVE_ECHO, ZLB_SERVE_SINK, ZLB_SERVE_HTTP, ZLB_SERVE_REDIS } zlb_serve_mode_t;
+typedef enum {
+    ZLB_SERVE_ECHO,
+    ZLB_SERVE_SINK,
+    ZLB_SERVE_HTTP,
+    ZLB_SERVE_REDIS,
+    ZLB_SERVE_SOURCE
+} zlb_serve_mode_t;
 
 typedef struct zlb_embedded_target_config {
     bool enabled;
@@ -85,7 +91,8 @@ typedef enum {
     ZLB_WORK_CHURN,
     ZLB_WORK_ECHO,
     ZLB_WORK_HTTP,
-    ZLB_WORK_MESSAGE
+    ZLB_WORK_MESSAGE,
+    ZLB_WORK_STREAM
 } zlb_work_type_t;
 
 /* How the message workload knows that a reply is complete (workload.expect). */
@@ -102,6 +109,9 @@ typedef enum {
     ZLB_MESSAGE_HEX,       /* "message_hex" */
     ZLB_MESSAGE_FILE,      /* "message_file", read at load */
 } zlb_message_from_t;
+
+/* stream: which way the bytes go (workload.direction). */
+typedef enum { ZLB_STREAM_SEND, ZLB_STREAM_RECEIVE, ZLB_STREAM_BOTH } zlb_stream_dir_t;
 
 /* One HTTP request template (workload.requests[i]); checked at load, its bytes are built by the
  * http workload before the run (Host and Content-Length there). */
@@ -153,6 +163,15 @@ typedef struct zlb_workload_config {
     double request_rate;        /* requests/s for the whole run; 0: closed loop (default 0) */
     uint64_t max_response_size; /* body bytes before a response is a protocol error (64 MiB) */
     uint32_t max_header_size;   /* response head bytes (default 16 KiB) */
+    /* stream */
+    zlb_stream_dir_t direction; /* default send */
+    uint64_t chunk_size;        /* bytes per write from the shared chunk (default 64 KiB) */
+    double rate;                /* bytes/s per connection; 0: as fast as the socket takes */
+    uint8_t *first_message;     /* sent once after establishment; NULL: none (owned) */
+    size_t first_message_len;
+    char *first_message_file;  /* its file, for the effective config; NULL for inline text */
+    uint64_t stall_timeout_ns; /* no data moved this long: counted stalled (0: not watched) */
+    bool stall_close;          /* and closed as a failure (timeout) */
 } zlb_workload_config_t;
 
 typedef enum { ZLB_CLOSE_FIN, ZLB_CLOSE_RST } zlb_close_mode_t;

@@ -77,6 +77,22 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
             "\"%s\"",
             zlb_config_name(&zlb_config_mode_names, (int)cfg->embedded_target.mode));
     TRY(zlb_config_check_message(c, cfg));
+    if (cfg->embedded_target.enabled && cfg->workload.type == ZLB_WORK_STREAM) {
+        zlb_serve_mode_t m = cfg->embedded_target.mode;
+        zlb_stream_dir_t d = cfg->workload.direction;
+        /* What the built-in target must do for the stream to move: take the bytes we send,
+         * send bytes of its own for us to read, or both. */
+        bool ok = m != ZLB_SERVE_HTTP && (d == ZLB_STREAM_SEND || m == ZLB_SERVE_SOURCE ||
+                                          (d == ZLB_STREAM_BOTH && m == ZLB_SERVE_ECHO));
+        if (!ok)
+            return zlb_config_fail_at(c, "workload.direction",
+                                      "a \"%s\" stream needs embedded_target.mode %s; it is \"%s\"",
+                                      zlb_config_name(&zlb_config_direction_names, (int)d),
+                                      d == ZLB_STREAM_SEND      ? "\"sink\", \"echo\" or \"source\""
+                                      : d == ZLB_STREAM_RECEIVE ? "\"source\""
+                                                                : "\"echo\" or \"source\"",
+                                      zlb_config_name(&zlb_config_mode_names, (int)m));
+    }
 
     for (size_t i = 0; i < cfg->ntargets; i++) {
         const zlb_target_config_t *t = &cfg->targets[i];

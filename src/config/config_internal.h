@@ -95,7 +95,8 @@ typedef struct zlb_config_names {
 
 extern const zlb_config_names_t zlb_config_priority_names, zlb_config_rt_policy_names,
     zlb_config_select_names, zlb_config_mode_names, zlb_config_work_names, zlb_config_family_names,
-    zlb_config_close_names, zlb_config_log_level_names, zlb_config_tls_version_names;
+    zlb_config_close_names, zlb_config_log_level_names, zlb_config_tls_version_names,
+    zlb_config_direction_names;
 /* tls_version_names[i] is the protocol version number BASE + i (OpenSSL's TLS1_x_VERSION, spelled
  * out so that config needs no OpenSSL headers). */
 #define ZLB_CONFIG_TLS_VERSION_BASE 0x0301
@@ -185,6 +186,8 @@ int zlb_config_unescape(const char *s, size_t n, uint8_t **out, size_t *len, cha
                         size_t whylen);
 /** Bytes as a JSON string that zlb_config_unescape reads back to the same bytes. New ref. */
 json_t *zlb_config_escape_json(const uint8_t *b, size_t n);
+/* config_stream.c: the stream workload's keys (refused with another workload type). */
+int zlb_config_parse_stream(zlb_config_ctx_t *c, const json_t *o, zlb_workload_config_t *w);
 /** workload.requests as the effective config prints them. New reference. */
 json_t *zlb_config_http_requests_json(const zlb_workload_config_t *w);
 /** "shard": {"index": I|"env", "count": N}, "I/N" or null (config_shard.c). */

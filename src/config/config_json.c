@@ -145,6 +145,18 @@ static json_t *workload_json(const zlb_workload_config_t *w)
         json_object_set_new(o, "max_response_size", json_integer((json_int_t)w->max_response_size));
         json_object_set_new(o, "max_header_size", json_integer((json_int_t)w->max_header_size));
     }
+    if (w->type == ZLB_WORK_STREAM) { /* the stream keys are refused with other types */
+        json_object_set_new(o, "direction", name(&zlb_config_direction_names, (int)w->direction));
+        json_object_set_new(o, "chunk_size", json_integer((json_int_t)w->chunk_size));
+        json_object_set_new(o, "rate", number(w->rate));
+        if (w->first_message_file)
+            json_object_set_new(o, "first_message_file", json_string(w->first_message_file));
+        else if (w->first_message)
+            json_object_set_new(o, "first_message",
+                                json_stringn((const char *)w->first_message, w->first_message_len));
+        json_object_set_new(o, "stall_timeout", duration(w->stall_timeout_ns));
+        json_object_set_new(o, "stall_close", json_boolean(w->stall_close));
+    }
     return o;
 }
 

@@ -12,8 +12,9 @@
 TABLE(zlb_config_priority_names, "normal", "high", "realtime");
 TABLE(zlb_config_rt_policy_names, "fifo", "rr"); /* SCHED_FIFO, SCHED_RR */
 TABLE(zlb_config_select_names, "least_loaded", "round_robin");
-TABLE(zlb_config_mode_names, "echo", "sink", "http", "redis"); /* zlb_serve_mode_t */
-TABLE(zlb_config_work_names, "hold", "churn", "echo", "http", "message");
+TABLE(zlb_config_mode_names, "echo", "sink", "http", "redis", "source"); /* zlb_serve_mode_t */
+TABLE(zlb_config_work_names, "hold", "churn", "echo", "http", "message", "stream");
+TABLE(zlb_config_direction_names, "send", "receive", "both"); /* zlb_stream_dir_t */
 TABLE(zlb_config_family_names, "any", "ipv4", "ipv6");
 TABLE(zlb_config_close_names, "fin", "rst");
 const zlb_config_names_t zlb_config_log_level_names = {zlb_log_level_names,

@@ -368,7 +368,14 @@ static int parse_workload(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cf
                                        "expect",
                                        "expect_prefix",
                                        "max_reply_size",
-                                       "message_rate"};
+                                       "message_rate",
+                                       "direction",
+                                       "chunk_size",
+                                       "rate",
+                                       "first_message",
+                                       "first_message_file",
+                                       "stall_timeout",
+                                       "stall_close"};
     zlb_workload_config_t *w = &cfg->workload;
     int t = (int)w->type;
 
@@ -383,6 +390,7 @@ static int parse_workload(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cf
     TRY(zlb_config_get_duration(c, o, "message_interval", 0, &w->message_interval_ns));
     TRY(zlb_config_parse_http(c, o, w));
     TRY(zlb_config_parse_message(c, o, w));
+    TRY(zlb_config_parse_stream(c, o, w));
     return 0;
 }
 

@@ -71,6 +71,7 @@ static const metric_row_t metric_rows[] = {
     {"messages", ZLB_BETTER_HIGHER, NULL, 0},
     {"bytes.in", ZLB_BETTER_HIGHER, NULL, 0},
     {"bytes.out", ZLB_BETTER_HIGHER, NULL, 0},
+    {"connections.stalled", ZLB_BETTER_LOWER, NULL, 0}, /* before {counter}: first match wins */
     {"connections.{counter}", ZLB_BETTER_HIGHER, NULL, 0},
     {"connections.{failure}", ZLB_BETTER_LOWER, NULL, 0},
     RATE(connects_per_s, n_established, ZLB_BETTER_HIGHER),

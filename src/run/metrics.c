@@ -60,6 +60,10 @@ static uint64_t c_messages(const zlb_counters_t *c)
 {
     return c->messages;
 }
+static uint64_t c_stalled(const zlb_counters_t *c)
+{
+    return c->stalled;
+}
 static uint64_t c_tls_handshakes(const zlb_counters_t *c)
 {
     return c->tls_handshakes;
@@ -104,6 +108,8 @@ static const struct {
     {"zlbench_received_bytes_total", "counter", "Bytes read from the target.", c_bytes_in},
     {"zlbench_sent_bytes_total", "counter", "Bytes written to the target.", c_bytes_out},
     {"zlbench_messages_total", "counter", "Workload round trips completed.", c_messages},
+    {"zlbench_stream_stalls_total", "counter",
+     "Stream stalls: a connection moved no data for workload.stall_timeout.", c_stalled},
     {"zlbench_tls_handshakes_total", "counter", "TLS handshakes completed (full and resumed).",
      c_tls_handshakes},
     {"zlbench_tls_resumed_handshakes_total", "counter", "TLS handshakes that resumed a session.",

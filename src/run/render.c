@@ -98,6 +98,9 @@ json_t *zlb_render_pollers(const zlb_view_t *v)
             "connects_per_s", zlb_json_real(mp.connects_per_s), "events",
             (json_int_t)in->stats.events, "tasks", (json_int_t)in->stats.tasks, "timers",
             (json_int_t)in->stats.timers);
+        /* Stream runs read throughput per poller from these (cumulative bytes). */
+        json_object_set_new(row, "bytes_in", json_integer((json_int_t)c->bytes_in));
+        json_object_set_new(row, "bytes_out", json_integer((json_int_t)c->bytes_out));
         if (in->warning[0])
             json_object_set_new(row, "warning", json_string(in->warning));
         json_array_append_new(arr, row);

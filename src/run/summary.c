@@ -67,6 +67,15 @@ void zlb_runner_progress(zlb_runner_t *r, bool final)
                      (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
                      li->requests_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
                      busy);
+    } else if (r->cfg->workload.type == ZLB_WORK_STREAM) {
+        n = snprintf(line, sizeof(line),
+                     "[%5.1fs] %s open %llu/%llu out %.2f Gbit/s in %.2f Gbit/s stalled %llu "
+                     "err %llu busy %s",
+                     (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
+                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     li->bytes_out_per_s * 8 / 1e9, li->bytes_in_per_s * 8 / 1e9,
+                     (unsigned long long)c->stalled,
+                     (unsigned long long)zlb_counters_failed_total(c), busy);
     } else if (c->messages || r->cfg->workload.type == ZLB_WORK_ECHO ||
                r->cfg->workload.type == ZLB_WORK_MESSAGE) {
         fmt_dur(lat, sizeof(lat), zlb_hist_percentile(r->snap.total.lat[ZLB_LAT_MESSAGE_RT], 99));
@@ -262,6 +271,14 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
     zlb_rates_over(&st, &zero, &steady->c, steady_s);
     snprintf(span, sizeof(span), "average over %.1f s after the warm-up", steady_s);
     print_rates("steady", span, &st, data_moved);
+    if (r->cfg->workload.type == ZLB_WORK_STREAM) {
+        double gbit_out = st.bytes_out_per_s * 8 / 1e9, gbit_in = st.bytes_in_per_s * 8 / 1e9;
+        double conns = r->cfg->connections ? (double)r->cfg->connections : 1.0;
+        printf("  stream       steady: %.3f Gbit/s out, %.3f Gbit/s in (%.1f Mbit/s per "
+               "connection); stalled %llu (whole run)\n",
+               gbit_out, gbit_in, (gbit_out + gbit_in) * 1e3 / conns,
+               (unsigned long long)c->stalled);
+    }
     print_latency(steady, &r->snap.total, steady_s);
     for (size_t i = 0; i < r->snap.npollers; i++) {
         const zlb_poller_info_t *in = &r->snap.info[i];

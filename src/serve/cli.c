@@ -19,9 +19,10 @@ static void serve_usage(FILE *f)
            "  -l, --listen ADDR         address to listen on (default 127.0.0.1:0: a port the\n"
            "                            kernel picks, printed as \"listening on ADDR\")\n"
            "  -m, --mode MODE           echo: sends every byte back (default); sink: reads and\n"
-           "                            discards; http: answers each request (by default a 200\n"
-           "                            with the body \"ok\"; see --http-*); redis: answers\n"
-           "                            PING with +PONG, anything else with -ERR\n"
+           "                            discards; source: writes as fast as the client reads\n"
+           "                            (and discards what it sends); http: answers each request\n"
+           "                            (by default a 200 with the body \"ok\"; see --http-*);\n"
+           "                            redis: answers PING with +PONG, anything else with -ERR\n"
            "  -T, --threads N           accepting and serving threads (default 1)\n"
            "  -b, --backlog N           listen backlog (default 4096)\n"
            "  -s, --tls                 speak TLS with a certificate generated at start\n"
@@ -85,7 +86,8 @@ int zlb_serve_main(int argc, char **argv)
         case 'm':
             if (zlb_config_serve_mode_parse(optarg, &o.mode) != 0) {
                 fprintf(stderr,
-                        "zlbench serve: --mode: expected echo, sink, http or redis, got '%s'\n",
+                        "zlbench serve: --mode: expected echo, sink, source, http or redis, got "
+                        "'%s'\n",
                         optarg);
                 return ZLB_EXIT_USAGE;
             }

@@ -1,5 +1,5 @@
-/* conn.c -- the target's connections: pooled structs, plain and TLS transports, echo/sink, and
- * the dispatch to http (http.c) and redis (redis.c). */
+/* conn.c -- the target's connections: pooled structs, plain and TLS transports, echo/sink/source,
+ * and the dispatch to http (http.c) and redis (redis.c). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -296,8 +296,10 @@ void tgt_conn_accepted(tgt_thread_t *th, int fd)
     if (t->mode == ZLB_SERVE_REDIS)
         tgt_redis_conn_init(c);
     zlb_watcher_init(&c->w, fd, conn_cb);
-    /* Registering a socket that already holds data reports it at once: nothing to read here. */
-    err = zlb_loop_watch(th->loop, &c->w, EPOLLIN);
+    /* Registering a socket that already holds data reports it at once: nothing to read here.
+     * A source writes whenever the socket has room, so it watches both ways for good. */
+    err =
+        zlb_loop_watch(th->loop, &c->w, t->mode == ZLB_SERVE_SOURCE ? EPOLLIN | EPOLLOUT : EPOLLIN);
     if (err < 0) {
         c->w.fd = -1;
         zlb_tls_conn_dispose(&c->tls);
@@ -450,6 +452,45 @@ void tgt_ready_task_cb(zlb_loop_t *loop, zlb_task_t *task, bool discarded)
         conn_run(ZLB_CONTAINER_OF(n, tgt_conn_t, ready));
 }
 
+/* Source: drops what the peer sends, then writes the shared buffer round and round while the
+ * socket takes it. Both interests stay armed (edge-triggered), so an EAGAIN either way is
+ * followed by an event; a budget used up without one goes on the ready list instead. After
+ * EAGAIN the next write offers the same bytes (out_off has not moved), as TLS requires. */
+static void source_run(tgt_conn_t *c)
+{
+    tgt_thread_t *th = c->th;
+    const char *src = th->target->source;
+    uint32_t budget = th->target->reads_per_event;
+    bool more = false;
+    uint32_t i;
+
+    for (i = 0; i < budget; i++) {
+        ssize_t n = c->io->read(c, th->rbuf, ZLB_TARGET_READ_BUF);
+        if (n == -EAGAIN)
+            break;
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
+        tgt_count(&th->c.bytes_in, (uint64_t)n);
+    }
+    more |= i == budget;
+    for (i = 0; i < budget; i++) {
+        ssize_t n = c->io->write(c, src + c->out_off, ZLB_TARGET_SOURCE_BUF - c->out_off);
+        if (n == -EAGAIN)
+            break;
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
+        tgt_count(&th->c.bytes_out, (uint64_t)n);
+        c->out_off = (uint32_t)((c->out_off + (size_t)n) % ZLB_TARGET_SOURCE_BUF);
+    }
+    set_blocked(c, i < budget);
+    if (more || i == budget)
+        queue_ready(c);
+}
+
 /* Echo, sink and redis (http has its own, tgt_http_run): makes all the progress the socket allows:
  * output first (while any is pending the peer is
  * not keeping up, so reading more would only grow it), then requests, then close. */
@@ -461,6 +502,10 @@ static void conn_run(tgt_conn_t *c)
 
     if (mode == ZLB_SERVE_HTTP) {
         tgt_http_run(c);
+        return;
+    }
+    if (mode == ZLB_SERVE_SOURCE) {
+        source_run(c);
         return;
     }
     if (has_output(c)) {

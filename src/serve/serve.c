@@ -401,7 +401,8 @@ int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t
     if (!opts || opts->threads < 0 || opts->threads > MAX_THREADS || opts->backlog < 0)
         return -EINVAL;
     if (opts->mode != ZLB_SERVE_ECHO && opts->mode != ZLB_SERVE_SINK &&
-        opts->mode != ZLB_SERVE_HTTP && opts->mode != ZLB_SERVE_REDIS)
+        opts->mode != ZLB_SERVE_HTTP && opts->mode != ZLB_SERVE_REDIS &&
+        opts->mode != ZLB_SERVE_SOURCE)
         return -EINVAL;
     err = check_tls_opts(opts);
     if (err < 0)
@@ -431,6 +432,11 @@ int zlb_serve_start_tuned(const zlb_serve_opts_t *opts, const zlb_serve_tuning_t
         err = tgt_http_build(t, opts->http);
         if (err < 0)
             goto fail;
+    }
+    if (t->mode == ZLB_SERVE_SOURCE) {
+        t->source = zlb_xmalloc(ZLB_TARGET_SOURCE_BUF);
+        for (uint32_t i = 0; i < ZLB_TARGET_SOURCE_BUF; i++)
+            t->source[i] = (char)('a' + i % 26);
     }
     /* aligned_alloc: the counters inside are aligned to a cache line (size is a multiple). */
     t->threads = aligned_alloc(ZLB_TARGET_CACHE_LINE, (size_t)nthreads * sizeof(*t->threads));
@@ -606,6 +612,7 @@ void zlb_serve_destroy(zlb_serve_t *t)
     zlb_tls_cert_destroy(t->ca);
     free(t->ca_pem);
     tgt_http_free(t);
+    free(t->source);
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->mu);
     free(t);

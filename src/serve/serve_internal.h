@@ -45,6 +45,7 @@ void zlb_serve_thread_info(const zlb_serve_t *t, int i, zlb_serve_thread_info_t 
 /* ---- shared by target.c and conn.c ---------------------------------------------------------- */
 
 #define ZLB_TARGET_READ_BUF (64u * 1024u)
+#define ZLB_TARGET_SOURCE_BUF (256u * 1024u) /* source mode's shared bytes: one write's worth */
 #define ZLB_TARGET_CACHE_LINE 64
 
 /* Counters of one server thread: written by that thread only, with a relaxed load and store
@@ -165,7 +166,8 @@ struct tgt_conn {
     uint32_t want;        /* set by io on -EAGAIN */
     bool blocked;         /* output pending: not reading until the peer takes it */
     bool closing;         /* stop reading requests; close once the output is flushed */
-    /* echo: bytes read that the peer would not take yet (owned, allocated only then) */
+    /* echo: bytes read that the peer would not take yet (owned, allocated only then); source:
+     * out stays NULL and out_off is where the next write starts in the shared buffer */
     char *out;
     uint32_t out_len, out_off;
     /* http: the parser and the responses owed; the timer fires when a delayed one is due */
@@ -204,6 +206,9 @@ struct tgt_thread {
 struct zlb_serve {
     zlb_serve_mode_t mode;
     tgt_http_resp_t http; /* http mode only */
+    /* source mode: the bytes every connection writes, over and over (owned, read-only once the
+     * threads run: one buffer for all, none per connection) */
+    char *source;
     int backlog;
     uint64_t accept_delay_ns;
     uint32_t max_conns;

@@ -119,6 +119,7 @@ void zlb_counters_add(zlb_counters_t *dst, const zlb_counters_t *src)
     dst->tls_handshakes += src->tls_handshakes;
     dst->tls_resumed += src->tls_resumed;
     dst->scheduled += src->scheduled;
+    dst->stalled += src->stalled;
     for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
         dst->tls_fail_reason[i] += src->tls_fail_reason[i];
     for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
@@ -223,6 +224,7 @@ void zlb_stats_sub(zlb_stats_t *dst, const zlb_stats_t *src)
     sub_counter(&d->tls_handshakes, s->tls_handshakes, "tls_handshakes");
     sub_counter(&d->tls_resumed, s->tls_resumed, "tls_resumed");
     sub_counter(&d->scheduled, s->scheduled, "scheduled");
+    sub_counter(&d->stalled, s->stalled, "stalled");
     for (int i = 0; i < ZLB_TLS_REASONS_MAX; i++)
         sub_counter(&d->tls_fail_reason[i], s->tls_fail_reason[i], "tls_fail_reason");
     for (int i = 0; i < ZLB_TLS_VERIFY_CODES_MAX; i++)
@@ -265,15 +267,17 @@ enum { KEY_TARGET = -1, KEY_CLOSED = -2 };
 static const struct counter_key {
     const char *key;
     long off;
+    bool optional; /* read back as 0 when absent: a key added after reports were written */
 } counter_keys[] = {
-    {"target", KEY_TARGET},
-    {"attempted", offsetof(zlb_counters_t, attempted)},
-    {"established", offsetof(zlb_counters_t, established)},
-    {"open", offsetof(zlb_counters_t, open)},
-    {"in_flight", offsetof(zlb_counters_t, in_flight)},
-    {"closed", KEY_CLOSED},
-    {"closed_by_us", offsetof(zlb_counters_t, closed_by_us)},
-    {"closed_by_peer", offsetof(zlb_counters_t, closed_by_peer)},
+    {"target", KEY_TARGET, false},
+    {"attempted", offsetof(zlb_counters_t, attempted), false},
+    {"established", offsetof(zlb_counters_t, established), false},
+    {"open", offsetof(zlb_counters_t, open), false},
+    {"in_flight", offsetof(zlb_counters_t, in_flight), false},
+    {"closed", KEY_CLOSED, false},
+    {"closed_by_us", offsetof(zlb_counters_t, closed_by_us), false},
+    {"closed_by_peer", offsetof(zlb_counters_t, closed_by_peer), false},
+    {"stalled", offsetof(zlb_counters_t, stalled), true},
 };
 
 /* The failure breakdowns: both phases together, then each alone. */
@@ -354,6 +358,8 @@ int zlb_counters_from_json(const json_t *o, zlb_counters_t *c, uint64_t *target,
     }
     for (size_t i = 0; i < ZLB_ARRAY_LEN(counter_keys); i++) {
         long off = counter_keys[i].off;
+        if (counter_keys[i].optional && !json_object_get(o, counter_keys[i].key))
+            continue;
         if (read_u64(o, counter_keys[i].key, &v) != 0) {
             snprintf(err, errlen, "%s: missing or not a non-negative integer", counter_keys[i].key);
             return -EINVAL;

@@ -140,6 +140,7 @@ typedef struct zlb_counters {
     uint64_t tls_handshakes; /* completed */
     uint64_t tls_resumed;
     uint64_t scheduled; /* attempts handed to this poller by the scheduler */
+    uint64_t stalled;   /* stream: stalls (no data moved for the stall timeout), each once */
     /* Why TLS failed, before or after establishment: sum(tls_fail_reason) ==
      * failed_before[tls_handshake] + failed_after[tls_handshake] and sum(tls_verify_code) ==
      * failed_before[tls_verify] + failed_after[tls_verify]. */
