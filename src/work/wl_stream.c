@@ -10,10 +10,10 @@
  * the poller's one read buffer (net's) and dropped: no per-connection buffer either way.
  *
  * Pacing is intended-time based: tick k (k = 0, 1, ...) releases one piece at t0 + k * tick, where
- * t0 is the establishment and a piece is rate / PACE_TICKS_PER_S bytes (at least 1, at most a
- * chunk). A connection held back by a slow peer sends what came due as soon as it has room
- * again, so the average holds to the schedule; a timer that fires late records its lateness
- * as send_lag (a full queue's wait is the target's slowness and records nothing). */
+ * t0 is the establishment and a piece is rate / PACE_TICKS_PER_S bytes (at least PACE_MIN_PIECE,
+ * at most a chunk). A connection held back by a slow peer sends what came due as soon as it has
+ * room again, so the average holds to the schedule; a timer that fires late records its lateness as
+ * send_lag (a full queue's wait is the target's slowness and records nothing). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +25,10 @@
  * one connection write forever. The rest goes on the slot timer at once (the loop's next turn). */
 #define PUMP_BUDGET (1u << 20)
 /* At most this many paced writes per connection per second below chunk-sized pieces (20 ms
- * granularity): 10,000 slow streams cost 500,000 timer runs per second at worst. */
+ * granularity), and none smaller than a segment's worth: 10,000 streams of a few kB/s each
+ * then cost a timer run per second each, not fifty. */
 #define PACE_TICKS_PER_S 50
+#define PACE_MIN_PIECE 1448
 
 typedef struct stream_data {
     size_t chunk_len;
@@ -50,6 +52,7 @@ typedef struct stream_state {
     uint64_t last_out_ns; /* last byte written, or when queued bytes started waiting */
     bool pumping;         /* inside pump: a write's sent callback must not pump again */
     bool yield;           /* pump stopped at its budget with room left: resume on the timer */
+    bool full;            /* pump stopped for room in the queue: the sent callback resumes */
     bool stalled;         /* this stall is counted already; cleared by any progress */
 } stream_state_t;
 
@@ -76,8 +79,8 @@ static int stream_init(zlb_work_t *e, size_t *state_size)
     d->receives = wc->direction != ZLB_STREAM_SEND;
     d->rate = d->sends ? wc->rate : 0;
     if (d->rate > 0) {
-        double piece = d->rate / PACE_TICKS_PER_S;
-        d->piece = piece < 1 ? 1 : piece > (double)len ? len : (uint64_t)piece;
+        double piece = ZLB_MAX(d->rate / PACE_TICKS_PER_S, (double)PACE_MIN_PIECE);
+        d->piece = piece > (double)len ? len : (uint64_t)piece;
         d->tick_ns = (double)d->piece * 1e9 / d->rate;
     }
     d->stall_ns = wc->stall_timeout_ns;
@@ -131,7 +134,7 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t now, uint64_t lat
     uint64_t start = st->queued;
 
     st->pumping = true;
-    st->yield = false;
+    st->yield = st->full = false;
     for (;;) {
         size_t len = d->chunk_len;
         if (d->rate > 0) {
@@ -140,8 +143,10 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t now, uint64_t lat
                 break;
             len = (size_t)ZLB_MIN(due - st->queued, (uint64_t)d->chunk_len);
         }
-        if (!has_room(st, len))
-            break; /* the sent callback comes back once the socket took some */
+        if (!has_room(st, len)) {
+            st->full = true; /* the sent callback comes back once the socket took some */
+            break;
+        }
         if (st->queued - start >= PUMP_BUDGET) {
             st->yield = true;
             break;
@@ -172,7 +177,7 @@ static void rearm(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t now)
 
     if (st->yield)
         next = now;
-    else if (d->rate > 0 && has_room(st, 1))
+    else if (d->rate > 0 && !st->full)
         next = pace_due(d, st);
     if (d->stall_ns) {
         uint64_t t = UINT64_MAX;
@@ -225,7 +230,7 @@ static void stream_established(zlb_worker_t *w, zlb_work_slot_t *s)
     st->t0 = now;
     st->queued = 0;
     st->last_in_ns = st->last_out_ns = now;
-    st->pumping = st->yield = st->stalled = false;
+    st->pumping = st->yield = st->full = st->stalled = false;
     if (d->first) {
         /* Once per connection, ahead of the stream: a subscription or a protocol's hello. */
         st->pumping = true;
@@ -249,7 +254,8 @@ static void stream_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
     if (d->sends) {
         /* Lateness only for a tick that found room: one fired for a yield or a stall check
          * is nobody's schedule. */
-        uint64_t late = d->rate > 0 && !st->yield && due_ns >= pace_due(d, st) ? due_ns : 0;
+        uint64_t late =
+            d->rate > 0 && !st->yield && !st->full && due_ns >= pace_due(d, st) ? due_ns : 0;
         if (!pump(w, s, now, late))
             return;
     }
