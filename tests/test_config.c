@@ -121,6 +121,8 @@ static const bad_case_t bad_cases[] = {
     {"too many percentiles",
      "{\"report\": {\"percentiles\": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}}",
      "report.percentiles: expected 1..16 percentiles, got 17", true},
+    {"html report of the wrong type", "{\"report\": {\"html\": 3}}",
+     "report.html: expected true, false, null or a file name, got 3", true},
     {"resumption above 1",
      "{\"targets\": [{\"host\": \"a\", \"port\": 1, \"tls\": {\"resumption\": 1.5}}]}",
      "targets[0].tls.resumption: expected a number 0..1, got 1.5", true},
@@ -1096,6 +1098,32 @@ static void test_damaged_configs(void)
 }
 
 /* The built-in target's http keys: read in mode http, refused elsewhere and out of range. */
+/* report.html: true (beside the JSON), a path, or false/null; not part of the config hash (it
+ * only says where output goes). */
+static void test_report_html(void)
+{
+    char h0[17], h1[17];
+    zlb_config_t *cfg = parse_ok("{\"report\": {\"file\": \"x.json\"}}");
+    ASSERT(!cfg->report.html_beside && !cfg->report.html);
+    zlb_config_hash(cfg, h0);
+    zlb_config_destroy(cfg);
+    cfg = parse_ok("{\"report\": {\"file\": \"x.json\", \"html\": true}}");
+    ASSERT(cfg->report.html_beside && !cfg->report.html);
+    zlb_config_hash(cfg, h1);
+    ASSERT_STREQ(h0, h1);
+    json_t *j = zlb_config_to_json(cfg);
+    ASSERT(json_is_true(json_object_get(json_object_get(j, "report"), "html")));
+    json_decref(j);
+    zlb_config_destroy(cfg);
+    cfg = parse_ok("{\"report\": {\"html\": \"r.html\"}}");
+    ASSERT(!cfg->report.html_beside);
+    ASSERT_STREQ(cfg->report.html, "r.html");
+    zlb_config_destroy(cfg);
+    cfg = parse_ok("{\"report\": {\"html\": null}}");
+    ASSERT(!cfg->report.html_beside && !cfg->report.html);
+    zlb_config_destroy(cfg);
+}
+
 static void test_embedded_http(void)
 {
     zlb_config_t *cfg = parse_ok(
@@ -1368,6 +1396,7 @@ int main(void)
     RUN_TEST(test_embedded_http);
     RUN_TEST(test_message_keys);
     RUN_TEST(test_stream_keys);
+    RUN_TEST(test_report_html);
     fprintf(stderr, "all config tests passed\n");
     return 0;
 }

@@ -293,6 +293,7 @@ void zlb_config_dispose(zlb_config_t *cfg)
     free(cfg->control.token_file);
     free(cfg->control.address_file);
     free(cfg->report.file);
+    free(cfg->report.html);
     free(cfg->report.percentiles);
     for (size_t i = 0; i < cfg->nthresholds; i++) {
         free(cfg->thresholds[i].path);

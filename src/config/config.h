@@ -204,6 +204,10 @@ typedef struct zlb_report_config {
     char *file;          /* default "zlbench-report.json"; NULL: no file */
     double *percentiles; /* default 50, 90, 99, 99.9 */
     size_t npercentiles;
+    /* The HTML report: "html": true puts it beside `file` (x.json -> x.html), a string names
+     * it; NULL and false: none. */
+    bool html_beside;
+    char *html;
 } zlb_report_config_t;
 
 typedef enum { ZLB_OP_LT, ZLB_OP_LE, ZLB_OP_GT, ZLB_OP_GE, ZLB_OP_EQ, ZLB_OP_NE } zlb_op_t;

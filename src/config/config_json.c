@@ -259,6 +259,10 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     for (size_t i = 0; i < cfg->report.npercentiles; i++)
         json_array_append_new(pct, number(cfg->report.percentiles[i]));
     json_object_set_new(o, "file", string_or_null(cfg->report.file));
+    json_object_set_new(o, "html",
+                        cfg->report.html          ? json_string(cfg->report.html)
+                        : cfg->report.html_beside ? json_true()
+                                                  : json_false());
     json_object_set_new(o, "percentiles", pct);
     json_object_set_new(root, "report", o);
 
@@ -283,6 +287,7 @@ void zlb_config_hash(const zlb_config_t *cfg, char out[17])
      * report files (or serving on different control ports) must hash alike, or `merge` and
      * `compare` would call them different scenarios. */
     json_object_del(json_object_get(j, "report"), "file");
+    json_object_del(json_object_get(j, "report"), "html");
     json_object_del(j, "control");
     json_object_del(j, "log_level");
     /* Which part a generator runs is not the scenario: every shard hashes as the whole. */

@@ -469,12 +469,28 @@ static int parse_control(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg
 
 static int parse_report(zlb_config_ctx_t *c, const json_t *o, zlb_config_t *cfg)
 {
-    static const char *const keys[] = {"file", "percentiles"};
+    static const char *const keys[] = {"file", "percentiles", "html"};
     zlb_report_config_t *r = &cfg->report;
     char g[64];
 
     TRY(zlb_config_check_keys(c, o, keys, ZLB_ARRAY_LEN(keys)));
     TRY(zlb_config_get_string(c, o, "file", true, &r->file));
+    json_t *hv = json_object_get(o, "html");
+    if (json_is_boolean(hv)) {
+        r->html_beside = json_is_true(hv);
+        free(r->html);
+        r->html = NULL;
+    } else if (hv) {
+        if (!json_is_string(hv) && !json_is_null(hv)) {
+            size_t m = zlb_config_push(c, "html");
+            int rc = zlb_config_fail(c, "expected true, false, null or a file name, got %s",
+                                     zlb_config_got(hv, g, sizeof(g)));
+            zlb_config_pop(c, m);
+            return rc;
+        }
+        r->html_beside = false;
+        TRY(zlb_config_get_string(c, o, "html", true, &r->html));
+    }
     json_t *pv = json_object_get(o, "percentiles");
     if (!pv)
         return 0;

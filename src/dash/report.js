@@ -51,8 +51,8 @@
   if (gen.saturated)
     H('div', 'banner warn', app, 'Generator saturated: ' + (gen.reasons || []).join('; ') +
       ' - the figures describe zlbench, not the target.');
-  if (R.valid === false && !gen.saturated)
-    H('div', 'banner bad', app, 'Invalid run: it ended before its steady state, or the generator saturated.');
+  if (R.valid === false)
+    H('div', 'banner bad', app, 'Invalid run: ' + (R.invalid_reason || 'see the generator and the ramp'));
   if (BASES.length)
     H('div', 'banner', app, 'Baselines overlaid (dashed on the latency plots): ' +
       BASES.map(function (b) { return b.name; }).join(', '));

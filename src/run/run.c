@@ -13,6 +13,7 @@
 
 #include "control/control.h"
 #include "core/core.h"
+#include "dash/dash.h"
 #include "run/run_internal.h"
 #include "serve/serve.h"
 
@@ -414,6 +415,19 @@ static int finish(zlb_runner_t *r)
     zlb_gate_ci_opts_t ci = {r->opts.junit_file, r->opts.summary_md_file};
     if (zlb_gate_ci_write(&ci, report, NULL) != 0)
         code = ZLB_EXIT_INTERNAL;
+    char html[4096];
+    if (zlb_run_html_path(r->cfg, html, sizeof(html))) {
+        const char *base = r->cfg->report.file ? strrchr(r->cfg->report.file, '/') : NULL;
+        char err[512];
+        if (zlb_dash_write_report(report,
+                                  base                  ? base + 1
+                                  : r->cfg->report.file ? r->cfg->report.file
+                                                        : "zlbench run",
+                                  NULL, NULL, 0, html, err, sizeof(err)) != 0) {
+            zlb_log_error("cannot write the HTML report: %s", err);
+            code = ZLB_EXIT_INTERNAL;
+        }
+    }
     zlb_runner_progress(r, true);
     zlb_runner_print_summary(r, report, &steady, failed, invalid_why);
     zlb_stats_dispose(&steady);
@@ -422,6 +436,22 @@ static int finish(zlb_runner_t *r)
     json_decref(report);
     publish(r); /* /health now says done */
     return code;
+}
+
+bool zlb_run_html_path(const zlb_config_t *cfg, char *out, size_t len)
+{
+    const char *file = cfg->report.file;
+    if (cfg->report.html) {
+        snprintf(out, len, "%s", cfg->report.html);
+        return true;
+    }
+    if (!cfg->report.html_beside || !file)
+        return false;
+    size_t stem = strlen(file);
+    if (stem > 5 && strcmp(file + stem - 5, ".json") == 0)
+        stem -= 5;
+    snprintf(out, len, "%.*s.html", (int)stem, file);
+    return true;
 }
 
 int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)

@@ -21,5 +21,8 @@ typedef struct zlb_run_opts {
  * before any thread exists). Returns a ZLB_EXIT_* code. Call from main (again for
  * each run of a series). */
 int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts);
+/** Where the run writes its HTML report (report.html: a path, or true: beside report.file with
+ * .json replaced by .html). False when it writes none. */
+bool zlb_run_html_path(const zlb_config_t *cfg, char *out, size_t len);
 
 #endif

@@ -334,5 +334,8 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
         printf("  INVALID RUN  %s\n", invalid_why);
     if (r->cfg->report.file)
         printf("  report       %s\n", r->cfg->report.file);
+    char html[4096];
+    if (zlb_run_html_path(r->cfg, html, sizeof(html)))
+        printf("  html report  %s\n", html);
     fflush(stdout);
 }
