@@ -113,12 +113,15 @@
   function schedule(ms) {
     clearTimeout(timer);
     timer = setTimeout(function () {
+      var t0 = Date.now();
       poll().catch(function (e) {
         if (e.message === '401') return;
         S.errors++;
         banner('No answer from the control port (' + e.message + '); the run may have ended.', 'bad');
       }).then(function () {
-        if (!S.done && S.errors < 30) schedule(S.errors ? S.period * Math.min(S.errors, 5) : S.period);
+        /* A fixed rate: a slow answer delays the next poll by no more than its own lateness. */
+        if (!S.done && S.errors < 30)
+          schedule(S.errors ? S.period * Math.min(S.errors, 5) : Math.max(0, S.period - (Date.now() - t0)));
       });
     }, ms);
   }

@@ -112,7 +112,7 @@
     BASES.forEach(function (b) {
       var bl = (b.latency_us || {})[k];
       if (bl && bl.count)
-        table_rows.push(['  ' + b.name, bl.count, ZC.us(bl.min), ZC.us(bl.p50), ZC.us(bl.p90),
+        table_rows.push(['  baseline ' + b.name, bl.count, ZC.us(bl.min), ZC.us(bl.p50), ZC.us(bl.p90),
                          ZC.us(bl.p99), ZC.us(bl.p999), ZC.us(bl.max)]);
     });
   });
@@ -183,10 +183,16 @@
       return [p.id, p.cpu, n(p.busy_pct) + '%', n(p.load_pct) + '%', ZC.secs(p.cpu_time_s),
               ZC.us(p.loop_lag_us), ZC.us(p.loop_lag_max_us), p.connects];
     }));
-  var loads = (R.pollers || []).map(function (p) { return [p.id, (p.load_pct || 0) / 100]; });
-  if (loads.length > 1)
-    ZC.line(H('div', 'chart', pl), {series: [{name: 'load by poller', pts: loads}], yFmt: ZC.pct, yMin: 0, yMax: 1,
-      xFmt: function (x) { return 'poller ' + x; }, xTicks: loads.map(function (q) { return {v: q[0], label: String(q[0])}; })});
+  /* Each poller's load as a bar: an uneven spread shows at a glance. */
+  var bars = H('div', 'bars', pl);
+  (R.pollers || []).forEach(function (p) {
+    var row = H('div', 'bar-row', bars);
+    H('span', 'bar-label', row, 'poller ' + p.id);
+    var track = H('span', 'bar-track', row);
+    var fill = H('span', 'bar-fill', track);
+    fill.style.width = Math.min(100, Math.max(0, p.load_pct || 0)).toFixed(1) + '%';
+    H('span', 'bar-value', row, n(p.load_pct) + '%');
+  });
 
   var fl = section('Failures');
   var frows = [];

@@ -215,7 +215,7 @@ def dashboard(args):
 
     b = Browser(find_chromium())
     try:
-        b.open(args.url)
+        b.open(args.url, *args.size)
         if args.token:
             b.wait("!document.getElementById('tokenform').hidden", 10, "the token prompt")
             shown = b.eval("document.getElementById('v-open').textContent")
@@ -323,7 +323,7 @@ def report(args):
     path = os.path.abspath(args.file)
     b = Browser(find_chromium())
     try:
-        b.open("file://" + path, height=1000)
+        b.open("file://" + path, *args.size)
         b.wait("document.querySelectorAll('svg[data-points]').length > 0", 10, "the report's charts")
         counts = b.eval("Array.prototype.map.call(document.querySelectorAll('svg[data-points]'),"
                         "function(s){return Number(s.getAttribute('data-points'))})")
@@ -359,6 +359,9 @@ def main():
     r.add_argument("--shot")
     r.add_argument("--full", action="store_true")
     r.add_argument("--min-charts", type=int, default=1)
+    for p in (d, r):
+        p.add_argument("--size", default=[1280, 1400 if p is d else 1000],
+                       type=lambda v: [int(x) for x in v.split("x")], help="viewport WxH")
     a = ap.parse_args()
     dashboard(a) if a.cmd == "dashboard" else report(a)
 
