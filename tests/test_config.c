@@ -185,6 +185,10 @@ static const bad_case_t bad_cases[] = {
      "{\"workload\": {\"type\": \"message\", \"expect\": {\"bytes\": 2}, \"expect_prefix\": "
      "\"+PONG\"}}",
      "workload.expect_prefix: is 5 bytes, longer than the whole reply (2 bytes)", true},
+    {"prefix past the delimiter",
+     "{\"workload\": {\"type\": \"message\", \"expect\": {\"delimiter\": \"\\r\\n\"}, "
+     "\"expect_prefix\": \"+OK\\r\\n+PONG\"}}",
+     "workload.expect_prefix: holds the delimiter before its end", true},
     {"rate and interval",
      "{\"workload\": {\"type\": \"message\", \"message_rate\": 100, \"message_interval\": "
      "\"10ms\"}}",

@@ -322,6 +322,14 @@ int zlb_config_check_message(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     if (w->expect == ZLB_EXPECT_DELIMITER && w->expect_prefix &&
         w->expect_prefix_len > w->max_reply_size)
         return zlb_config_fail_at(c, "workload.expect_prefix", "is longer than max_reply_size");
+    /* A reply ends at its first delimiter: one inside the prefix, before its last byte, would
+     * end every reply before the prefix could match. */
+    if (w->expect == ZLB_EXPECT_DELIMITER && w->expect_prefix && w->expect_prefix_len > 1 &&
+        memmem(w->expect_prefix, w->expect_prefix_len - 1, w->expect_delimiter,
+               w->expect_delimiter_len))
+        return zlb_config_fail_at(c, "workload.expect_prefix",
+                                  "holds the delimiter before its end: every reply would end "
+                                  "there, short of the prefix");
     if (cfg->embedded_target.enabled && w->type == ZLB_WORK_MESSAGE &&
         cfg->embedded_target.mode != ZLB_SERVE_ECHO &&
         cfg->embedded_target.mode != ZLB_SERVE_REDIS && cfg->embedded_target.mode != ZLB_SERVE_HTTP)
