@@ -28,8 +28,15 @@ def rst(c):
     c.close()
 
 
+SAY_LOCK = threading.Lock()
+
+
 def say(*a):
-    print(*a, flush=True)
+    # One write per line, under a lock: print() writes the text and the newline apart, so two
+    # threads' "eof" could come out as "eofeof" and be counted once.
+    with SAY_LOCK:
+        sys.stdout.write(" ".join(str(x) for x in a) + "\n")
+        sys.stdout.flush()
 
 
 def serve_conn(c, mode, arg):
