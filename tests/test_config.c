@@ -446,6 +446,7 @@ static void check_defaults(const zlb_config_t *cfg)
     ASSERT_CMP_DBL(cfg->connect_rate, ==, 5000);
     ASSERT_UEQ(cfg->ramp.duration_ns, 0);
     ASSERT_UEQ(cfg->connect_timeout_ns, 5 * ZLB_NS_PER_SEC);
+    ASSERT_UEQ(cfg->send_timeout_ns, 10 * ZLB_NS_PER_SEC);
     ASSERT_UEQ(cfg->duration_ns, 10 * ZLB_NS_PER_SEC);
     ASSERT_UEQ(cfg->warmup_ns, 0);
     ASSERT_UEQ(cfg->drain_timeout_ns, 5 * ZLB_NS_PER_SEC);
@@ -553,6 +554,7 @@ static const char full_config[] =
     "  \"connect_rate\": 2500.5,\n"
     "  \"ramp\": {\"duration\": \"2s\", \"start_rate\": 100},\n"
     "  \"connect_timeout\": \"3s\",\n"
+    "  \"send_timeout\": \"750ms\",\n"
     "  \"duration\": \"2m\",\n"
     "  \"warmup\": \"5s\",\n"
     "  \"drain_timeout\": \"1s\",\n"
@@ -599,6 +601,7 @@ static void test_full_config(void)
     ASSERT_EQ(cfg->pollers.rt_priority, 10);
     ASSERT(cfg->pollers.round_robin);
     ASSERT_UEQ(cfg->pollers.load_window_ns, 500 * ZLB_NS_PER_MS);
+    ASSERT_UEQ(cfg->send_timeout_ns, 750 * ZLB_NS_PER_MS);
     ASSERT_UEQ(cfg->ntargets, 2);
     const zlb_tls_config_t *tls = &cfg->targets[0].tls;
     ASSERT(tls->enabled);

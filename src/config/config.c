@@ -136,6 +136,7 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->connections = 2000;
     cfg->connect_rate = 5000;
     cfg->connect_timeout_ns = 5 * ZLB_NS_PER_SEC;
+    cfg->send_timeout_ns = 10 * ZLB_NS_PER_SEC;
     cfg->duration_ns = 10 * ZLB_NS_PER_SEC;
     cfg->drain_timeout_ns = 5 * ZLB_NS_PER_SEC;
 

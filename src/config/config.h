@@ -245,6 +245,7 @@ typedef struct zlb_config {
     double connect_rate;  /* connections/s, default 5000; 0 = unlimited */
     zlb_ramp_config_t ramp;
     uint64_t connect_timeout_ns; /* default 5 s */
+    uint64_t send_timeout_ns;    /* default 10 s: a send queue that makes no progress fails */
     uint64_t duration_ns;        /* 0: until stopped */
     uint64_t warmup_ns;
     uint64_t drain_timeout_ns; /* grace period on stop, default 5 s */

@@ -235,6 +235,7 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     json_object_set_new(o, "start_rate", number(cfg->ramp.start_rate));
     json_object_set_new(root, "ramp", o);
     json_object_set_new(root, "connect_timeout", duration(cfg->connect_timeout_ns));
+    json_object_set_new(root, "send_timeout", duration(cfg->send_timeout_ns));
     json_object_set_new(root, "duration", duration(cfg->duration_ns));
     json_object_set_new(root, "warmup", duration(cfg->warmup_ns));
     json_object_set_new(root, "drain_timeout", duration(cfg->drain_timeout_ns));

@@ -714,12 +714,11 @@ static int parse_source_ips(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *
 int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg)
 {
     static const char *const keys[] = {
-        "$schema",     "pollers",        "targets",       "embedded_target",
-        "connections", "connect_rate",   "ramp",          "connect_timeout",
-        "duration",    "warmup",         "drain_timeout", "workload",
-        "source_ips",  "family",         "dns_ttl",       "socket",
-        "control",     "report",         "thresholds",    "abort_on_fail",
-        "abort_grace", "stats_interval", "log_level",     "shard"};
+        "$schema",       "pollers",        "targets",         "embedded_target", "connections",
+        "connect_rate",  "ramp",           "connect_timeout", "duration",        "warmup",
+        "drain_timeout", "workload",       "source_ips",      "family",          "dns_ttl",
+        "socket",        "control",        "report",          "thresholds",      "abort_on_fail",
+        "abort_grace",   "stats_interval", "log_level",       "shard",           "send_timeout"};
     int64_t x;
     int e;
 
@@ -753,6 +752,7 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
     TRY(zlb_config_get_section(c, root, "ramp", parse_ramp, cfg));
     TRY(zlb_config_get_duration(c, root, "connect_timeout", ZLB_NS_PER_MS,
                                 &cfg->connect_timeout_ns));
+    TRY(zlb_config_get_duration(c, root, "send_timeout", ZLB_NS_PER_MS, &cfg->send_timeout_ns));
     TRY(zlb_config_get_duration(c, root, "duration", 0, &cfg->duration_ns));
     TRY(zlb_config_get_duration(c, root, "warmup", 0, &cfg->warmup_ns));
     TRY(zlb_config_get_duration(c, root, "drain_timeout", 0, &cfg->drain_timeout_ns));

@@ -690,6 +690,7 @@ int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out)
                 : cfg->family == ZLB_FAMILY_IPV6 ? AF_INET6
                                                  : AF_UNSPEC;
     no.connect_timeout_ns = cfg->connect_timeout_ns;
+    no.send_timeout_ns = cfg->send_timeout_ns;
     no.dests = e->dests;
     no.ndests = e->ntargets;
     no.sources = e->sources;

@@ -143,7 +143,9 @@ kill "$PEER_PID"
 # ---- 6. a target that never reads, 1 MiB messages: memory stays bounded ------------------------
 # One message outstanding per connection, the message itself shared: 20 connections stuck on
 # 1 MiB each (64 KiB send buffers, so the queues really stall) cost socket buffers, not 20 MiB of
-# copies; the run and its drain end on time and the stuck connections are closed by us. (The 10 s send deadline itself: test_net send_timeout.)
+# copies. First the send deadline (send_timeout 300 ms): each stuck connection fails as
+# timeout, once; then without one (the 10 s default outlives the run): the run and its drain
+# end on time and the stuck connections are closed by us.
 peer nr.peer noread
 maxrss_run() { # runs zlbench, prints its peak RSS in KiB on fd 3
     python3 -c 'import os, sys
@@ -154,6 +156,12 @@ _, status, ru = os.wait4(pid, 0)
 sys.stderr.write("maxrss_kib %d\n" % ru.ru_maxrss)
 sys.exit(os.waitstatus_to_exitcode(status) & 0xff)' "$@"
 }
+run_cfg nr_deadline "$PEER_PORT" 20 1s \
+    '{"type": "echo", "reconnect": false, "message_size": "1MiB", "message_interval": "0s"}' "" \
+    ', "send_timeout": "300ms", "socket": {"sndbuf": 65536}'
+expect nr_deadline '.connections.established == 20 and .connections.failed_after_established.timeout == 20
+    and .connections.failed.total == 20 and .messages == 0'
+pass "never reads, send_timeout 300 ms: $(conns "$T/nr_deadline.r.json")"
 cat >"$T/nr.json" <<JSON
 {"targets": [{"host": "127.0.0.1", "port": $PEER_PORT}], "connections": 20, "connect_rate": 0,
  "duration": "500ms", "drain_timeout": "300ms", "pollers": {"count": 1},
