@@ -210,8 +210,16 @@ static void run_facts(const zlb_view_t *v, zlb_buf_t *b)
     zlb_buf_printf(b, "zlbench_build_info{version=\"%s\",commit=\"%s\",openssl=\"%s\"} 1\n", ver,
                    commit, ssl);
     header(b, "zlbench_run_info", "gauge",
-           "Always 1; config_hash names the scenario (equal hashes: the same configuration).");
-    zlb_buf_printf(b, "zlbench_run_info{config_hash=\"%s\"} 1\n", v->config_hash);
+           "Always 1; config_hash names the scenario (equal hashes: the same configuration); "
+           "shard and shard_count which part of it a sharded generator runs.");
+    /* The part as labels: a PromQL sum over the shards of one scenario can check that it has
+     * all of them (count by (config_hash) (zlbench_run_info) == shard_count). */
+    if (v->cfg->shard.count > 1)
+        zlb_buf_printf(b,
+                       "zlbench_run_info{config_hash=\"%s\",shard=\"%u\",shard_count=\"%u\"} 1\n",
+                       v->config_hash, v->cfg->shard.index, v->cfg->shard.count);
+    else
+        zlb_buf_printf(b, "zlbench_run_info{config_hash=\"%s\"} 1\n", v->config_hash);
     gauge(b, "zlbench_start_time_seconds", "When the run started, in seconds since the epoch.",
           v->started_unix_s);
     gauge(b, "zlbench_elapsed_seconds", "Seconds since the run started.", v->elapsed_s);
