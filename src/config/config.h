@@ -243,6 +243,7 @@ typedef struct zlb_config {
     zlb_embedded_target_config_t embedded_target;
     uint64_t connections; /* default 2000 */
     double connect_rate;  /* connections/s, default 5000; 0 = unlimited */
+    double close_rate;    /* closes/s when connections are lowered live; 0 = as fast as allowed */
     zlb_ramp_config_t ramp;
     uint64_t connect_timeout_ns; /* default 5 s */
     uint64_t send_timeout_ns;    /* default 10 s: a send queue that makes no progress fails */
@@ -330,6 +331,17 @@ double zlb_config_shard_rate(double total, uint32_t index, uint32_t count);
 void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);
+
+/** The key of the workload's whole-run rate ("request_rate" for http), or NULL for a workload
+ * without one. Stages and PATCH /run name the rate by this key. */
+const char *zlb_config_rate_key(zlb_work_type_t type);
+/** The workload's whole-run rate as configured (0 when it has none). */
+double zlb_config_workload_rate(const zlb_config_t *cfg);
+/** True when a stage sets the workload's rate: an http run is then an open loop even if
+ * request_rate starts at 0. */
+bool zlb_config_rate_is_live(const zlb_config_t *cfg);
+/** Sets the workload's whole-run rate (no-op for a workload without one). */
+void zlb_config_set_workload_rate(zlb_config_t *cfg, double rate);
 
 /** "echo", "sink", "http", "redis" (NULL for a value out of range); the config's own name table. */
 const char *zlb_config_serve_mode_name(zlb_serve_mode_t mode);

@@ -230,6 +230,9 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
         json_object_set_new(root, "embedded_target", embedded_json(&cfg->embedded_target));
     json_object_set_new(root, "connections", json_integer((json_int_t)cfg->connections));
     json_object_set_new(root, "connect_rate", number(cfg->connect_rate));
+    /* Only when set: configs without it keep their hash. */
+    if (cfg->close_rate > 0)
+        json_object_set_new(root, "close_rate", number(cfg->close_rate));
     o = json_object();
     json_object_set_new(o, "duration", duration(cfg->ramp.duration_ns));
     json_object_set_new(o, "start_rate", number(cfg->ramp.start_rate));

@@ -718,7 +718,8 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
         "connect_rate",  "ramp",           "connect_timeout", "duration",        "warmup",
         "drain_timeout", "workload",       "source_ips",      "family",          "dns_ttl",
         "socket",        "control",        "report",          "thresholds",      "abort_on_fail",
-        "abort_grace",   "stats_interval", "log_level",       "shard",           "send_timeout"};
+        "abort_grace",   "stats_interval", "log_level",       "shard",           "send_timeout",
+        "close_rate"};
     int64_t x;
     int e;
 
@@ -749,6 +750,8 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
     cfg->connections = (uint64_t)x;
     TRY(zlb_config_get_number(c, root, "connect_rate", 0, ZLB_CONFIG_MAX_CONNECT_RATE,
                               "0..1e9 (0 = unlimited)", &cfg->connect_rate));
+    TRY(zlb_config_get_number(c, root, "close_rate", 0, ZLB_CONFIG_MAX_CONNECT_RATE,
+                              "0..1e9 (0 = as fast as allowed)", &cfg->close_rate));
     TRY(zlb_config_get_section(c, root, "ramp", parse_ramp, cfg));
     TRY(zlb_config_get_duration(c, root, "connect_timeout", ZLB_NS_PER_MS,
                                 &cfg->connect_timeout_ns));

@@ -117,6 +117,9 @@ int zlb_work_create(const zlb_config_t *cfg, const zlb_work_target_t *targets, s
     e->npollers = zlb_pool_size(pool);
     e->wl = zlb_workload_ops(cfg->workload.type);
     pthread_mutex_init(&e->snap_call, NULL);
+    pthread_mutex_init(&e->steer_mu, NULL);
+    zlb_work_live_from_config(cfg, &e->live);
+    e->pub = e->live;
     pthread_mutex_init(&e->snap_mu, NULL);
     {
         pthread_condattr_t ca;
@@ -188,6 +191,36 @@ fail:
 int zlb_work_start(zlb_work_t *e)
 {
     return zlb_sched_start(e);
+}
+
+void zlb_work_live_from_config(const zlb_config_t *cfg, zlb_work_live_t *out)
+{
+    *out = (zlb_work_live_t){
+        .connections = cfg->connections,
+        .connect_rate = cfg->connect_rate,
+        .close_rate = cfg->close_rate,
+        .rate = zlb_config_workload_rate(cfg),
+        .paused = false,
+    };
+}
+
+void zlb_work_get_live(zlb_work_t *e, zlb_work_live_t *out)
+{
+    *out = e->live;
+}
+
+void zlb_work_steer(zlb_work_t *e, const zlb_work_live_t *v)
+{
+    if (atomic_load_explicit(&e->stop_opening, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&e->steer_mu);
+    e->sched_delta += (int64_t)v->connections - (int64_t)e->live.connections;
+    e->pub = *v;
+    pthread_mutex_unlock(&e->steer_mu);
+    e->live = *v;
+    zlb_sched_post_steer(e);
+    for (int i = 0; i < e->npollers; i++)
+        zlb_worker_post_steer(e->workers[i]);
 }
 
 void zlb_work_stop_opening(zlb_work_t *e)
@@ -357,6 +390,7 @@ void zlb_work_destroy(zlb_work_t *e)
     if (e->wl && e->wl->dispose)
         e->wl->dispose(e);
     pthread_mutex_destroy(&e->snap_call);
+    pthread_mutex_destroy(&e->steer_mu);
     pthread_mutex_destroy(&e->snap_mu);
     pthread_cond_destroy(&e->snap_cv);
     free(e);

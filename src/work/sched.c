@@ -15,6 +15,12 @@ uint64_t zlb_sched_offset_ns(const zlb_work_sched_t *s, uint64_t i)
 {
     double x = (double)i, t;
 
+    if (s->rebased) {
+        t = s->seg_t_s;
+        if (s->rate > 0 && i > s->seg_i)
+            t += (double)(i - s->seg_i) / s->rate;
+        return (uint64_t)(t * 1e9);
+    }
     if (s->rate <= 0)
         return 0;
     if (s->ramp_s > 0 && x < s->ramp_n) {
@@ -35,6 +41,12 @@ uint64_t zlb_sched_due(const zlb_work_sched_t *s, uint64_t t_ns)
 
     if (s->rate <= 0)
         return s->total;
+    if (s->rebased) {
+        if (t < s->seg_t_s)
+            return ZLB_MIN(s->seg_i, s->total);
+        double due = (double)s->seg_i + floor(s->rate * (t - s->seg_t_s) + 1e-9) + 1;
+        return due >= (double)s->total ? s->total : (uint64_t)due;
+    }
     if (s->ramp_s > 0 && t < s->ramp_s)
         a = s->start_rate * t + (s->rate - s->start_rate) * t * t / (2 * s->ramp_s);
     else
@@ -42,6 +54,26 @@ uint64_t zlb_sched_due(const zlb_work_sched_t *s, uint64_t t_ns)
     /* Attempt 0 is due at t = 0, so A(t) attempts after it: floor(A) + 1 in all. */
     double due = floor(a + 1e-9) + 1;
     return due >= (double)s->total ? s->total : (uint64_t)due;
+}
+
+void zlb_sched_rebase(zlb_work_sched_t *s, uint64_t t_ns, double rate)
+{
+    double now_s = (double)t_ns / 1e9, start = now_s;
+
+    /* The next attempt keeps the share of its wait already behind it: a controller that sets
+     * the rate every tick (a stage's linear move) would otherwise issue one at each tick. */
+    if (s->rate > 0 && rate > 0 && s->issued < s->total) {
+        double old_due = (double)zlb_sched_offset_ns(s, s->issued) / 1e9;
+        if (old_due > now_s) {
+            double left = (old_due - now_s) * s->rate; /* in attempts */
+            start = now_s + (left > 1 ? 1 : left) / rate;
+        }
+    }
+    s->rebased = true;
+    s->ramp_s = 0;
+    s->seg_t_s = start;
+    s->seg_i = s->issued;
+    s->rate = rate;
 }
 
 static void post_batch(zlb_work_t *e, int p)
@@ -115,6 +147,12 @@ static void sched_tick(zlb_loop_t *loop, zlb_timer_t *t)
         atomic_store_explicit(&e->backlog, 0, memory_order_relaxed);
         return;
     }
+    if (s->paused) {
+        /* The resume rebases the schedule: nothing is owed for the pause. */
+        zlb_timer_stop(loop, &s->tick);
+        atomic_store_explicit(&e->backlog, 0, memory_order_relaxed);
+        return;
+    }
     while (s->issued < s->total) {
         uint64_t due = unlimited ? now : s->t0 + zlb_sched_offset_ns(s, s->issued);
         int p;
@@ -146,8 +184,111 @@ static void sched_begin(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     if (discarded)
         return;
     e->sched.t0 = zlb_loop_update_time(loop);
+    e->sched.started = true;
     zlb_timer_start(loop, &e->sched.tick, 0, ZLB_WORK_SCHED_TICK_NS);
     sched_tick(loop, &e->sched.tick);
+}
+
+/* Spreads `cut` connections to give up over the pollers, in proportion to what each has open
+ * or opening (largest remainders first), and wakes them. */
+static void distribute_cut(zlb_work_t *e, uint64_t cut)
+{
+    int n = e->npollers;
+    uint64_t *busy = zlb_xcalloc((size_t)n, sizeof(*busy)), sum = 0, given = 0;
+
+    for (int i = 0; i < n; i++) {
+        busy[i] = atomic_load_explicit(&e->workers[i]->busy, memory_order_relaxed);
+        sum += busy[i];
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t share = sum ? (uint64_t)((double)cut * (double)busy[i] / (double)sum) : 0;
+        share = ZLB_MIN(share, cut - given);
+        if (share)
+            atomic_fetch_add_explicit(&e->workers[i]->shed, (int64_t)share, memory_order_relaxed);
+        given += share;
+    }
+    /* The rounding's rest, one each, to the pollers with connections (or the first). */
+    for (int i = 0; given < cut; i = (i + 1) % n) {
+        if (busy[i] || !sum) {
+            atomic_fetch_add_explicit(&e->workers[i]->shed, 1, memory_order_relaxed);
+            given++;
+        }
+    }
+    free(busy);
+    for (int i = 0; i < n; i++)
+        zlb_worker_post_steer(e->workers[i]);
+}
+
+/* A raise first takes back what the pollers still owe a lowering (not closed yet). */
+static uint64_t reclaim_cut(zlb_work_t *e, uint64_t want)
+{
+    uint64_t got = 0;
+
+    for (int i = 0; i < e->npollers && got < want; i++) {
+        int64_t x = atomic_exchange_explicit(&e->workers[i]->shed, 0, memory_order_relaxed);
+        if (x <= 0)
+            continue;
+        uint64_t take = ZLB_MIN((uint64_t)x, want - got);
+        got += take;
+        if ((uint64_t)x > take)
+            atomic_fetch_add_explicit(&e->workers[i]->shed, x - (int64_t)take,
+                                      memory_order_relaxed);
+    }
+    return got;
+}
+
+static void sched_steer(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
+{
+    zlb_work_t *e = ZLB_CONTAINER_OF(t, zlb_work_t, sched.steer_task);
+    zlb_work_sched_t *s = &e->sched;
+    zlb_work_live_t v;
+    int64_t delta;
+
+    atomic_store_explicit(&e->sched_steer_queued, false, memory_order_relaxed);
+    if (discarded)
+        return;
+    pthread_mutex_lock(&e->steer_mu);
+    v = e->pub;
+    delta = e->sched_delta;
+    e->sched_delta = 0;
+    pthread_mutex_unlock(&e->steer_mu);
+    if (atomic_load_explicit(&e->stop_opening, memory_order_relaxed))
+        return;
+
+    double rate = v.connect_rate > 0 ? v.connect_rate : 0;
+    bool was_paused = s->paused;
+    if (delta > 0) {
+        uint64_t add = (uint64_t)delta;
+        add -= reclaim_cut(e, add);
+        s->total += add;
+    } else if (delta < 0) {
+        uint64_t cut = (uint64_t)-delta, take = ZLB_MIN(cut, s->total - s->issued);
+        s->total -= take; /* not handed out yet: simply never issued */
+        if (cut > take)
+            distribute_cut(e, cut - take);
+    }
+    s->paused = v.paused;
+    if (!s->started) {
+        /* Before the start: the run begins with these values (a config ramp gives way). */
+        s->rebased = true;
+        s->ramp_s = 0;
+        s->seg_t_s = 0;
+        s->seg_i = 0;
+        s->rate = rate;
+        return;
+    }
+    uint64_t now = zlb_loop_update_time(loop);
+    if (rate != s->rate || was_paused != s->paused || delta != 0)
+        zlb_sched_rebase(s, now - s->t0, rate);
+    if (!s->paused && s->issued < s->total && !zlb_timer_active(&s->tick))
+        zlb_timer_start(loop, &s->tick, 0, ZLB_WORK_SCHED_TICK_NS);
+}
+
+void zlb_sched_post_steer(zlb_work_t *e)
+{
+    if (atomic_exchange_explicit(&e->sched_steer_queued, true, memory_order_relaxed))
+        return;
+    zlb_loop_post(e->sched.loop, &e->sched.steer_task);
 }
 
 static void *sched_main(void *arg)
@@ -178,6 +319,7 @@ int zlb_sched_init(zlb_work_t *e)
     s->open = zlb_xcalloc((size_t)e->npollers, sizeof(*s->open));
     zlb_timer_init(&s->tick, sched_tick);
     zlb_task_init(&s->start_task, sched_begin);
+    zlb_task_init(&s->steer_task, sched_steer);
     r = zlb_loop_create(&lo, &s->loop);
     if (r < 0)
         s->loop = NULL;

@@ -13,6 +13,16 @@
  * lateness, not a busy connection's wait (that is the target's, and shows in http_response).
  * request_rate 0 is a closed loop: the next request goes out when a response frees its place.
  *
+ * Live rate (set_rate: stages, PATCH /run; open loop only). The interval becomes connections /
+ * rate from the change on; a connection whose next send is further off than the new interval is
+ * brought forward (a fresh random phase), so a raise shows at once. Rate 0 sends nothing new.
+ * Pause: nothing is sent while paused; responses to requests already in flight are still read
+ * and counted. The requests that were due but queued on a busy connection when the pause began,
+ * and every request that falls due in the pause, are dropped: never sent, never counted (a k6
+ * or Gatling pause likewise skips its iterations). At the resume each connection's schedule
+ * starts again at a fresh random phase, so latency is measured from intended times after it and
+ * the pause never shows as latency or as a burst.
+ *
  * Accounting: requests_sent == responses + requests_failed + requests_in_flight at every
  * moment. A request still in flight when its connection ends is failed (by kind: truncated,
  * closed, cancelled at stop); a response for no request is a protocol failure ("unsolicited"). */
@@ -46,7 +56,7 @@ typedef struct http_data {
     uint64_t *cum;   /* cumulative weights, ntemplates entries */
     http_req_t *req; /* [target * ntemplates + template] */
     uint8_t **bytes; /* owned buffers behind req */
-    uint64_t gap_ns; /* open loop: a connection's gap between intended sends; 0: closed loop */
+    bool open_loop;  /* request_rate > 0 (or stages set it): the gap is w->wl_gap_ns */
     zlb_http_limits_t lim;
     uint32_t pipeline;
     bool keepalive;
@@ -60,6 +70,7 @@ typedef struct http_flight {
 typedef struct http_state {
     zlb_sendq_t sq;
     zlb_http_parser_t p;
+    uint64_t gap_ns;  /* open loop: this connection's interval (w->wl_gap_ns when it was set) */
     uint64_t next_ns; /* open loop: intended send time of the next request not yet due */
     uint32_t queued;  /* open loop: due, not yet sent (the connection was busy) */
     uint16_t head, n; /* in-flight ring: oldest at head */
@@ -155,10 +166,7 @@ static int http_init(zlb_work_t *e, size_t *state_size)
     d->keepalive = wl->keepalive;
     d->lim.max_header_bytes = wl->max_header_size;
     d->lim.max_body_bytes = wl->max_response_size;
-    if (wl->request_rate > 0) {
-        double gap = (double)e->cfg->connections / wl->request_rate * 1e9;
-        d->gap_ns = gap < 1 ? 1 : (uint64_t)gap;
-    }
+    d->open_loop = wl->request_rate > 0 || zlb_config_rate_is_live(e->cfg);
     d->cum = zlb_xcalloc(nt, sizeof(*d->cum));
     for (size_t i = 0; i < nt; i++) {
         d->total_weight += tmpl[i].weight ? tmpl[i].weight : 1;
@@ -273,14 +281,16 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t ready_ns)
     uint64_t now = zlb_loop_update_time(w->loop);
     bool ok = true;
 
+    if (zlb_wl_paused(w))
+        return true;
     st->pumping = true;
     while (can_send(st, d)) {
         uint64_t intended;
-        if (d->gap_ns) {
+        if (d->open_loop) {
             if (!st->queued)
                 break;
             /* The queued requests are the schedule's last `queued` slots before next_ns. */
-            intended = st->next_ns - (uint64_t)st->queued * d->gap_ns;
+            intended = st->next_ns - (uint64_t)st->queued * st->gap_ns;
             st->queued--;
             COUNT(w, s, requests_queued, -1);
         } else {
@@ -320,16 +330,90 @@ static void http_established(zlb_worker_t *w, zlb_work_slot_t *s)
     if (!d->keepalive) {
         /* A connection per request: the request was due when its connection was (the attempt's
          * intended start), so connecting is part of its latency, as with ab without -k. */
-        (void)send_one(w, s, s->intended_ns, 0, now);
+        if (!zlb_wl_paused(w))
+            (void)send_one(w, s, s->intended_ns, 0, now);
         return;
     }
-    if (d->gap_ns) {
+    if (d->open_loop) {
         /* A random phase, so that connections opened together do not send together. */
-        st->next_ns = now + zlb_wl_rand(w) % d->gap_ns;
-        zlb_wl_timer_at(w, s, st->next_ns);
+        st->gap_ns = w->wl_gap_ns;
+        if (st->gap_ns) {
+            st->next_ns = now + zlb_wl_rand(w) % st->gap_ns;
+            zlb_wl_timer_at(w, s, st->next_ns);
+        }
         return;
     }
     (void)pump(w, s, 0);
+}
+
+/* A new interval (or the resume): the connection's schedule starts again at a random phase
+ * when its next send is further off than the interval, or nothing is armed. */
+static void http_rephase(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    http_state_t *st = s->ws;
+    uint64_t now = zlb_loop_update_time(w->loop), gap = w->wl_gap_ns;
+
+    if (!gap)
+        return; /* rate 0: the timer, when it fires, arms nothing more */
+    if (st->queued)
+        return; /* behind already: its queue's intended times follow its old interval, and the
+                   new one applies once the queue is empty (http_timer) */
+    st->gap_ns = gap;
+    if (!zlb_timer_active(&s->timer) || st->next_ns > now + gap) {
+        st->next_ns = now + zlb_wl_rand(w) % gap;
+        zlb_wl_timer_at(w, s, st->next_ns);
+    }
+}
+
+static void http_set_rate(zlb_worker_t *w, double rate)
+{
+    const http_data_t *d = w->e->wl_data;
+
+    if (!d->open_loop)
+        return; /* a closed loop has no rate */
+    w->wl_gap_ns = 0;
+    if (rate > 0) {
+        double gap = (double)ZLB_MAX(w->live.connections, 1) / rate * 1e9;
+        w->wl_gap_ns = gap < 1 ? 1 : gap > 1e18 ? (uint64_t)1e18 : (uint64_t)gap;
+    }
+    if (d->keepalive && !zlb_wl_paused(w))
+        zlb_wl_each_established(w, http_rephase);
+}
+
+static void http_pause_one(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    drop_queue(w, s);
+}
+
+static void http_resume_one(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    http_state_t *st = s->ws;
+    const http_data_t *d = w->e->wl_data;
+
+    if (!d->keepalive) {
+        /* Its one request, held by the pause. */
+        if (st->n == 0 && !st->no_more)
+            (void)send_one(w, s, zlb_loop_update_time(w->loop), 0, zlb_loop_update_time(w->loop));
+        return;
+    }
+    if (d->open_loop) {
+        zlb_timer_stop(w->loop, &s->timer);
+        http_rephase(w, s);
+        return;
+    }
+    (void)pump(w, s, 0);
+}
+
+static void http_pause(zlb_worker_t *w, bool paused)
+{
+    zlb_wl_each_established(w, paused ? http_pause_one : http_resume_one);
+}
+
+static bool http_busy(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    const http_state_t *st = s->ws;
+    (void)w;
+    return st->n > 0;
 }
 
 static void http_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
@@ -338,12 +422,18 @@ static void http_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
     const http_data_t *d = w->e->wl_data;
 
     (void)due_ns;
+    (void)d;
+    /* Paused or rate 0: nothing falls due (the resume or the next rate arms the timer again). */
+    if (zlb_wl_paused(w) || !w->wl_gap_ns)
+        return;
     /* Every request whose time has come joins the queue, then what fits goes out. */
     uint64_t now = zlb_loop_update_time(w->loop);
+    if (!st->queued)
+        st->gap_ns = w->wl_gap_ns;
     while (st->next_ns <= now) {
         st->queued++;
         COUNT(w, s, requests_queued, 1);
-        st->next_ns += d->gap_ns;
+        st->next_ns += st->gap_ns;
     }
     if (!pump(w, s, 0))
         return;
@@ -408,8 +498,8 @@ static uint64_t successor_due(zlb_worker_t *w, zlb_work_slot_t *s)
     const http_state_t *st = s->ws;
     const http_data_t *d = w->e->wl_data;
 
-    if (!d->keepalive && d->gap_ns)
-        return st->fl[0].intended_ns + d->gap_ns; /* pipeline is 1 without keep-alive */
+    if (!d->keepalive && d->open_loop && w->wl_gap_ns)
+        return st->fl[0].intended_ns + w->wl_gap_ns; /* pipeline is 1 without keep-alive */
     return zlb_loop_now(w->loop);
 }
 
@@ -510,4 +600,7 @@ const zlb_workload_ops_t zlb_wl_http = {
     .sent = http_sent,
     .timer = http_timer,
     .closed = http_closed,
+    .set_rate = http_set_rate,
+    .pause = http_pause,
+    .busy = http_busy,
 };

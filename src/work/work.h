@@ -67,6 +67,36 @@ void zlb_work_stop_opening(zlb_work_t *e);
  * opening. Returns at once; poll zlb_work_idle(). Any non-poller thread. */
 void zlb_work_close_all(zlb_work_t *e);
 
+/* Live values: what a run may change while the engine runs (stages, PATCH /run, pause). Each
+ * change reaches the scheduler and every poller as a posted task (nobody touches a poller's state
+ * from another thread) and takes effect within a few milliseconds.
+ * - connections: how many connections the engine keeps (open, opening or waiting to reopen).
+ *   Raising it opens the difference at connect_rate. Lowering it first cancels attempts not yet
+ *   handed out, then closes open connections at close_rate, idle ones first, counted
+ *   closed_by_us (an http request in flight on one is failed as cancelled, as at a stop).
+ * - connect_rate: new attempts per second from now on (0: unlimited); also the reconnect bucket.
+ * - rate: the workload's whole-run rate (request_rate); only an open-loop workload uses it, 0
+ *   sends nothing.
+ * - paused: no attempt starts (due ones wait for the resume, moved to it: they are not late)
+ *   and the workload sends nothing; connections stay open. See the workload for what happens to
+ *   its requests due in a pause. */
+typedef struct zlb_work_live {
+    uint64_t connections;
+    double connect_rate;
+    double close_rate; /* closes/s when lowering; 0: as fast as allowed */
+    double rate;
+    bool paused;
+} zlb_work_live_t;
+
+/** The live values a config starts with. */
+void zlb_work_live_from_config(const zlb_config_t *cfg, zlb_work_live_t *out);
+/** Makes v the engine's live values (before or after zlb_work_start). Returns at once; the
+ * pollers apply it within milliseconds. Not on a poller thread; one caller thread at a time
+ * (the run controller). Ignored after close_all. */
+void zlb_work_steer(zlb_work_t *e, const zlb_work_live_t *v);
+/** The values last given to zlb_work_steer (or the config's). Same thread as steer. */
+void zlb_work_get_live(zlb_work_t *e, zlb_work_live_t *out);
+
 /** True when no connection is open or in flight (after close_all). Any thread; cheap. */
 bool zlb_work_idle(zlb_work_t *e);
 

@@ -82,6 +82,15 @@ typedef struct zlb_worker {
     bool first_attempt_seen;
     bool ramp_seen_done;
 
+    /* Live values (zlb_work_steer), the poller's own copy: set by steer_task only. */
+    zlb_work_live_t live;
+    uint64_t wl_gap_ns; /* an open-loop workload's per-connection interval (its set_rate) */
+    zlb_task_t steer_task;
+    zlb_timer_t shed_timer; /* closes connections owed to a lowered target, at close_rate */
+    size_t shed_cursor;     /* where the last look for one to close stopped */
+    double shed_tokens;
+    uint64_t shed_at;
+
     zlb_task_t close_task;
     zlb_task_t snap_task;
     uint64_t snap_gen;  /* the request the next snap_task run answers (under e->snap_mu) */
@@ -92,6 +101,11 @@ typedef struct zlb_worker {
     _Alignas(64) _Atomic uint64_t consumed; /* batches taken by the poller */
     _Atomic bool close_queued;
     _Atomic bool snap_queued;
+    _Atomic bool steer_queued;
+    /* Connections this poller owes a lowered target: added by the scheduler, taken back by it
+     * on a raise, counted down here for each one given up. Cold: touched per change and per
+     * connection given up only. */
+    _Alignas(64) _Atomic int64_t shed;
     _Alignas(64) zlb_work_batch_t ring[ZLB_WORK_RING_LEN];
 } zlb_worker_t;
 
@@ -108,6 +122,12 @@ typedef struct zlb_work_sched {
     uint64_t *produced;                      /* per poller: batches posted */
     zlb_work_batch_t **open;                 /* per poller: the batch being filled, or NULL */
     int next_poller;
+    /* Live changes (zlb_work_steer): after the first, the schedule is a segment at a constant
+     * rate: attempt seg_i is due seg_t_s after t0, the next ones 1/rate apart. */
+    zlb_task_t steer_task;
+    bool started, paused, rebased;
+    double seg_t_s;
+    uint64_t seg_i;
 } zlb_work_sched_t;
 
 struct zlb_work {
@@ -132,6 +152,15 @@ struct zlb_work {
 
     _Atomic bool stop_opening;
     _Atomic uint64_t backlog;
+
+    /* Live values. `live` is the controller's copy; `pub` what the scheduler and the pollers
+     * read in their steer tasks, with the connections the scheduler still has to add or cancel
+     * (sched_delta), under steer_mu (taken on the cold path only). */
+    zlb_work_live_t live;
+    pthread_mutex_t steer_mu;
+    zlb_work_live_t pub;
+    int64_t sched_delta;
+    _Atomic bool sched_steer_queued;
     _Atomic uint64_t first_attempt_ns;
     _Atomic uint64_t target_reached_ns;
     /* The one shared counter on the connection path, and only until the target is first
@@ -187,6 +216,18 @@ typedef struct zlb_workload_ops {
      * reply turns a clean close by the peer into a failure. May be NULL (counted as k). */
     zlb_work_end_t (*closed)(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k,
                              zlb_fail_t *why);
+    /** The live whole-run rate (rate) or w->live.connections changed: re-derive the
+     * per-connection schedule (an open-loop workload; rate 0 sends nothing). Connections whose
+     * next send is further off than the new interval should be brought forward
+     * (zlb_wl_each_established), so a change shows within one stats interval. May be NULL. */
+    void (*set_rate)(zlb_worker_t *w, double rate);
+    /** Pause (paused true: send nothing from now on, connections stay open) or resume. The
+     * workload documents what happens to what fell due in the pause. w->live.paused is already
+     * set. May be NULL (the workload never sends on its own). */
+    void (*pause)(zlb_worker_t *w, bool paused);
+    /** True when the connection has work outstanding (a request in flight): lowering the
+     * connections closes idle ones first. May be NULL (all idle). */
+    bool (*busy)(zlb_worker_t *w, zlb_work_slot_t *s);
 } zlb_workload_ops_t;
 
 /* workload.c: the registry, indexed by zlb_work_type_t. */
@@ -208,6 +249,14 @@ void zlb_wl_reopen(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns);
 uint64_t zlb_wl_rand(zlb_worker_t *w);
 /** Arms the slot's timer for the workload (replacing any). */
 void zlb_wl_timer_at(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t when_ns);
+/** Calls fn for each established connection of this poller (cold path: a rate change, a
+ * resume; a walk over every slot). fn may close or fail the connection it is given. */
+void zlb_wl_each_established(zlb_worker_t *w, void (*fn)(zlb_worker_t *w, zlb_work_slot_t *s));
+/** True while the run is paused: send nothing. */
+static inline bool zlb_wl_paused(const zlb_worker_t *w)
+{
+    return w->live.paused;
+}
 /** Counter pointers of the whole poller and the slot's target, for workload counters. */
 static inline void zlb_wl_counters(zlb_worker_t *w, zlb_work_slot_t *s, zlb_counters_t *c[2])
 {
@@ -225,6 +274,8 @@ void zlb_worker_unref(zlb_worker_t *w);
 void zlb_worker_copy_stats(zlb_worker_t *w, zlb_work_snapshot_t *s);
 /** Posts the close-all task (idempotent while one is queued). Any thread. */
 void zlb_worker_post_close(zlb_worker_t *w);
+/** Posts the steer task: the poller takes e->pub (idempotent while one is queued). Any thread. */
+void zlb_worker_post_steer(zlb_worker_t *w);
 /** The task run for each batch. */
 void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded);
 
@@ -236,5 +287,11 @@ void zlb_sched_dispose(zlb_work_t *e);
 uint64_t zlb_sched_offset_ns(const zlb_work_sched_t *s, uint64_t i);
 /** Attempts whose intended time is <= t ns after the start (capped by the total). */
 uint64_t zlb_sched_due(const zlb_work_sched_t *s, uint64_t t_ns);
+/** Starts a new segment at t_ns (after t0) at rate (0: unlimited): the next attempt (number
+ * `issued`) keeps the part of its wait already done, so a rate set again and again does not
+ * issue early. Pure: the schedule's arithmetic. */
+void zlb_sched_rebase(zlb_work_sched_t *s, uint64_t t_ns, double rate);
+/** Posts the scheduler's steer task (idempotent while one is queued). */
+void zlb_sched_post_steer(zlb_work_t *e);
 
 #endif

@@ -160,6 +160,19 @@ static void ramp_add(zlb_worker_t *w, int delta)
     }
 }
 
+/* One connection fewer owed to a lowered target, if any is owed. The scheduler may take the
+ * debt back at any moment (a raise), hence the compare-and-swap. */
+static bool take_debt(zlb_worker_t *w)
+{
+    int64_t x = atomic_load_explicit(&w->shed, memory_order_relaxed);
+
+    while (x > 0)
+        if (atomic_compare_exchange_weak_explicit(&w->shed, &x, x - 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
 /* ---- slots --------------------------------------------------------------------------------- */
 
 static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
@@ -299,6 +312,12 @@ static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
     uint64_t base, delay;
 
     zlb_timer_stop(w->loop, &s->timer);
+    if (take_debt(w)) {
+        /* A lowered target: this one is not replaced. */
+        s->reopen = false;
+        slot_free(w, s);
+        return;
+    }
     if (s->reopen && !opening_stopped(w)) {
         s->reopen = false;
         s->phase = ZLB_SLOT_QUEUED;
@@ -341,6 +360,8 @@ static void worker_drain(zlb_worker_t *w)
             slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         return;
     }
+    if (w->live.paused)
+        return; /* the resume drains */
     while (!zlb_list_empty(&w->q_sched)) {
         zlb_work_slot_t *s = ZLB_CONTAINER_OF(w->q_sched.next, zlb_work_slot_t, qnode);
         if (now < w->pause_until) {
@@ -423,7 +444,7 @@ void zlb_wl_fail(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why)
 void zlb_wl_close(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
 {
     close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
-    if (opening_stopped(w)) {
+    if (opening_stopped(w) || take_debt(w)) {
         slot_free(w, s);
         return;
     }
@@ -589,6 +610,183 @@ void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_worker_unref(w);
 }
 
+/* ---- live values: steer task, pause, shedding connections ---------------------------------- */
+
+#define SHED_BATCH 256 /* closes per loop turn when close_rate is unlimited */
+#define SHED_RETRY_NS (10 * ZLB_NS_PER_MS)
+
+/* Gives up one slot: a queued or backing-off one is simply freed (it is no connection), an
+ * established one closed by us. */
+static void shed_slot(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    if (s->phase == ZLB_SLOT_ACTIVE) {
+        zlb_fail_t why = ZLB_FAIL_OTHER;
+        if (w->e->wl->closed)
+            (void)w->e->wl->closed(w, s, ZLB_END_BY_US, &why);
+        close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
+    }
+    slot_free(w, s);
+}
+
+/* Up to n slots given up, from the cursor on: those that are no connection and idle connections
+ * in a first pass, busy ones (a request in flight) only when the first found too few. Attempts
+ * in flight are left to finish. Returns how many; *any_left says whether one is in flight. */
+static uint64_t shed_some(zlb_worker_t *w, uint64_t n, bool *in_flight)
+{
+    size_t total = w->nchunks * ZLB_WORK_CHUNK_SLOTS;
+    uint64_t done = 0;
+
+    *in_flight = false;
+    for (int pass = 0; pass < 2 && done < n; pass++) {
+        for (size_t k = 0; k < total && done < n; k++) {
+            size_t at = (w->shed_cursor + k) % total;
+            zlb_work_slot_t *s = &w->chunks[at / ZLB_WORK_CHUNK_SLOTS][at % ZLB_WORK_CHUNK_SLOTS];
+            if (s->phase == ZLB_SLOT_FREE)
+                continue;
+            if (s->phase == ZLB_SLOT_ACTIVE) {
+                if (zlb_conn_state(&s->conn) != ZLB_CONN_ESTABLISHED) {
+                    *in_flight = true;
+                    continue;
+                }
+                if (pass == 0 && w->e->wl->busy && w->e->wl->busy(w, s))
+                    continue;
+            }
+            if (!take_debt(w))
+                return done;
+            shed_slot(w, s);
+            done++;
+            w->shed_cursor = at + 1;
+        }
+    }
+    return done;
+}
+
+static void shed_step(zlb_worker_t *w)
+{
+    double per = w->live.close_rate / w->e->npollers;
+    uint64_t now = zlb_loop_update_time(w->loop), budget = SHED_BATCH;
+    int64_t owed = atomic_load_explicit(&w->shed, memory_order_relaxed);
+    bool in_flight;
+
+    if (owed <= 0 || w->closing) {
+        zlb_timer_stop(w->loop, &w->shed_timer);
+        return;
+    }
+    if (per > 0) {
+        /* A bucket as for reconnects: close_rate is a ceiling, a tenth of a second's burst. */
+        if (w->shed_at == 0)
+            w->shed_tokens = 1;
+        else
+            w->shed_tokens += (double)(now - w->shed_at) * per / 1e9;
+        w->shed_tokens = ZLB_MIN(w->shed_tokens, ZLB_MAX(per / 10, 1.0));
+        w->shed_at = now;
+        budget = (uint64_t)w->shed_tokens;
+        if (budget == 0) {
+            zlb_timer_start_at(w->loop, &w->shed_timer,
+                               now + (uint64_t)((1.0 - w->shed_tokens) / per * 1e9) + 1, 0);
+            return;
+        }
+    }
+    uint64_t done = shed_some(w, ZLB_MIN(budget, (uint64_t)owed), &in_flight);
+    if (per > 0)
+        w->shed_tokens -= (double)done;
+    publish_busy(w);
+    if (atomic_load_explicit(&w->shed, memory_order_relaxed) <= 0)
+        return;
+    if (done == 0 && !in_flight)
+        return; /* nothing left to give up here: the debt waits (a raise takes it back) */
+    uint64_t next = now + (done == 0 ? SHED_RETRY_NS : 0);
+    if (per > 0 && done > 0)
+        next = now + (uint64_t)(1.0 / per * 1e9);
+    zlb_timer_start_at(w->loop, &w->shed_timer, next, 0);
+}
+
+static void shed_fired(zlb_loop_t *loop, zlb_timer_t *t)
+{
+    (void)loop;
+    shed_step(ZLB_CONTAINER_OF(t, zlb_worker_t, shed_timer));
+}
+
+/* Attempts that came due in the pause start at the resume, as due then: the pause was the
+ * run's decision, not lateness. */
+static void resume_queues(zlb_worker_t *w)
+{
+    uint64_t now = zlb_loop_update_time(w->loop);
+    zlb_list_t *qs[2] = {&w->q_sched, &w->q_start};
+
+    for (int q = 0; q < 2; q++) {
+        for (zlb_list_t *n = qs[q]->next; n != qs[q]; n = n->next) {
+            zlb_work_slot_t *s = ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode);
+            if (s->intended_ns < now)
+                s->intended_ns = now;
+        }
+    }
+}
+
+static void set_token_rate(zlb_worker_t *w, double connect_rate)
+{
+    /* Reconnects after failures share a per-poller bucket: a restarted target sees at most
+     * this rate from us, however many connections dropped at once. */
+    double per_poller = connect_rate > 0 ? connect_rate / w->e->npollers : 1000.0;
+    w->token_rate = ZLB_MAX(per_poller, 50.0);
+    w->token_burst = ZLB_MAX(w->token_rate / 10.0, 1.0);
+    if (w->tokens > w->token_burst)
+        w->tokens = w->token_burst;
+}
+
+static void steer_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
+{
+    zlb_worker_t *w = ZLB_CONTAINER_OF(t, zlb_worker_t, steer_task);
+    const zlb_workload_ops_t *ops;
+    zlb_work_live_t v, old;
+
+    (void)loop;
+    atomic_store_explicit(&w->steer_queued, false, memory_order_relaxed);
+    if (discarded || w->closing) {
+        zlb_worker_unref(w);
+        return;
+    }
+    ops = w->e->wl;
+    pthread_mutex_lock(&w->e->steer_mu);
+    v = w->e->pub;
+    pthread_mutex_unlock(&w->e->steer_mu);
+    old = w->live;
+    w->live = v;
+    if (v.connect_rate != old.connect_rate)
+        set_token_rate(w, v.connect_rate);
+    if (ops->set_rate && (v.rate != old.rate || v.connections != old.connections))
+        ops->set_rate(w, v.rate);
+    if (v.paused != old.paused) {
+        if (ops->pause)
+            ops->pause(w, v.paused);
+        if (!v.paused) {
+            resume_queues(w);
+            worker_drain(w);
+        }
+    }
+    shed_step(w);
+    zlb_worker_unref(w);
+}
+
+void zlb_worker_post_steer(zlb_worker_t *w)
+{
+    if (atomic_exchange_explicit(&w->steer_queued, true, memory_order_relaxed))
+        return;
+    zlb_worker_ref(w);
+    zlb_loop_post(w->loop, &w->steer_task);
+}
+
+void zlb_wl_each_established(zlb_worker_t *w, void (*fn)(zlb_worker_t *w, zlb_work_slot_t *s))
+{
+    for (size_t k = 0; k < w->nchunks; k++) {
+        for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
+            zlb_work_slot_t *s = &w->chunks[k][i];
+            if (s->phase == ZLB_SLOT_ACTIVE && zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED)
+                fn(w, s);
+        }
+    }
+}
+
 static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 {
     zlb_worker_t *w = ZLB_CONTAINER_OF(t, zlb_worker_t, close_task);
@@ -601,6 +799,7 @@ static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     }
     w->closing = true;
     zlb_timer_stop(w->loop, &w->gate);
+    zlb_timer_stop(w->loop, &w->shed_timer);
     for (size_t k = 0; k < w->nchunks; k++) {
         for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
             zlb_work_slot_t *s = &w->chunks[k][i];
@@ -645,7 +844,6 @@ int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out)
     const zlb_config_t *cfg = e->cfg;
     zlb_net_ctx_opts_t no;
     zlb_worker_t *w;
-    double per_poller;
     int r;
 
     *out = NULL;
@@ -672,12 +870,11 @@ int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out)
     w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(id + 1) * 0xBF58476D1CE4E5B9ull) ^ zlb_now_ns();
     if (!w->rng)
         w->rng = 1;
-    /* Reconnects after failures share a per-poller bucket: a restarted target sees at most
-     * this rate from us, however many connections dropped at once. */
-    per_poller = cfg->connect_rate > 0 ? cfg->connect_rate / e->npollers : 1000.0;
-    w->token_rate = ZLB_MAX(per_poller, 50.0);
-    w->token_burst = ZLB_MAX(w->token_rate / 10.0, 1.0);
-    w->tokens = w->token_burst;
+    w->live = e->live;
+    zlb_timer_init(&w->shed_timer, shed_fired);
+    zlb_task_init(&w->steer_task, steer_run);
+    w->tokens = 1e300; /* capped to the burst */
+    set_token_rate(w, cfg->connect_rate);
     w->tokens_at = zlb_now_ns();
 
     memset(&no, 0, sizeof(no));
@@ -702,6 +899,9 @@ int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out)
         zlb_worker_destroy(w);
         return r;
     }
+    /* Before the loop runs any of ours: the workload derives its per-connection schedule. */
+    if (e->wl->set_rate)
+        e->wl->set_rate(w, w->live.rate);
     *out = w;
     return 0;
 }
