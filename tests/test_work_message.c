@@ -50,6 +50,8 @@ static void send_piece(int fd, const char *p, size_t n)
 static void answer(msrv_t *sv, int fd, uint64_t owed)
 {
     for (uint64_t k = 0; k < owed; k++) {
+        /* Counted before its last byte goes: after, the client may count it first. */
+        atomic_fetch_add(&sv->replies, 1);
         if (sv->mode == SRV_CUT) {
             size_t cut = sv->next++ % (sv->reply_len + 1);
             send_piece(fd, sv->reply, cut);
@@ -64,7 +66,6 @@ static void answer(msrv_t *sv, int fd, uint64_t owed)
         } else {
             send_piece(fd, sv->reply, sv->reply_len);
         }
-        atomic_fetch_add(&sv->replies, 1);
     }
 }
 
