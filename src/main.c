@@ -17,6 +17,7 @@
 #include "dash/dash.h"
 #include "gate/gate.h"
 #include "report/report.h"
+#include "procs/procs.h"
 #include "run/run.h"
 #include "serve/serve.h"
 
@@ -47,6 +48,8 @@ static const char usage_text[] =
     "                           (or \"shard\": {\"index\": I|\"env\", \"count\": N} in the\n"
     "                           config; \"env\" reads JOB_COMPLETION_INDEX, as Kubernetes sets "
     "it)\n"
+    "      --processes N|auto   split the run into N shard processes under this one (auto:\n"
+    "                           enough for the connections under the open-files limit)\n"
     "      --repeat N           run the scenario N times (reports FILE-1.json ... FILE-N.json)\n"
     "                           and print the run-to-run spread of the compared metrics\n"
     "      --junit FILE         the thresholds (and the run's validity) as JUnit XML\n"
@@ -128,7 +131,7 @@ static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
         files[i] = zlb_xstrdup(path);
         cfg->report.file = files[i];
         zlb_log_info("repeat %d/%d: report %s", i + 1, n, path);
-        code = worse_exit(code, zlb_run(cfg, &o));
+        code = worse_exit(code, zlb_procs_run(cfg, &o));
         done++;
     }
     cfg->report.file = original;
@@ -161,6 +164,7 @@ static const struct override_flag {
     {'R', "--report", "report.file", false},
     {'L', "--log-level", "log_level", false},
     {'S', "--shard", "shard", false}, /* "I/N" */
+    {'P', "--processes", "processes", true},
 };
 
 typedef struct cli {
@@ -188,6 +192,7 @@ static int parse_cli(int argc, char **argv, int argi, cli_t *cli)
         {"report", required_argument, NULL, 'R'},
         {"log-level", required_argument, NULL, 'L'},
         {"shard", required_argument, NULL, 'S'},
+        {"processes", required_argument, NULL, 'P'},
         {"quiet", no_argument, NULL, 'q'},
         {"repeat", required_argument, NULL, 'N'},
         {"junit", required_argument, NULL, 'J'},
@@ -345,7 +350,7 @@ int main(int argc, char **argv)
     else if (cli.repeat)
         code = run_repeated(cfg, &cli.opts, repeat);
     else
-        code = zlb_run(cfg, &cli.opts);
+        code = zlb_procs_run(cfg, &cli.opts);
     zlb_config_destroy(cfg);
     return code;
 }

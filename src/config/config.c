@@ -177,6 +177,7 @@ void zlb_config_init_default(zlb_config_t *cfg)
     cfg->report.npercentiles = ZLB_ARRAY_LEN(percentiles);
 
     cfg->stats_interval_ns = ZLB_NS_PER_SEC;
+    cfg->processes = 1;
     cfg->log_level = ZLB_LOG_INFO;
 }
 

@@ -271,7 +271,13 @@ typedef struct zlb_config {
      * zlb_config_to_json prints (with "shard") and zlb_config_hash hashes, so that every shard
      * of one scenario names it alike and its effective config reads back to the same shard. */
     char *unsharded_json;
+    /* --processes: shard processes under one parent (src/procs). 1 (default): this process
+     * alone; ZLB_PROCESSES_AUTO: enough for the connections under the open-files limit. */
+    uint32_t processes;
 } zlb_config_t;
+
+#define ZLB_PROCESSES_AUTO 0u
+#define ZLB_PROCESSES_MAX 256u
 
 /** Validates a threshold path against the report schema; provided by the run module. */
 typedef bool (*zlb_metric_path_cb)(const char *path);

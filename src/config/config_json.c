@@ -281,6 +281,9 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     json_object_set_new(root, "log_level", name(&zlb_config_log_level_names, (int)cfg->log_level));
     if (cfg->shard.count > 1)
         json_object_set_new(root, "shard", shard_json(&cfg->shard));
+    json_object_set_new(root, "processes",
+                        cfg->processes == ZLB_PROCESSES_AUTO ? json_string("auto")
+                                                             : json_integer(cfg->processes));
     return root;
 }
 
@@ -296,6 +299,7 @@ void zlb_config_hash(const zlb_config_t *cfg, char out[17])
     json_object_del(j, "log_level");
     /* Which part a generator runs is not the scenario: every shard hashes as the whole. */
     json_object_del(j, "shard");
+    json_object_del(j, "processes"); /* how many processes generate it, not the scenario */
     /* Sorted and compact, so the hash depends on the values only, not on key order or layout. */
     char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
     uint64_t h = 0xcbf29ce484222325ull;

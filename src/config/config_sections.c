@@ -711,6 +711,30 @@ static int parse_source_ips(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *
     return rc;
 }
 
+/* "processes": N (1..ZLB_PROCESSES_MAX) or "auto". */
+static int parse_processes(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg)
+{
+    const json_t *v = json_object_get(root, "processes");
+    if (!v)
+        return 0;
+    size_t mark = zlb_config_push(c, "processes");
+    int rc = 0;
+    if (json_is_string(v)) {
+        if (strcmp(json_string_value(v), "auto") == 0)
+            cfg->processes = ZLB_PROCESSES_AUTO;
+        else
+            rc = zlb_config_fail(c, "expected an integer 1..%u or \"auto\", got \"%s\"",
+                                 ZLB_PROCESSES_MAX, json_string_value(v));
+    } else {
+        int64_t x;
+        rc = zlb_config_check_int(c, v, 1, ZLB_PROCESSES_MAX, &x);
+        if (rc == 0)
+            cfg->processes = (uint32_t)x;
+    }
+    zlb_config_pop(c, mark);
+    return rc;
+}
+
 int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg)
 {
     static const char *const keys[] = {
@@ -719,7 +743,7 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
         "drain_timeout", "workload",       "source_ips",      "family",          "dns_ttl",
         "socket",        "control",        "report",          "thresholds",      "abort_on_fail",
         "abort_grace",   "stats_interval", "log_level",       "shard",           "send_timeout",
-        "close_rate"};
+        "close_rate",    "processes"};
     int64_t x;
     int e;
 
@@ -781,5 +805,6 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
     json_t *shard = json_object_get(root, "shard");
     if (shard)
         TRY(zlb_config_parse_shard(c, shard, cfg));
+    TRY(parse_processes(c, root, cfg));
     return 0;
 }

@@ -234,22 +234,33 @@ static void run_facts(const zlb_view_t *v, zlb_buf_t *b)
           v->saturation && v->saturation->saturated ? 1.0 : 0.0);
 }
 
+/* `process="K",poller="ID"` under --processes (each process numbers its pollers from 0). */
+static const char *poller_label(const zlb_view_t *v, size_t i, char *out, size_t len)
+{
+    if (v->poller_process)
+        snprintf(out, len, "process=\"%u\",poller=\"%d\"", (unsigned)v->poller_process[i],
+                 v->snap->info[i].id);
+    else
+        snprintf(out, len, "poller=\"%d\"", v->snap->info[i].id);
+    return out;
+}
+
 static void pollers(const zlb_view_t *v, zlb_buf_t *b)
 {
-    char num[40];
+    char num[40], label[64];
     header(b, "zlbench_poller_load_ratio", "gauge",
            "Share of time a poller was busy over its load window.");
     for (size_t i = 0; i < v->snap->npollers; i++) {
         /* Six significant digits: the window's arithmetic is not finer than that. */
         snprintf(num, sizeof(num), "%.6g", v->snap->info[i].stats.load_pct / 100.0);
-        zlb_buf_printf(b, "zlbench_poller_load_ratio{poller=\"%d\"} %s\n", v->snap->info[i].id,
-                       num);
+        zlb_buf_printf(b, "zlbench_poller_load_ratio{%s} %s\n",
+                       poller_label(v, i, label, sizeof(label)), num);
     }
     header(b, "zlbench_poller_cpu_seconds_total", "counter", "Thread CPU time of a poller.");
     for (size_t i = 0; i < v->snap->npollers; i++) {
         zlb_format_double((double)v->snap->info[i].stats.cpu_time_ns / 1e9, num, sizeof(num));
-        zlb_buf_printf(b, "zlbench_poller_cpu_seconds_total{poller=\"%d\"} %s\n",
-                       v->snap->info[i].id, num);
+        zlb_buf_printf(b, "zlbench_poller_cpu_seconds_total{%s} %s\n",
+                       poller_label(v, i, label, sizeof(label)), num);
     }
 }
 

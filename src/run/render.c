@@ -103,6 +103,8 @@ json_t *zlb_render_pollers(const zlb_view_t *v)
         json_object_set_new(row, "bytes_out", json_integer((json_int_t)c->bytes_out));
         if (in->warning[0])
             json_object_set_new(row, "warning", json_string(in->warning));
+        if (v->poller_process)
+            json_object_set_new(row, "process", json_integer(v->poller_process[i]));
         json_array_append_new(arr, row);
     }
     return arr;

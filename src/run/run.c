@@ -66,6 +66,35 @@ static uint32_t lateness_ignored(const zlb_runner_t *r)
     return r->cfg->connect_rate > 0 ? 0 : 1u << ZLB_LAT_SCHEDULE_LAG;
 }
 
+/* ---- the engine, or the processes that stand in for it ---------------------------------- */
+
+static int engine_snapshot(zlb_runner_t *r)
+{
+    return r->src ? r->src->snapshot(r->src->ctx, &r->snap)
+                  : zlb_work_snapshot(r->engine, &r->snap);
+}
+
+static void engine_stop_opening(zlb_runner_t *r)
+{
+    if (r->src)
+        r->src->stop_opening(r->src->ctx);
+    else
+        zlb_work_stop_opening(r->engine);
+}
+
+static void engine_close_all(zlb_runner_t *r)
+{
+    if (r->src)
+        r->src->close_all(r->src->ctx);
+    else
+        zlb_work_close_all(r->engine);
+}
+
+static bool engine_idle(zlb_runner_t *r)
+{
+    return r->src ? r->src->idle(r->src->ctx) : zlb_work_idle(r->engine);
+}
+
 /* ---- views and publishing ------------------------------------------------------------------ */
 
 static zlb_view_t make_view(zlb_runner_t *r)
@@ -80,10 +109,11 @@ static zlb_view_t make_view(zlb_runner_t *r)
         .saturation = &r->mon,
         .ramp_end_ns = r->ramp_end_ns,
         .ramp_established = r->ramp_established,
-        .targets = r->targets,
-        .ntargets = r->ntargets,
+        .targets = r->src ? r->src->targets : r->targets,
+        .ntargets = r->src ? r->src->ntargets : r->ntargets,
         .started_unix_s = (double)(r->t_start_wall_ns / ZLB_NS_PER_MS) / 1e3,
         .buckets = &r->buckets,
+        .poller_process = r->poller_process,
     };
     return v;
 }
@@ -151,7 +181,7 @@ static void series_tick(zlb_runner_t *r, bool final)
 
 static int take_snapshot(zlb_runner_t *r)
 {
-    int rc = zlb_work_snapshot(r->engine, &r->snap);
+    int rc = engine_snapshot(r);
     if (rc != 0)
         return rc;
     if (!zlb_counters_balanced(&r->snap.total.c))
@@ -169,7 +199,9 @@ static void begin_measuring(zlb_runner_t *r)
     r->base.taken_ns = r->snap.taken_ns;
     r->t_measure_start = r->snap.taken_ns;
     r->measuring = true;
-    for (size_t i = 0; i < r->snap.npollers; i++)
+    if (r->src)
+        r->src->reset_lag_max(r->src->ctx);
+    for (size_t i = 0; !r->src && i < r->snap.npollers; i++)
         zlb_loop_reset_lag_max(zlb_pool_loop(r->pool, (int)i));
 }
 
@@ -188,7 +220,7 @@ static void request_stop(zlb_runner_t *r, const char *reason, bool immediate)
     }
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
-    zlb_work_close_all(r->engine);
+    engine_close_all(r);
     zlb_log_info("stopping (%s): draining for at most %.1f s", reason,
                  (double)r->cfg->drain_timeout_ns / 1e9);
 }
@@ -383,8 +415,12 @@ static int finish(zlb_runner_t *r)
     bool reached_steady = r->ramp_done && r->measuring && r->t_stop_requested > r->t_measure_start;
     int code = ZLB_EXIT_OK;
     bool aborted = r->stop_reason && strcmp(r->stop_reason, "threshold_failed") == 0;
-    const char *invalid_why = NULL;
-    if (r->mon.saturated)
+    const char *invalid_why = r->src ? r->src->failed(r->src->ctx) : NULL;
+    if (r->src)
+        r->src->report(r->src->ctx, report);
+    if (invalid_why)
+        ; /* a process that crashed: its share of the run is missing, whatever else held */
+    else if (r->mon.saturated)
         invalid_why = "the generator saturated (see generator above): its figures describe "
                       "zlbench, not the target";
     /* A threshold that failed and stopped the run is its verdict (3), wherever it came. */
@@ -475,13 +511,16 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
             zlb_log_warn("cannot look for stale report temporaries beside %s: %s", cfg->report.file,
                          strerror(-n));
     }
-    /* Client sockets, the embedded target's sockets, and room for the rest. */
+    r->src = opts->source;
+    /* Client sockets, the embedded target's sockets, and room for the rest (in the processes
+     * that hold them, with a source). */
     uint64_t fds = cfg->connections * (cfg->embedded_target.enabled ? 2 : 1) + 256;
-    int rc = zlb_fd_table_reserve((unsigned)ZLB_MIN(fds, (uint64_t)UINT32_MAX));
+    int rc = r->src ? 0 : zlb_fd_table_reserve((unsigned)ZLB_MIN(fds, (uint64_t)UINT32_MAX));
     if (rc != 0)
         zlb_log_warn("cannot reserve %llu file descriptors: %s", (unsigned long long)fds,
                      strerror(-rc));
-    zlb_runner_warn_fd_limit(cfg, fds);
+    if (!r->src)
+        zlb_runner_warn_fd_limit(cfg, fds);
     zlb_config_hash(cfg, r->config_hash);
     json_t *cj = zlb_config_to_json(cfg);
     r->config_text = json_dumps(cj, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -493,24 +532,29 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     /* An address that is taken or not ours to bind is the configuration's problem (exit 2), as
      * is any setting the libraries refuse; anything else is ours (exit 1). */
     rc = zlb_runner_start_control(r);
-    if (rc == 0 && cfg->embedded_target.enabled)
+    if (rc == 0 && cfg->embedded_target.enabled && !r->src)
         rc = zlb_runner_start_embedded_target(r);
     if (rc != 0) {
         if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES)
             code = ZLB_EXIT_USAGE;
         goto out;
     }
-    if (zlb_runner_build_targets(r) != 0 || zlb_runner_make_pool(r) != 0)
-        goto out;
-    rc = zlb_work_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
-    if (rc != 0) {
-        zlb_log_error("cannot create the connection engine: %s", strerror(-rc));
-        if (rc == -EINVAL)
-            code = ZLB_EXIT_USAGE; /* a target or TLS setting the libraries refused */
-        goto out;
+    if (r->src) {
+        r->src->snapshot_init(r->src->ctx, &r->snap, &r->poller_process);
+        r->src->snapshot_init(r->src->ctx, &r->base, &r->poller_process);
+    } else {
+        if (zlb_runner_build_targets(r) != 0 || zlb_runner_make_pool(r) != 0)
+            goto out;
+        rc = zlb_work_create(cfg, r->targets, r->ntargets, r->pool, &r->engine);
+        if (rc != 0) {
+            zlb_log_error("cannot create the connection engine: %s", strerror(-rc));
+            if (rc == -EINVAL)
+                code = ZLB_EXIT_USAGE; /* a target or TLS setting the libraries refused */
+            goto out;
+        }
+        zlb_work_snapshot_init(r->engine, &r->snap);
+        zlb_work_snapshot_init(r->engine, &r->base);
     }
-    zlb_work_snapshot_init(r->engine, &r->snap);
-    zlb_work_snapshot_init(r->engine, &r->base);
     zlb_monitor_init(&r->mon, r->snap.npollers, cfg->stats_interval_ns, NULL);
     r->pin = zlb_xcalloc(r->snap.npollers ? r->snap.npollers : 1, sizeof(*r->pin));
     /* Rows come at the controller's ticks: an interval shorter than a tick is a tick. */
@@ -540,7 +584,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->t_start_wall_ns = zlb_wall_ns();
     if (cfg->warmup_ns == 0)
         begin_measuring(r); /* the all-zero snapshot above is the base: measure from the start */
-    rc = zlb_work_start(r->engine);
+    rc = r->src ? r->src->start(r->src->ctx) : zlb_work_start(r->engine);
     if (rc != 0) {
         zlb_log_error("cannot start the scheduler: %s", strerror(-rc));
         goto out;
@@ -569,8 +613,8 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         now = zlb_now_ns();
         bool duration_over = r->state != ZLB_STATE_DRAINING && now >= t_duration_end;
         if (duration_over)
-            zlb_work_stop_opening(r->engine); /* first: the snapshot below takes a while */
-        bool drained = r->state == ZLB_STATE_DRAINING && zlb_work_idle(r->engine);
+            engine_stop_opening(r); /* first: the snapshot below takes a while */
+        bool drained = r->state == ZLB_STATE_DRAINING && engine_idle(r);
         if (now < next_tick && !r->immediate && !duration_over && !drained)
             continue;
         next_tick += TICK_NS;
@@ -580,12 +624,16 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
             zlb_fatal("snapshot failed");
         update_phase(r);
         series_tick(r, false);
+        if (r->src && r->src->failed(r->src->ctx))
+            request_stop(r, "process_failed", false);
         check_saturation(r);
         check_abort(r);
         publish(r);
         zlb_runner_progress(r, false);
         if (r->state == ZLB_STATE_DRAINING) {
-            bool idle = r->snap.total.c.open == 0 && r->snap.total.c.in_flight == 0;
+            /* A process that died keeps its last figures, open connections included. */
+            bool idle = r->src ? engine_idle(r)
+                               : r->snap.total.c.open == 0 && r->snap.total.c.in_flight == 0;
             bool late = zlb_now_ns() - r->t_stop_requested >= r->cfg->drain_timeout_ns;
             if (idle || late || r->immediate) {
                 if (!idle)
@@ -598,6 +646,8 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     }
     /* Every poller has answered its last task: a final snapshot after the pool stops sees
      * exactly what each poller recorded. */
+    if (r->src)
+        r->src->finish(r->src->ctx);
     zlb_pool_stop(r->pool);
 
     take_snapshot(r);

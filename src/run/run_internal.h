@@ -43,6 +43,7 @@ typedef struct zlb_view {
     size_t ntargets;
     double started_unix_s;             /* wall clock at the run's start (0 before) */
     const zlb_prom_buckets_t *buckets; /* /metrics histogram bounds */
+    const uint32_t *poller_process;    /* per poller row: its process (--processes), or NULL */
 } zlb_view_t;
 
 /** The /stats document. New reference. */
@@ -73,6 +74,9 @@ typedef struct zlb_runner {
     size_t ntargets;
     zlb_pool_t *pool;
     zlb_work_t *engine;
+    const zlb_run_source_t *src;    /* borrowed: the processes that hold the connections, or
+                                       NULL (engine above) */
+    const uint32_t *poller_process; /* borrowed from src */
     zlb_control_t *control;
     char *token;
 

@@ -192,10 +192,12 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
     if (r->opts.quiet)
         return;
     const zlb_counters_t *c = &r->snap.total.c;
+    const zlb_work_target_t *tg = r->src ? r->src->targets : r->targets;
+    size_t ntg = r->src ? r->src->ntargets : r->ntargets;
     double v, steady_s = 0;
     zlb_report_lookup(report, "steady.seconds", &steady_s);
     printf("\nzlbench %s: %s, stopped by %s after %.1f s\n", zlb_version(),
-           r->ntargets == 1 ? r->targets[0].name : "several targets", r->stop_reason,
+           ntg == 1 ? tg[0].name : "several targets", r->stop_reason,
            (double)(r->t_end - r->t_start) / 1e9);
     printf("  connections  attempted %llu  established %llu  failed %llu  closed %llu\n",
            (unsigned long long)c->attempted, (unsigned long long)c->established,
@@ -208,7 +210,7 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
     }
     if (c->attempted && !c->established)
         printf("  NO CONNECTION was established: nothing answered at %s\n",
-               r->ntargets == 1 ? r->targets[0].name : "any target");
+               ntg == 1 ? tg[0].name : "any target");
     if (c->tls_handshakes || c->failed_before[ZLB_FAIL_TLS_HANDSHAKE] ||
         c->failed_before[ZLB_FAIL_TLS_VERIFY]) {
         printf("  tls          %llu handshakes, %llu resumed (%.1f%%)\n",
@@ -287,9 +289,14 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
         fmt_policy(pol, sizeof(pol), in);
         if (mp->runq_wait_pct >= 0)
             snprintf(runq, sizeof(runq), "%.1f%%", mp->runq_wait_pct);
-        printf("  poller %-3d   cpu %d (%s): busy %.1f%%, cpu %.1f%%, waiting for a cpu %s, cpu "
+        char id[24];
+        if (r->poller_process) /* --processes: each process numbers its pollers from 0 */
+            snprintf(id, sizeof(id), "%u.%d", (unsigned)r->poller_process[i], in->id);
+        else
+            snprintf(id, sizeof(id), "%d", in->id);
+        printf("  poller %-5s cpu %d (%s): busy %.1f%%, cpu %.1f%%, waiting for a cpu %s, cpu "
                "time %.2f s, timer lag max %.0f us%s%s\n",
-               in->id, in->cpu, pol, mp->busy_pct, mp->cpu_pct, runq,
+               id, in->cpu, pol, mp->busy_pct, mp->cpu_pct, runq,
                (double)in->stats.cpu_time_ns / 1e9, (double)in->stats.lag_max_ns / 1e3,
                in->warning[0] ? "; warning: " : "", in->warning);
     }

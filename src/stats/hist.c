@@ -612,3 +612,114 @@ json_t *zlb_hist_summary_json(const zlb_hist_t *h, const double *percentiles, si
     }
     return o;
 }
+
+/* ---- binary image (between processes of one build) ------------------------------------------ */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static bool get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
+        uint8_t b = p[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Header: total, clamped, min, max, sum and sumsq (two halves each), slot count; then the
+ * occupied slots as (gap from the previous one, count) pairs. */
+#define IMAGE_HEADER_MAX (11 * 10)
+
+size_t zlb_hist_image_max(const zlb_hist_t *h)
+{
+    if (h->total == 0)
+        return IMAGE_HEADER_MAX;
+    return IMAGE_HEADER_MAX + (slot_of(h, h->max) - slot_of(h, h->min) + 1) * 20;
+}
+
+size_t zlb_hist_image(const zlb_hist_t *h, uint8_t *out)
+{
+    size_t n = 0, occupied = 0, lo = 0, hi = 0;
+    if (h->total) {
+        lo = slot_of(h, h->min);
+        hi = slot_of(h, h->max);
+        for (size_t i = lo; i <= hi; i++)
+            occupied += h->counts[i] != 0;
+    }
+    n += put_varint(out + n, h->total);
+    n += put_varint(out + n, h->clamped);
+    n += put_varint(out + n, h->total ? h->min : 0);
+    n += put_varint(out + n, h->max);
+    n += put_varint(out + n, (uint64_t)h->sum);
+    n += put_varint(out + n, (uint64_t)(h->sum >> 64));
+    n += put_varint(out + n, (uint64_t)h->sumsq);
+    n += put_varint(out + n, (uint64_t)(h->sumsq >> 64));
+    n += put_varint(out + n, occupied);
+    size_t prev = 0;
+    for (size_t i = lo; h->total && i <= hi; i++) {
+        if (!h->counts[i])
+            continue;
+        n += put_varint(out + n, i - prev);
+        n += put_varint(out + n, h->counts[i]);
+        prev = i;
+    }
+    return n;
+}
+
+int zlb_hist_from_image(zlb_hist_t *h, const uint8_t *p, size_t len, size_t *used)
+{
+    uint64_t total, clamped, min, max, s0, s1, q0, q1, occupied;
+    size_t pos = 0;
+    if (!get_varint(p, len, &pos, &total) || !get_varint(p, len, &pos, &clamped) ||
+        !get_varint(p, len, &pos, &min) || !get_varint(p, len, &pos, &max) ||
+        !get_varint(p, len, &pos, &s0) || !get_varint(p, len, &pos, &s1) ||
+        !get_varint(p, len, &pos, &q0) || !get_varint(p, len, &pos, &q1) ||
+        !get_varint(p, len, &pos, &occupied))
+        return -EINVAL;
+    if (min > max || max > h->highest || clamped > total || occupied > h->len ||
+        (total == 0) != (occupied == 0))
+        return -EINVAL;
+    zlb_hist_reset(h);
+    size_t slot = 0, first = SIZE_MAX, last = 0;
+    uint64_t counted = 0;
+    for (uint64_t k = 0; k < occupied; k++) {
+        uint64_t gap, count;
+        if (!get_varint(p, len, &pos, &gap) || !get_varint(p, len, &pos, &count) || count == 0 ||
+            gap > h->len || (k > 0 && gap == 0) || slot + gap >= h->len)
+            goto bad;
+        slot += gap;
+        h->counts[slot] = count;
+        counted += count;
+        first = ZLB_MIN(first, slot);
+        last = slot;
+    }
+    if (counted != total || (total && (first != slot_of(h, min) || last != slot_of(h, max))))
+        goto bad;
+    h->total = total;
+    h->clamped = clamped;
+    h->min = total ? min : UINT64_MAX;
+    h->max = max;
+    h->sum = (zlb_u128)s1 << 64 | s0;
+    h->sumsq = (zlb_u128)q1 << 64 | q0;
+    *used = pos;
+    return 0;
+bad:
+    /* The slots written so far lie between 0 and slot: clear them, leaving h empty. */
+    memset(h->counts, 0, ZLB_MIN(slot + 1, h->len) * sizeof(h->counts[0]));
+    zlb_hist_reset(h);
+    return -EINVAL;
+}

@@ -59,6 +59,15 @@ json_t *zlb_hist_to_json(const zlb_hist_t *h);
 /** Rebuilds a histogram from zlb_hist_to_json output. 0 or -EINVAL (with *err set to a static
  * message). */
 int zlb_hist_from_json(const json_t *j, zlb_hist_t **out, const char **err);
+/** An exact binary image of h for another process of the same build (the --processes
+ * children's snapshots): at most zlb_hist_image_max(h) bytes written to out; returns the length.
+ * No allocation. */
+size_t zlb_hist_image_max(const zlb_hist_t *h);
+size_t zlb_hist_image(const zlb_hist_t *h, uint8_t *out);
+/** Replaces h's contents (same layout as the image's source) with the image at p (len bytes
+ * available); *used says how many it took. 0, or -EINVAL (h left empty) when the image is
+ * truncated or inconsistent. */
+int zlb_hist_from_image(zlb_hist_t *h, const uint8_t *p, size_t len, size_t *used);
 /** Summary object in µs: {count, min, mean, p50, p90, p99, p999, max} plus "p<X>" for each of
  * the extra percentiles given (e.g. 99.99 -> "p9999"). Never NaN/Inf. New reference. */
 json_t *zlb_hist_summary_json(const zlb_hist_t *h, const double *percentiles, size_t n);
