@@ -240,6 +240,10 @@ static const bad_case_t bad_cases[] = {
      false},
     {"duration too large", "{\"duration\": \"99999999999999h\"}",
      "duration: duration \"99999999999999h\" is out of range", true},
+    {"processes zero", "{\"processes\": 0}", "processes: ", true},
+    {"processes unknown word", "{\"processes\": \"many\"}",
+     "config.json:1:15: processes: expected an integer 1..256 or \"auto\", got \"many\"", false},
+    {"processes too many", "{\"processes\": 257}", "processes: ", true},
     {"duration too short", "{\"stats_interval\": \"1ms\"}",
      "stats_interval: \"1ms\" is too short (at least 10ms)", true},
     {"keepalive below a second", "{\"socket\": {\"keepalive\": {\"idle\": \"500ms\"}}}",
@@ -586,6 +590,27 @@ static zlb_config_t *parse_ok(const char *text)
     if (rc != 0)
         ZLB_TEST_FAIL("parse failed: %s", err.message);
     return cfg;
+}
+
+/* "processes": a count or "auto"; one process by default; not part of the scenario's hash. */
+static void test_processes(void)
+{
+    zlb_config_t *one = parse_ok("{}");
+    zlb_config_t *three = parse_ok("{\"processes\": 3}");
+    zlb_config_t *autop = parse_ok("{\"processes\": \"auto\"}");
+    ASSERT_UEQ(one->processes, 1);
+    ASSERT_UEQ(three->processes, 3);
+    ASSERT_UEQ(autop->processes, ZLB_PROCESSES_AUTO);
+    char h1[17], h3[17];
+    zlb_config_hash(one, h1);
+    zlb_config_hash(three, h3);
+    ASSERT_STREQ(h1, h3);
+    json_t *j = zlb_config_to_json(autop);
+    ASSERT_STREQ(json_string_value(json_object_get(j, "processes")), "auto");
+    json_decref(j);
+    zlb_config_destroy(one);
+    zlb_config_destroy(three);
+    zlb_config_destroy(autop);
 }
 
 static void test_full_config(void)
@@ -1389,6 +1414,7 @@ int main(void)
     RUN_TEST(test_threshold_expressions);
     RUN_TEST(test_defaults);
     RUN_TEST(test_full_config);
+    RUN_TEST(test_processes);
     RUN_TEST(test_check_after_overrides);
     RUN_TEST(test_control_token_rule);
     RUN_TEST(test_serve_mode_names);
