@@ -1,16 +1,22 @@
 /* ref_connect.c -- the reference: one thread, epoll, non-blocking connects as fast as possible. */
 /*
- * usage: ref_connect HOST:PORT [N=15000]
+ * usage: ref_connect HOST:PORT [N=15000] [MAX_IN_FLIGHT=0] [SOURCE_IP[+COUNT]]
  *
  * The least a connect benchmark has to do: socket, connect, one epoll_ctl to learn the result,
  * SO_ERROR, one epoll_ctl to hold the connection for reading. Connects are issued 64 at a time
  * between epoll_waits (the engine's batch size), so results are collected while issuing. Prints
  *   ref_connect: N established in S s, F failed: connects_per_sec=R
  * where the time runs from the first connect() to the N-th established connection.
+ * MAX_IN_FLIGHT > 0 caps the connects awaiting their answer (0: no cap): against a listener
+ * whose SYN queue a flood overflows, the dropped SYNs' 1 s, 3 s, 7 s retransmissions, not the
+ * client, then set the time. SOURCE_IP+COUNT binds the sockets round-robin to COUNT addresses
+ * from SOURCE_IP up, with IP_BIND_ADDRESS_NO_PORT (as zlbench's source_ips): the kernel's
+ * search for a free ephemeral port slows down as one source address's range fills.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +58,38 @@ int main(int argc, char **argv)
     struct rlimit rl;
     struct epoll_event ev, events[MAX_EVENTS];
     long n = argc > 2 ? atol(argv[2]) : 15000;
+    long max_in_flight = argc > 3 ? atol(argv[3]) : 0;
+    struct sockaddr_in src[64];
+    int nsrc = 0;
+    if (argc > 4) {
+        char ip[64];
+        const char *plus = strchr(argv[4], '+');
+        size_t len = plus ? (size_t)(plus - argv[4]) : strlen(argv[4]);
+        struct in_addr a;
+        nsrc = plus ? atoi(plus + 1) : 1;
+        if (len >= sizeof(ip) || nsrc < 1 || nsrc > 64) {
+            fprintf(stderr, "bad source %s\n", argv[4]);
+            return 2;
+        }
+        memcpy(ip, argv[4], len);
+        ip[len] = '\0';
+        if (inet_pton(AF_INET, ip, &a) != 1) {
+            fprintf(stderr, "bad source %s\n", argv[4]);
+            return 2;
+        }
+        for (int i = 0; i < nsrc; i++) {
+            memset(&src[i], 0, sizeof(src[i]));
+            src[i].sin_family = AF_INET;
+            src[i].sin_addr.s_addr = htonl(ntohl(a.s_addr) + (uint32_t)i);
+        }
+    }
     long issued = 0, established = 0, failed = 0;
     int *fds, ep;
     double t0 = 0, t1 = 0;
 
     if (argc < 2 || parse_addr(argv[1], &sin) < 0 || n <= 0) {
-        fprintf(stderr, "usage: ref_connect IPV4:PORT [N=15000]\n");
+        fprintf(stderr,
+                "usage: ref_connect IPV4:PORT [N=15000] [MAX_IN_FLIGHT=0] [SOURCE_IP[+COUNT]]\n");
         return 2;
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -73,11 +105,21 @@ int main(int argc, char **argv)
 
     t0 = now_s();
     while (established + failed < n) {
-        for (int k = 0; k < BATCH && issued < n; k++) {
+        for (int k = 0; k < BATCH && issued < n &&
+                        (!max_in_flight || issued - established - failed < max_in_flight);
+             k++) {
             int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd < 0) {
                 perror("socket");
                 return 1;
+            }
+            if (nsrc) {
+                int one = 1;
+                if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) < 0 ||
+                    bind(fd, (struct sockaddr *)&src[issued % nsrc], sizeof(src[0])) < 0) {
+                    perror("bind");
+                    return 1;
+                }
             }
             if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 && errno != EINPROGRESS) {
                 close(fd);
@@ -93,7 +135,9 @@ int main(int argc, char **argv)
             }
             fds[issued++] = fd;
         }
-        int m = epoll_wait(ep, events, MAX_EVENTS, issued < n ? 0 : 1000);
+        bool can_issue =
+            issued < n && (!max_in_flight || issued - established - failed < max_in_flight);
+        int m = epoll_wait(ep, events, MAX_EVENTS, can_issue ? 0 : 1000);
         for (int i = 0; i < m; i++) {
             int fd = events[i].data.fd, err = 0;
             socklen_t len = sizeof(err);
