@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# it_k8s.sh -- docker/k8s/ without a cluster: the manifests parse and carry an Indexed Job's
+# it_k8s.sh -- docker/k8s/ and docker/compose.yaml without a cluster: the manifests parse and carry an Indexed Job's
 # fields (tests/tools/check_k8s.py), and the ConfigMap's scenario is valid for every pod index
 # the Job hands out (JOB_COMPLETION_INDEX 0..N-1), each a different part of one scenario.
 source "$(dirname "$0")/lib.sh"
@@ -23,3 +23,10 @@ done
 set +e; ZLB_CONTROL_TOKEN_FILE="$T/token" "$ZLB" validate -c "$T/scenario.json" >/dev/null 2>"$T/noenv.err"; rc=$?; set -e
 [ "$rc" = 2 ] && grep -q 'shard.index: "env"' "$T/noenv.err" || fail "without JOB_COMPLETION_INDEX: exit $rc $(cat "$T/noenv.err")"
 pass "the scenario is valid for pods 0..$((n - 1)), one ${hashes[0]}; without the index: exit 2"
+
+# docker/compose.yaml, the same way (running it needs podman-compose and the image).
+python3 "$REPO/tests/tools/check_compose.py" "$REPO/docker" >"$T/compose.out" || fail "compose: $(cat "$T/compose.out")"
+grep '^ok' "$T/compose.out"
+ZLB_CONTROL_TOKEN_FILE="$T/token" "$ZLB" validate -c "$REPO/docker/compose/scenario.json" --shard 2/3 >/dev/null 2>"$T/cval.err" \
+    || fail "compose scenario: $(cat "$T/cval.err")"
+pass "docker/compose.yaml: target, 3 shards of one scenario, prometheus on every shard, merge of all"
