@@ -273,6 +273,29 @@ static void test_cli_override(void)
     zlb_config_destroy(cfg);
 }
 
+/* close_rate is a whole-run rate too: the shards' close rates add up to it. */
+static void test_close_rate_split(void)
+{
+    zlb_config_t *whole = parse("{\"embedded_target\": {}, \"connections\": 100, "
+                                "\"close_rate\": 1001}");
+    ASSERT_CMP_DBL(whole->close_rate, ==, 1001);
+    for (uint32_t n = 1; n <= 7; n++) {
+        double sum = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            zlb_config_t *cfg = parse("{\"embedded_target\": {}, \"connections\": 100, "
+                                      "\"close_rate\": 1001}");
+            char err[512];
+            if (zlb_config_apply_shard(cfg, i, n, err, sizeof(err)) != 0)
+                ZLB_TEST_FAIL("%u/%u: %s", i, n, err);
+            sum += cfg->close_rate;
+            zlb_config_destroy(cfg);
+        }
+        printf("  close_rate 1001 over %u shards sums to %.17g\n", n, sum);
+        ASSERT_CMP_DBL(sum, ==, 1001);
+    }
+    zlb_config_destroy(whole);
+}
+
 /* message_rate is a whole-run rate: the shards' rates add up to it (exactly for whole numbers,
  * the extra on the first shards), and each shard's connections keep the per-connection gap. The
  * message itself, escapes and all, survives the round trip through the whole scenario's JSON
@@ -331,6 +354,7 @@ int main(void)
     RUN_TEST(test_sums_exact);
     RUN_TEST(test_example_split);
     RUN_TEST(test_message_rate_split);
+    RUN_TEST(test_close_rate_split);
     RUN_TEST(test_sources_partitioned);
     RUN_TEST(test_refusals);
     RUN_TEST(test_index_from_env);

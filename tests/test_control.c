@@ -1119,6 +1119,29 @@ static void test_policy(void)
     rq.uri_clean = true;
     rq.has_body = true;
     ASSERT_EQ(zlb_control_decide(&pol, &rq).status, 413);
+
+    /* POST /pause and /resume: routed only with a pause callback, under /stop's guards. */
+    zlb_control_policy_t ppol = {.has_token = true, .port = 8089, .can_pause = true};
+    zlb_control_req_t prq = {.method = "POST",
+                             .path = "/pause",
+                             .uri_clean = true,
+                             .host = "127.0.0.1:8089",
+                             .authorization = "Bearer t",
+                             .authorized = true};
+    ASSERT_EQ(zlb_control_decide(&ppol, &prq).action, ZLB_CONTROL_PAUSE);
+    prq.path = "/resume";
+    ASSERT_EQ(zlb_control_decide(&ppol, &prq).action, ZLB_CONTROL_RESUME);
+    prq.authorized = false;
+    ASSERT_EQ(zlb_control_decide(&ppol, &prq).status, 401);
+    prq.authorized = true;
+    prq.origin = "http://evil.com";
+    ASSERT_EQ(zlb_control_decide(&ppol, &prq).status, 403);
+    prq.origin = NULL;
+    prq.method = "GET";
+    ASSERT_EQ(zlb_control_decide(&ppol, &prq).status, 405);
+    ppol.can_pause = false;
+    prq.method = "POST";
+    ASSERT_EQ(zlb_control_decide(&ppol, &prq).status, 404);
 }
 
 static void test_browser_guards(void)

@@ -158,6 +158,7 @@ static int split_from(zlb_config_t *cfg, const zlb_config_t *whole, uint32_t ind
     cfg->workload.request_rate = zlb_config_shard_rate(whole->workload.request_rate, index, count);
     /* message_interval is per connection: each shard's connections keep it as it is. */
     cfg->workload.message_rate = zlb_config_shard_rate(whole->workload.message_rate, index, count);
+    cfg->close_rate = zlb_config_shard_rate(whole->close_rate, index, count);
 
     if (whole->nsource > 0) {
         size_t n = whole->nsource, base = n / count, extra = n % count;

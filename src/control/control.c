@@ -402,6 +402,14 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
             c->on_stop(c->arg);
         return send_response(c, conn, MHD_HTTP_ACCEPTED, JSON_TYPE,
                              json_response("{\"stopping\":true}"));
+    case ZLB_CONTROL_PAUSE:
+    case ZLB_CONTROL_RESUME: {
+        bool paused = v.action == ZLB_CONTROL_PAUSE;
+        zlb_log_info("control: %s requested over HTTP", paused ? "pause" : "resume");
+        c->on_pause(c->arg, paused);
+        return send_response(c, conn, MHD_HTTP_OK, JSON_TYPE,
+                             json_response(paused ? "{\"paused\":true}" : "{\"paused\":false}"));
+    }
     case ZLB_CONTROL_NOT_FOUND:
         return reply_not_found(c, conn, url);
     case ZLB_CONTROL_NOT_ALLOWED:
@@ -545,10 +553,12 @@ int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char 
     c->exposed = !loopback;
     c->policy.exposed = !loopback;
     c->policy.has_token = opts->token != NULL;
+    c->policy.can_pause = opts->on_pause != NULL;
     atomic_init(&c->quit, false);
     pthread_mutex_init(&c->track_lock, NULL);
     c->window_start_ns = zlb_now_ns();
     c->on_stop = opts->on_stop;
+    c->on_pause = opts->on_pause;
     c->arg = opts->arg;
     c->assets = opts->assets;
     c->nassets = opts->nassets;

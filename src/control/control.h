@@ -12,6 +12,8 @@
 typedef struct zlb_control zlb_control_t;
 
 typedef void (*zlb_control_stop_cb)(void *arg);
+/** POST /pause (paused true) or POST /resume; called on the control thread. */
+typedef void (*zlb_control_pause_cb)(void *arg, bool paused);
 
 /* A static file built into the binary (the dashboard page and its script). Served to anyone,
  * token or not, since it holds no data: the page asks for the token itself, once a data
@@ -26,8 +28,9 @@ typedef struct zlb_control_asset {
 typedef struct zlb_control_opts {
     const char *listen; /* "127.0.0.1:8089", "[::1]:0"; port 0 lets the kernel pick (borrowed) */
     const char *token;  /* bearer token for mutating endpoints, or NULL (borrowed, copied) */
-    const char *address_file;    /* write the bound "host:port" here once listening, or NULL */
-    zlb_control_stop_cb on_stop; /* POST /stop; called on the control thread */
+    const char *address_file;      /* write the bound "host:port" here once listening, or NULL */
+    zlb_control_stop_cb on_stop;   /* POST /stop; called on the control thread */
+    zlb_control_pause_cb on_pause; /* POST /pause, /resume (same guards as /stop); NULL: 404 */
     void *arg;
     const zlb_control_asset_t *assets; /* static files, borrowed for the server's life */
     size_t nassets;

@@ -38,6 +38,7 @@ typedef struct zlb_control_policy {
     bool exposed;   /* bound beyond loopback: the token guards every request */
     bool has_token; /* a token is configured */
     uint16_t port;  /* the bound port (a Host or Origin naming another port is not us) */
+    bool can_pause; /* POST /pause and /resume are routed (an on_pause callback is set) */
 } zlb_control_policy_t;
 
 /* One request as the policy sees it. Header values are NULL when absent. */
@@ -57,6 +58,8 @@ typedef enum {
     ZLB_CONTROL_SERVE,        /* the published document */
     ZLB_CONTROL_ASSET,        /* the built-in static file, with its Content-Security-Policy */
     ZLB_CONTROL_STOP,         /* call on_stop, answer 202 */
+    ZLB_CONTROL_PAUSE,        /* call on_pause(true), answer 200 */
+    ZLB_CONTROL_RESUME,       /* call on_pause(false), answer 200 */
     ZLB_CONTROL_NOT_FOUND,    /* 404 */
     ZLB_CONTROL_NOT_ALLOWED,  /* 405, reason is the Allow header */
     ZLB_CONTROL_UNAUTHORIZED, /* 401 with WWW-Authenticate */
@@ -171,6 +174,7 @@ struct zlb_control {
     char *token; /* owned, or NULL */
     size_t token_len;
     zlb_control_stop_cb on_stop;
+    zlb_control_pause_cb on_pause;
     void *arg;
     const zlb_control_asset_t *assets; /* borrowed */
     size_t nassets;

@@ -145,10 +145,11 @@ zlb_control_verdict_t zlb_control_decide(const zlb_control_policy_t *pol,
      * request needs the token. On loopback only the state change does. */
     if (need_token && pol->exposed)
         return verdict(ZLB_CONTROL_UNAUTHORIZED, 401, "unauthorized");
-    if (strcmp(rq->path, "/stop") == 0) {
+    bool pause = strcmp(rq->path, "/pause") == 0, resume = strcmp(rq->path, "/resume") == 0;
+    if (strcmp(rq->path, "/stop") == 0 || ((pause || resume) && pol->can_pause)) {
         if (!is_post)
             return verdict(ZLB_CONTROL_NOT_ALLOWED, 405, "POST");
-        /* The one state change. "null" is what sandboxed frames and file: pages send. */
+        /* The state changes. "null" is what sandboxed frames and file: pages send. */
         if (rq->origin && !origin_is_local(rq->origin, pol->port))
             return verdict(ZLB_CONTROL_REFUSE, 403, "cross-origin request refused");
         if (need_token)
@@ -159,6 +160,8 @@ zlb_control_verdict_t zlb_control_decide(const zlb_control_policy_t *pol,
             return verdict(ZLB_CONTROL_REFUSE, 403,
                            "POST needs Content-Type: application/json, an X-Zlbench-Request "
                            "header or a bearer token");
+        if (pause || resume)
+            return verdict(pause ? ZLB_CONTROL_PAUSE : ZLB_CONTROL_RESUME, 200, NULL);
         return verdict(ZLB_CONTROL_STOP, 202, NULL);
     }
     if (!rq->published)

@@ -308,8 +308,12 @@ static void handle_signals(zlb_runner_t *r)
         }
     }
     uint64_t v;
-    if (read(r->stopfd, &v, sizeof(v)) == (ssize_t)sizeof(v))
-        request_stop(r, "control_stop", false);
+    if (read(r->stopfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+        if (r->state != ZLB_STATE_DRAINING)
+            zlb_runner_take_pause(r);
+        if (atomic_exchange(&r->stop_req, false))
+            request_stop(r, "control_stop", false);
+    }
 }
 
 /* ---- the final report ---------------------------------------------------------------------- */

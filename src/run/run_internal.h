@@ -2,6 +2,7 @@
 #ifndef ZLB_RUN_INTERNAL_H
 #define ZLB_RUN_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -80,8 +81,10 @@ typedef struct zlb_runner {
     zlb_control_t *control;
     char *token;
 
-    int sigfd;  /* SIGINT/SIGTERM, read on this thread only */
-    int stopfd; /* eventfd: POST /stop from the control thread */
+    int sigfd;             /* SIGINT/SIGTERM, read on this thread only */
+    int stopfd;            /* eventfd: wakes the run for the control thread's mailbox below */
+    _Atomic bool stop_req; /* POST /stop */
+    _Atomic int pause_req; /* 0 none, 1 POST /pause, 2 POST /resume (the latest wins) */
 
     zlb_state_t state;
     uint64_t t_start, t_measure_start, t_stop_requested, t_end;
@@ -119,6 +122,9 @@ int zlb_runner_build_targets(zlb_runner_t *r);
 int zlb_runner_make_pool(zlb_runner_t *r);
 /** Stops and frees everything set-up made, in reverse order; safe on a half-built run. */
 void zlb_runner_teardown(zlb_runner_t *r);
+
+/** Applies a pause or resume posted by the control thread (pause_req), if any. Run thread. */
+void zlb_runner_take_pause(zlb_runner_t *r);
 
 /* summary.c, on the run's thread. */
 /** The live line (a TTY: redrawn each second; else a log line every 5 s); final: the last one. */

@@ -16,12 +16,41 @@
 #include "run/run_internal.h"
 #include "serve/serve.h"
 
+static void wake_run(zlb_runner_t *r)
+{
+    uint64_t one = 1;
+    if (write(r->stopfd, &one, sizeof(one)) < 0)
+        zlb_log_warn("control request lost: %s", strerror(errno));
+}
+
 static void on_control_stop(void *arg)
 {
     zlb_runner_t *r = arg;
-    uint64_t one = 1;
-    if (write(r->stopfd, &one, sizeof(one)) < 0)
-        zlb_log_warn("stop request lost: %s", strerror(errno));
+    atomic_store(&r->stop_req, true);
+    wake_run(r);
+}
+
+/* The control thread only posts the request: the run thread applies it (zlb_work_steer). */
+static void on_control_pause(void *arg, bool paused)
+{
+    zlb_runner_t *r = arg;
+    atomic_store(&r->pause_req, paused ? 1 : 2);
+    wake_run(r);
+}
+
+void zlb_runner_take_pause(zlb_runner_t *r)
+{
+    int req = atomic_exchange(&r->pause_req, 0);
+    zlb_work_live_t v;
+
+    if (!req || !r->engine)
+        return;
+    zlb_work_get_live(r->engine, &v);
+    if (v.paused == (req == 1))
+        return;
+    v.paused = req == 1;
+    zlb_work_steer(r->engine, &v);
+    zlb_log_info("%s over the control port", v.paused ? "paused" : "resumed");
 }
 
 /* ---- set-up and tear-down ------------------------------------------------------------------ */
@@ -146,6 +175,7 @@ int zlb_runner_start_control(zlb_runner_t *r)
         .token = r->token,
         .address_file = NULL, /* written once /stats has something to serve: see zlb_run */
         .on_stop = on_control_stop,
+        .on_pause = on_control_pause,
         .arg = r,
     };
     o.assets = zlb_dash_assets(&o.nassets);

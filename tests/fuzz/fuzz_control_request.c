@@ -61,8 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     percent_decode(target, path);
 
-    zlb_control_policy_t pol = {
-        .exposed = bits & 1, .has_token = bits & 2, .port = (uint16_t)(8000 + (bits >> 6))};
+    zlb_control_policy_t pol = {.exposed = bits & 1,
+                                .has_token = bits & 2,
+                                .port = (uint16_t)(8000 + (bits >> 7)),
+                                .can_pause = bits & 64};
     const char *token = field[6] && *field[6] ? field[6] : "s3cret";
     const char *auth = (bits & 32) ? field[5] : NULL;
     bool authorized = false;
@@ -99,9 +101,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!rq.uri_clean && v.status != 400)
         abort();
-    /* The one state change happens only for POST /stop that passed every guard. */
-    if (v.action == ZLB_CONTROL_STOP) {
-        if (strcmp(method, "POST") != 0 || strcmp(path, "/stop") != 0 || !rq.uri_clean)
+    /* The state changes happen only for POST /stop, /pause, /resume that passed every guard. */
+    if (v.action == ZLB_CONTROL_STOP || v.action == ZLB_CONTROL_PAUSE ||
+        v.action == ZLB_CONTROL_RESUME) {
+        const char *want = v.action == ZLB_CONTROL_STOP    ? "/stop"
+                           : v.action == ZLB_CONTROL_PAUSE ? "/pause"
+                                                           : "/resume";
+        if (strcmp(method, "POST") != 0 || strcmp(path, want) != 0 || !rq.uri_clean)
+            abort();
+        if (v.action != ZLB_CONTROL_STOP && !pol.can_pause)
             abort();
         if (pol.has_token && !authorized)
             abort();
@@ -114,7 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (!rq.published || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)))
         abort();
     if (pol.exposed && pol.has_token && !authorized &&
-        (v.action == ZLB_CONTROL_SERVE || v.action == ZLB_CONTROL_STOP))
+        (v.action == ZLB_CONTROL_SERVE || v.action == ZLB_CONTROL_STOP ||
+         v.action == ZLB_CONTROL_PAUSE || v.action == ZLB_CONTROL_RESUME))
         abort();
     if ((v.action == ZLB_CONTROL_REFUSE || v.action == ZLB_CONTROL_NOT_ALLOWED) && !v.reason)
         abort();
