@@ -15,6 +15,14 @@
  * the later of its intended time and the moment its connection had room. Both 0: a closed loop,
  * pipeline messages in flight, the next sent as a reply frees its place.
  *
+ * Live rate (set_rate: stages, PATCH /run; message_rate runs only). The interval becomes
+ * connections / rate from the change on; a connection whose next send is further off than the
+ * new interval is brought forward (a fresh random phase), so a raise shows at once; rate 0 sends
+ * nothing new. Pause: nothing is sent while paused (replies to messages in flight are still
+ * read and counted); messages queued on a busy connection when it began, and every message that
+ * falls due in it, are dropped, never sent; at the resume each schedule starts again (a fresh
+ * phase for message_rate, at once for message_interval), so the pause is never latency.
+ *
  * Failures: a reply that does not start with expect_prefix, an echo that is not the message,
  * bytes nobody asked for, or a delimited reply longer than max_reply_size is a protocol failure
  * of the connection (failed_after[protocol]); a peer that closes owing replies fails it too
@@ -36,6 +44,7 @@ typedef struct msg_flight {
 
 typedef struct msg_state {
     zlb_sendq_t sq;
+    uint64_t gap_ns;  /* open loop: this connection's interval (0: nothing due, rate 0) */
     uint64_t next_ns; /* open loop: intended send time of the next message not yet due */
     uint64_t got;     /* bytes of the oldest reply read so far */
     uint32_t queued;  /* open loop: due, not yet sent (the connection was busy) */
@@ -61,8 +70,9 @@ typedef struct msg_data {
     uint8_t delim[DELIM_MAX];
     uint8_t fail[DELIM_MAX]; /* KMP: longest proper border of delim[0..i] */
     uint8_t delim_len;
-    uint64_t gap_ns;   /* open loop: a connection's gap between intended sends; 0: closed loop */
-    bool random_phase; /* message_rate: connections start their schedules at random offsets */
+    uint64_t interval_ns; /* message_interval: a connection's fixed gap (when not rate-driven) */
+    bool open_loop;       /* message_rate or message_interval: sends follow a schedule */
+    bool by_rate; /* message_rate (or a stage sets it): the gap is w->wl_gap_ns, random phases */
 } msg_data_t;
 
 #define COUNT(w, s, field, d)                                                                      \
@@ -131,13 +141,10 @@ static int msg_init(zlb_work_t *e, size_t *state_size)
             d->fail[i] = (uint8_t)k;
         }
     }
-    if (wl->message_rate > 0) {
-        double gap = (double)e->cfg->connections / wl->message_rate * 1e9;
-        d->gap_ns = gap < 1 ? 1 : (uint64_t)gap;
-        d->random_phase = true;
-    } else {
-        d->gap_ns = wl->message_interval_ns;
-    }
+    /* The rate's gap is derived per poller by set_rate (from the live connections and rate). */
+    d->by_rate = wl->message_rate > 0 || zlb_config_rate_is_live(e->cfg);
+    d->interval_ns = d->by_rate ? 0 : wl->message_interval_ns;
+    d->open_loop = d->by_rate || d->interval_ns > 0;
     e->wl_data = d;
     *state_size = sizeof(msg_state_t) + d->pipeline * sizeof(msg_flight_t);
     return 0;
@@ -199,21 +206,23 @@ static bool pump(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t ready_ns)
     uint64_t now = zlb_loop_update_time(w->loop);
     bool ok = true;
 
+    if (zlb_wl_paused(w))
+        return true;
     st->pumping = true;
     while (st->n < d->pipeline && st->sq.count < ZLB_SENDQ_SEGS) {
         uint32_t k = ZLB_MIN(d->pipeline - st->n, d->rep_n);
         uint64_t first;
-        if (d->gap_ns) {
+        if (d->open_loop) {
             if (!st->queued)
                 break;
             k = ZLB_MIN(k, st->queued);
             /* The queued messages are the schedule's last `queued` slots before next_ns. */
-            first = st->next_ns - (uint64_t)st->queued * d->gap_ns;
+            first = st->next_ns - (uint64_t)st->queued * st->gap_ns;
             st->queued -= k;
         } else {
             first = now;
         }
-        if (!send_burst(w, s, k, first, d->gap_ns, ready_ns, now)) {
+        if (!send_burst(w, s, k, first, st->gap_ns, ready_ns, now)) {
             ok = false; /* the slot is the worker's now: touch nothing more */
             break;
         }
@@ -234,21 +243,97 @@ static void msg_established(zlb_worker_t *w, zlb_work_slot_t *s)
     st->got = 0;
     st->match = 0;
     st->pumping = false;
-    if (!d->gap_ns) {
+    st->gap_ns = d->by_rate ? w->wl_gap_ns : d->interval_ns;
+    if (!d->open_loop) {
         (void)pump(w, s, 0);
         return;
     }
+    if (!st->gap_ns || zlb_wl_paused(w))
+        return; /* rate 0 or paused: the next rate or the resume arms the schedule */
     /* message_rate: a random phase, so that connections opened together do not send together.
      * message_interval: the first message is due at establishment, as echo always did. */
-    st->next_ns = d->random_phase ? now + zlb_wl_rand(w) % d->gap_ns : s->conn.t_established;
+    st->next_ns = d->by_rate ? now + zlb_wl_rand(w) % st->gap_ns : s->conn.t_established;
     if (st->next_ns > now) {
         zlb_wl_timer_at(w, s, st->next_ns);
         return;
     }
     st->queued = 1;
-    st->next_ns += d->gap_ns;
+    st->next_ns += st->gap_ns;
     if (pump(w, s, 0))
         zlb_wl_timer_at(w, s, st->next_ns);
+}
+
+/* A new interval (or the resume): the connection's schedule starts again at a random phase
+ * when its next send is further off than the interval, or nothing is armed. */
+static void msg_rephase(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    msg_state_t *st = s->ws;
+    uint64_t now = zlb_loop_update_time(w->loop), gap = w->wl_gap_ns;
+
+    if (!gap)
+        return; /* rate 0: the timer, when it fires, arms nothing more */
+    if (st->queued)
+        return; /* behind already: the queue's intended times follow its old interval, and the
+                   new one applies once the queue is empty (msg_timer) */
+    st->gap_ns = gap;
+    if (!zlb_timer_active(&s->timer) || st->next_ns > now + gap) {
+        st->next_ns = now + zlb_wl_rand(w) % gap;
+        zlb_wl_timer_at(w, s, st->next_ns);
+    }
+}
+
+static void msg_set_rate(zlb_worker_t *w, double rate)
+{
+    const msg_data_t *d = w->e->wl_data;
+
+    if (!d->by_rate)
+        return; /* a closed loop or a per-connection interval has no whole-run rate */
+    w->wl_gap_ns = 0;
+    if (rate > 0) {
+        double gap = (double)ZLB_MAX(w->live.connections, 1) / rate * 1e9;
+        w->wl_gap_ns = gap < 1 ? 1 : gap > 1e18 ? (uint64_t)1e18 : (uint64_t)gap;
+    }
+    if (!zlb_wl_paused(w))
+        zlb_wl_each_established(w, msg_rephase);
+}
+
+static void msg_pause_one(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    msg_state_t *st = s->ws;
+    (void)w;
+    st->queued = 0; /* due but never sent: dropped, as what falls due in the pause */
+}
+
+static void msg_resume_one(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    msg_state_t *st = s->ws;
+    const msg_data_t *d = w->e->wl_data;
+
+    if (!d->open_loop) {
+        (void)pump(w, s, 0);
+        return;
+    }
+    zlb_timer_stop(w->loop, &s->timer);
+    if (d->by_rate) {
+        msg_rephase(w, s);
+        return;
+    }
+    /* message_interval: the schedule starts again now. */
+    st->gap_ns = d->interval_ns;
+    st->next_ns = zlb_loop_update_time(w->loop);
+    zlb_wl_timer_at(w, s, st->next_ns);
+}
+
+static void msg_pause(zlb_worker_t *w, bool paused)
+{
+    zlb_wl_each_established(w, paused ? msg_pause_one : msg_resume_one);
+}
+
+static bool msg_busy(zlb_worker_t *w, zlb_work_slot_t *s)
+{
+    const msg_state_t *st = s->ws;
+    (void)w;
+    return st->n > 0;
 }
 
 static void msg_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
@@ -258,10 +343,15 @@ static void msg_timer(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
     uint64_t now = zlb_loop_update_time(w->loop);
 
     (void)due_ns;
+    /* Paused or rate 0: nothing falls due (the resume or the next rate arms the timer again). */
+    if (zlb_wl_paused(w) || (d->by_rate && !w->wl_gap_ns))
+        return;
+    if (!st->queued && d->by_rate)
+        st->gap_ns = w->wl_gap_ns;
     /* Every message whose time has come joins the queue, then what fits goes out. */
     while (st->next_ns <= now) {
         st->queued++;
-        st->next_ns += d->gap_ns;
+        st->next_ns += st->gap_ns;
     }
     if (!pump(w, s, 0))
         return;
@@ -404,6 +494,9 @@ const zlb_workload_ops_t zlb_wl_message = {
     .sent = msg_sent,
     .timer = msg_timer,
     .closed = msg_closed,
+    .set_rate = msg_set_rate,
+    .pause = msg_pause,
+    .busy = msg_busy,
 };
 
 /* echo is the same workload under its own name (its config allows expect "echo" only). */
@@ -418,4 +511,7 @@ const zlb_workload_ops_t zlb_wl_echo = {
     .sent = msg_sent,
     .timer = msg_timer,
     .closed = msg_closed,
+    .set_rate = msg_set_rate,
+    .pause = msg_pause,
+    .busy = msg_busy,
 };
