@@ -135,6 +135,8 @@ static void publish(zlb_runner_t *r)
     zlb_view_t v = make_view(r);
     publish_json(r, "/stats", 200, zlb_render_stats(&v));
     publish_json(r, "/stats/pollers", 200, zlb_render_pollers(&v));
+    if (r->engine)
+        publish_json(r, "/run", 200, zlb_runner_live_json(r));
     bool running = r->state != ZLB_STATE_DONE;
     publish_json(r, "/health", running ? 200 : 503,
                  json_pack("{s:s, s:s}", "status", running ? "ok" : "done", "state",

@@ -125,6 +125,8 @@ void zlb_runner_teardown(zlb_runner_t *r);
 
 /** Applies a pause or resume posted by the control thread (pause_req), if any. Run thread. */
 void zlb_runner_take_pause(zlb_runner_t *r);
+/** The GET /run document: the engine's live values now. New reference. Run thread. */
+json_t *zlb_runner_live_json(zlb_runner_t *r);
 
 /* summary.c, on the run's thread. */
 /** The live line (a TTY: redrawn each second; else a log line every 5 s); final: the last one. */

@@ -38,6 +38,20 @@ static void on_control_pause(void *arg, bool paused)
     wake_run(r);
 }
 
+json_t *zlb_runner_live_json(zlb_runner_t *r)
+{
+    zlb_work_live_t v;
+    const char *key = zlb_config_rate_key(r->cfg->workload.type);
+
+    zlb_work_get_live(r->engine, &v);
+    json_t *j = json_pack("{s:b, s:n, s:I, s:f, s:f}", "paused", v.paused, "stage", "connections",
+                          (json_int_t)v.connections, "connect_rate", v.connect_rate, "close_rate",
+                          v.close_rate);
+    if (key)
+        json_object_set_new(j, key, json_real(v.rate));
+    return j;
+}
+
 void zlb_runner_take_pause(zlb_runner_t *r)
 {
     int req = atomic_exchange(&r->pause_req, 0);

@@ -37,6 +37,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X GET -H "$AUTH" "$URL/pause")
 pass "POST /pause: 401 without the token, 405 for GET"
 
 curl -sf -X POST -H "$AUTH" "$URL/pause" | jq -e '.paused == true' >/dev/null || fail "POST /pause"
+wait_for sh -c "curl -sf '$URL/run' | jq -e '.paused == true' >/dev/null" \
+    || fail "GET /run does not say paused: $(curl -s "$URL/run")"
+curl -sf "$URL/run" | jq -e '.connections == 20 and .connect_rate == 0 and .request_rate == 1000 and .stage == null' >/dev/null \
+    || fail "GET /run: $(curl -s "$URL/run")"
 sleep 0.3 # responses to requests in flight at the pause still arrive
 r1=$(snap); sent1=$(jq '.http.requests.sent' "$T/s.json")
 for i in 1 2 3 4 5; do sleep 0.2; r=$(snap); done
