@@ -181,7 +181,9 @@
     var run = S.run;
     $('pause').hidden = !run || run.paused || !live;
     $('resume').hidden = !run || !run.paused || !live;
-    $('ratebox').hidden = !run || !live;
+    /* A rate field only where GET /run says PATCH /run is served (`patch: true`): until then
+     * pause and resume are the live controls there are. */
+    $('ratebox').hidden = !run || !live || run.patch !== true;
     if (run) {
       var key = ['request_rate', 'message_rate', 'stream_rate'].filter(function (k) {
         return typeof run[k] === 'number';
