@@ -99,10 +99,12 @@ void zlb_control_json_escape(char *out, size_t cap, const char *in);
  * request's headers. A connection younger than EVICT_MIN_WAIT is never evicted to make room:
  * its request may simply not have been sent yet (one whose bytes wait unread is never evicted,
  * whatever its age). Under a drip that reconnects at once, a fresh client waits up to about this
- * floor for a slot: at 1 s, /health took 0.93-1.07 s; hence a quarter of a second. */
+ * floor for a slot: at 1 s, /health took 0.93-1.07 s. The floor cannot go much lower: a request
+ * libmicrohttpd has read off the socket but not yet parsed looks like a drip, and at 250 ms a
+ * TSan build evicted such a request mid-answer (test_control concurrent_republish). */
 #define CONN_TIMEOUT_S 10u
 #define HEADER_DEADLINE_NS (3 * ZLB_NS_PER_SEC)
-#define EVICT_MIN_WAIT_NS (250 * ZLB_NS_PER_MS)
+#define EVICT_MIN_WAIT_NS (500 * ZLB_NS_PER_MS)
 #define SWEEP_MS 100
 #define ACCEPT_BATCH 32
 #define BACKOFF_MIN_NS (50 * ZLB_NS_PER_MS) /* out of descriptors: stop accepting this long */
