@@ -265,6 +265,21 @@ static inline void zlb_wl_counters(zlb_worker_t *w, zlb_work_slot_t *s, zlb_coun
 }
 
 /* worker.c */
+/** Publishes open + in_flight for zlb_work_idle (poller thread; on every count change). */
+static inline void zlb_worker_publish_busy(zlb_worker_t *w)
+{
+    atomic_store_explicit(&w->busy, w->stats.c.open + w->stats.c.in_flight, memory_order_relaxed);
+}
+/* Shared with live.c, poller thread: */
+/** Returns a slot that holds no connection to the free list. */
+void zlb_worker_slot_free(zlb_worker_t *w, zlb_work_slot_t *s);
+/** Takes one unit of the poller's share of connections to shed, if any is owed. */
+bool zlb_worker_take_debt(zlb_worker_t *w);
+/** Starts queued attempts as far as the pause and the token bucket allow. */
+void zlb_worker_drain(zlb_worker_t *w);
+/** Closes an established connection, counted as k (why for a failure). */
+void zlb_worker_close_established(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k,
+                                  zlb_fail_t why);
 int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out);
 /** Closes sockets without the loop and frees all but the shell tasks may still point at. */
 void zlb_worker_destroy(zlb_worker_t *w);
@@ -278,6 +293,11 @@ void zlb_worker_post_close(zlb_worker_t *w);
 void zlb_worker_post_steer(zlb_worker_t *w);
 /** The task run for each batch. */
 void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded);
+
+/* live.c: the steer task, the shedding timer and the connect token bucket's rate. */
+void zlb_worker_steer_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded);
+void zlb_worker_shed_fired(zlb_loop_t *loop, zlb_timer_t *t);
+void zlb_worker_set_token_rate(zlb_worker_t *w, double connect_rate);
 
 /* sched.c */
 int zlb_sched_init(zlb_work_t *e);

@@ -14,7 +14,6 @@
 _Static_assert(ZLB_TLS_R_COUNT <= ZLB_TLS_REASONS_MAX, "zlb_counters_t.tls_fail_reason is short");
 
 static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t);
-static void worker_drain(zlb_worker_t *w);
 static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s);
 
 static inline zlb_worker_t *conn_worker(const zlb_conn_t *c)
@@ -40,18 +39,13 @@ uint64_t zlb_wl_rand(zlb_worker_t *w)
 
 /* ---- counters: every transition in one place, so the invariant holds between events ------- */
 
-static inline void publish_busy(zlb_worker_t *w)
-{
-    atomic_store_explicit(&w->busy, w->stats.c.open + w->stats.c.in_flight, memory_order_relaxed);
-}
-
 static void count_attempt(zlb_worker_t *w, uint16_t t)
 {
     w->stats.c.attempted++;
     w->stats.c.in_flight++;
     w->tc[t].attempted++;
     w->tc[t].in_flight++;
-    publish_busy(w);
+    zlb_worker_publish_busy(w);
 }
 
 static void count_established(zlb_worker_t *w, uint16_t t)
@@ -62,7 +56,7 @@ static void count_established(zlb_worker_t *w, uint16_t t)
     w->tc[t].in_flight--;
     w->tc[t].established++;
     w->tc[t].open++;
-    publish_busy(w);
+    zlb_worker_publish_busy(w);
 }
 
 static void count_failed_before(zlb_worker_t *w, uint16_t t, zlb_fail_t why)
@@ -71,7 +65,7 @@ static void count_failed_before(zlb_worker_t *w, uint16_t t, zlb_fail_t why)
     w->stats.c.failed_before[why]++;
     w->tc[t].in_flight--;
     w->tc[t].failed_before[why]++;
-    publish_busy(w);
+    zlb_worker_publish_busy(w);
 }
 
 static void count_tls_done(zlb_worker_t *w, uint16_t t, bool resumed)
@@ -132,7 +126,7 @@ static void count_ended(zlb_worker_t *w, uint16_t t, zlb_work_end_t k, zlb_fail_
         else
             c[i]->failed_after[why]++;
     }
-    publish_busy(w);
+    zlb_worker_publish_busy(w);
 }
 
 /* ---- target_reached: the single shared atomic, used only until the target is first met ----- */
@@ -162,7 +156,7 @@ static void ramp_add(zlb_worker_t *w, int delta)
 
 /* One connection fewer owed to a lowered target, if any is owed. The scheduler may take the
  * debt back at any moment (a raise), hence the compare-and-swap. */
-static bool take_debt(zlb_worker_t *w)
+bool zlb_worker_take_debt(zlb_worker_t *w)
 {
     int64_t x = atomic_load_explicit(&w->shed, memory_order_relaxed);
 
@@ -220,7 +214,7 @@ static zlb_work_slot_t *slot_alloc(zlb_worker_t *w)
     return s;
 }
 
-static void slot_free(zlb_worker_t *w, zlb_work_slot_t *s)
+void zlb_worker_slot_free(zlb_worker_t *w, zlb_work_slot_t *s)
 {
     zlb_timer_stop(w->loop, &s->timer);
     if (zlb_list_linked(&s->qnode))
@@ -285,7 +279,7 @@ static void attempt_start(zlb_worker_t *w, zlb_work_slot_t *s)
     int r;
 
     if (opening_stopped(w)) {
-        slot_free(w, s);
+        zlb_worker_slot_free(w, s);
         return;
     }
     now = zlb_now_ns();
@@ -312,22 +306,22 @@ static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
     uint64_t base, delay;
 
     zlb_timer_stop(w->loop, &s->timer);
-    if (take_debt(w)) {
+    if (zlb_worker_take_debt(w)) {
         /* A lowered target: this one is not replaced. */
         s->reopen = false;
-        slot_free(w, s);
+        zlb_worker_slot_free(w, s);
         return;
     }
     if (s->reopen && !opening_stopped(w)) {
         s->reopen = false;
         s->phase = ZLB_SLOT_QUEUED;
         zlb_list_push_back(&w->q_start, &s->qnode);
-        worker_drain(w);
+        zlb_worker_drain(w);
         return;
     }
     s->reopen = false;
     if (opening_stopped(w) || (!w->e->wl->always_reconnect && !wl->reconnect)) {
-        slot_free(w, s);
+        zlb_worker_slot_free(w, s);
         return;
     }
     base = wl->backoff_min_ns ? wl->backoff_min_ns : 1;
@@ -346,18 +340,18 @@ static void slot_end(zlb_worker_t *w, zlb_work_slot_t *s)
 }
 
 /* Starts what the pause and the token bucket allow; arms the gate for the rest. */
-static void worker_drain(zlb_worker_t *w)
+void zlb_worker_drain(zlb_worker_t *w)
 {
     zlb_list_t *n;
     uint64_t now = zlb_loop_update_time(w->loop);
 
     if (opening_stopped(w)) {
         while ((n = zlb_list_pop_front(&w->q_sched)))
-            slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+            zlb_worker_slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         while ((n = zlb_list_pop_front(&w->q_start)))
-            slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+            zlb_worker_slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         while ((n = zlb_list_pop_front(&w->q_retry)))
-            slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
+            zlb_worker_slot_free(w, ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode));
         return;
     }
     if (w->live.paused)
@@ -417,13 +411,14 @@ static void worker_drain(zlb_worker_t *w)
 static void gate_fired(zlb_loop_t *loop, zlb_timer_t *t)
 {
     (void)loop;
-    worker_drain(ZLB_CONTAINER_OF(t, zlb_worker_t, gate));
+    zlb_worker_drain(ZLB_CONTAINER_OF(t, zlb_worker_t, gate));
 }
 
 /* ---- services for workloads ---------------------------------------------------------------- */
 
 /* Our decision to end an established connection (churn lifetime, a protocol error, close_all). */
-static void close_established(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k, zlb_fail_t why)
+void zlb_worker_close_established(zlb_worker_t *w, zlb_work_slot_t *s, zlb_work_end_t k,
+                                  zlb_fail_t why)
 {
     zlb_timer_stop(w->loop, &s->timer);
     zlb_conn_close(&s->conn);
@@ -437,21 +432,21 @@ void zlb_wl_fail(zlb_worker_t *w, zlb_work_slot_t *s, zlb_fail_t why)
 
     if (ops->closed)
         (void)ops->closed(w, s, ZLB_END_FAILED, &why);
-    close_established(w, s, ZLB_END_FAILED, why);
+    zlb_worker_close_established(w, s, ZLB_END_FAILED, why);
     slot_end(w, s);
 }
 
 void zlb_wl_close(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t due_ns)
 {
-    close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
-    if (opening_stopped(w) || take_debt(w)) {
-        slot_free(w, s);
+    zlb_worker_close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
+    if (opening_stopped(w) || zlb_worker_take_debt(w)) {
+        zlb_worker_slot_free(w, s);
         return;
     }
     s->phase = ZLB_SLOT_QUEUED;
     s->intended_ns = due_ns;
     zlb_list_push_back(&w->q_start, &s->qnode);
-    worker_drain(w);
+    zlb_worker_drain(w);
 }
 
 int zlb_wl_send(zlb_worker_t *w, zlb_work_slot_t *s, const void *buf, size_t len)
@@ -492,7 +487,7 @@ static void slot_on_timer(zlb_loop_t *loop, zlb_timer_t *t)
     case ZLB_SLOT_BACKOFF:
         s->phase = ZLB_SLOT_QUEUED;
         zlb_list_push_back(&w->q_retry, &s->qnode);
-        worker_drain(w);
+        zlb_worker_drain(w);
         break;
     case ZLB_SLOT_ACTIVE:
         if (zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED && w->e->wl->timer)
@@ -605,186 +600,9 @@ void zlb_worker_batch_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
             s->phase = ZLB_SLOT_QUEUED;
             zlb_list_push_back(&w->q_sched, &s->qnode);
         }
-        worker_drain(w);
+        zlb_worker_drain(w);
     }
     zlb_worker_unref(w);
-}
-
-/* ---- live values: steer task, pause, shedding connections ---------------------------------- */
-
-#define SHED_BATCH 256 /* closes per loop turn when close_rate is unlimited */
-#define SHED_RETRY_NS (10 * ZLB_NS_PER_MS)
-
-/* Gives up one slot: a queued or backing-off one is simply freed (it is no connection), an
- * established one closed by us. */
-static void shed_slot(zlb_worker_t *w, zlb_work_slot_t *s)
-{
-    if (s->phase == ZLB_SLOT_ACTIVE) {
-        zlb_fail_t why = ZLB_FAIL_OTHER;
-        if (w->e->wl->closed)
-            (void)w->e->wl->closed(w, s, ZLB_END_BY_US, &why);
-        close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
-    }
-    slot_free(w, s);
-}
-
-/* Up to n slots given up, from the cursor on: those that are no connection and idle connections
- * in a first pass, busy ones (a request in flight) only when the first found too few. Attempts
- * in flight are left to finish. Returns how many; *any_left says whether one is in flight. */
-static uint64_t shed_some(zlb_worker_t *w, uint64_t n, bool *in_flight)
-{
-    size_t total = w->nchunks * ZLB_WORK_CHUNK_SLOTS;
-    uint64_t done = 0;
-
-    *in_flight = false;
-    for (int pass = 0; pass < 2 && done < n; pass++) {
-        for (size_t k = 0; k < total && done < n; k++) {
-            size_t at = (w->shed_cursor + k) % total;
-            zlb_work_slot_t *s = &w->chunks[at / ZLB_WORK_CHUNK_SLOTS][at % ZLB_WORK_CHUNK_SLOTS];
-            if (s->phase == ZLB_SLOT_FREE)
-                continue;
-            if (s->phase == ZLB_SLOT_ACTIVE) {
-                if (zlb_conn_state(&s->conn) != ZLB_CONN_ESTABLISHED) {
-                    *in_flight = true;
-                    continue;
-                }
-                if (pass == 0 && w->e->wl->busy && w->e->wl->busy(w, s))
-                    continue;
-            }
-            if (!take_debt(w))
-                return done;
-            shed_slot(w, s);
-            done++;
-            w->shed_cursor = at + 1;
-        }
-    }
-    return done;
-}
-
-static void shed_step(zlb_worker_t *w)
-{
-    double per = w->live.close_rate / w->e->npollers;
-    uint64_t now = zlb_loop_update_time(w->loop), budget = SHED_BATCH;
-    int64_t owed = atomic_load_explicit(&w->shed, memory_order_relaxed);
-    bool in_flight;
-
-    if (owed <= 0 || w->closing) {
-        zlb_timer_stop(w->loop, &w->shed_timer);
-        return;
-    }
-    if (per > 0) {
-        /* A bucket as for reconnects: close_rate is a ceiling, a tenth of a second's burst. */
-        if (w->shed_at == 0)
-            w->shed_tokens = 1;
-        else
-            w->shed_tokens += (double)(now - w->shed_at) * per / 1e9;
-        w->shed_tokens = ZLB_MIN(w->shed_tokens, ZLB_MAX(per / 10, 1.0));
-        w->shed_at = now;
-        budget = (uint64_t)w->shed_tokens;
-        if (budget == 0) {
-            zlb_timer_start_at(w->loop, &w->shed_timer,
-                               now + (uint64_t)((1.0 - w->shed_tokens) / per * 1e9) + 1, 0);
-            return;
-        }
-    }
-    uint64_t done = shed_some(w, ZLB_MIN(budget, (uint64_t)owed), &in_flight);
-    if (per > 0)
-        w->shed_tokens -= (double)done;
-    publish_busy(w);
-    if (atomic_load_explicit(&w->shed, memory_order_relaxed) <= 0)
-        return;
-    if (done == 0 && !in_flight)
-        return; /* nothing left to give up here: the debt waits (a raise takes it back) */
-    uint64_t next = now + (done == 0 ? SHED_RETRY_NS : 0);
-    if (per > 0 && done > 0)
-        next = now + (uint64_t)(1.0 / per * 1e9);
-    zlb_timer_start_at(w->loop, &w->shed_timer, next, 0);
-}
-
-static void shed_fired(zlb_loop_t *loop, zlb_timer_t *t)
-{
-    (void)loop;
-    shed_step(ZLB_CONTAINER_OF(t, zlb_worker_t, shed_timer));
-}
-
-/* Attempts that came due in the pause start at the resume, as due then: the pause was the
- * run's decision, not lateness. */
-static void resume_queues(zlb_worker_t *w)
-{
-    uint64_t now = zlb_loop_update_time(w->loop);
-    zlb_list_t *qs[2] = {&w->q_sched, &w->q_start};
-
-    for (int q = 0; q < 2; q++) {
-        for (zlb_list_t *n = qs[q]->next; n != qs[q]; n = n->next) {
-            zlb_work_slot_t *s = ZLB_CONTAINER_OF(n, zlb_work_slot_t, qnode);
-            if (s->intended_ns < now)
-                s->intended_ns = now;
-        }
-    }
-}
-
-static void set_token_rate(zlb_worker_t *w, double connect_rate)
-{
-    /* Reconnects after failures share a per-poller bucket: a restarted target sees at most
-     * this rate from us, however many connections dropped at once. */
-    double per_poller = connect_rate > 0 ? connect_rate / w->e->npollers : 1000.0;
-    w->token_rate = ZLB_MAX(per_poller, 50.0);
-    w->token_burst = ZLB_MAX(w->token_rate / 10.0, 1.0);
-    if (w->tokens > w->token_burst)
-        w->tokens = w->token_burst;
-}
-
-static void steer_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
-{
-    zlb_worker_t *w = ZLB_CONTAINER_OF(t, zlb_worker_t, steer_task);
-    const zlb_workload_ops_t *ops;
-    zlb_work_live_t v, old;
-
-    (void)loop;
-    atomic_store_explicit(&w->steer_queued, false, memory_order_relaxed);
-    if (discarded || w->closing) {
-        zlb_worker_unref(w);
-        return;
-    }
-    ops = w->e->wl;
-    pthread_mutex_lock(&w->e->steer_mu);
-    v = w->e->pub;
-    pthread_mutex_unlock(&w->e->steer_mu);
-    old = w->live;
-    w->live = v;
-    if (v.connect_rate != old.connect_rate)
-        set_token_rate(w, v.connect_rate);
-    if (ops->set_rate && (v.rate != old.rate || v.connections != old.connections))
-        ops->set_rate(w, v.rate);
-    if (v.paused != old.paused) {
-        if (ops->pause)
-            ops->pause(w, v.paused);
-        if (!v.paused) {
-            resume_queues(w);
-            worker_drain(w);
-        }
-    }
-    shed_step(w);
-    zlb_worker_unref(w);
-}
-
-void zlb_worker_post_steer(zlb_worker_t *w)
-{
-    if (atomic_exchange_explicit(&w->steer_queued, true, memory_order_relaxed))
-        return;
-    zlb_worker_ref(w);
-    zlb_loop_post(w->loop, &w->steer_task);
-}
-
-void zlb_wl_each_established(zlb_worker_t *w, void (*fn)(zlb_worker_t *w, zlb_work_slot_t *s))
-{
-    for (size_t k = 0; k < w->nchunks; k++) {
-        for (size_t i = 0; i < ZLB_WORK_CHUNK_SLOTS; i++) {
-            zlb_work_slot_t *s = &w->chunks[k][i];
-            if (s->phase == ZLB_SLOT_ACTIVE && zlb_conn_state(&s->conn) == ZLB_CONN_ESTABLISHED)
-                fn(w, s);
-        }
-    }
 }
 
 static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
@@ -813,12 +631,12 @@ static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
                 zlb_fail_t why = ZLB_FAIL_OTHER;
                 if (w->e->wl->closed)
                     (void)w->e->wl->closed(w, s, ZLB_END_BY_US, &why);
-                close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
+                zlb_worker_close_established(w, s, ZLB_END_BY_US, ZLB_FAIL_OTHER);
             }
-            slot_free(w, s);
+            zlb_worker_slot_free(w, s);
         }
     }
-    publish_busy(w);
+    zlb_worker_publish_busy(w);
     zlb_worker_unref(w);
 }
 
@@ -871,10 +689,10 @@ int zlb_worker_create(zlb_work_t *e, int id, zlb_worker_t **out)
     if (!w->rng)
         w->rng = 1;
     w->live = e->live;
-    zlb_timer_init(&w->shed_timer, shed_fired);
-    zlb_task_init(&w->steer_task, steer_run);
+    zlb_timer_init(&w->shed_timer, zlb_worker_shed_fired);
+    zlb_task_init(&w->steer_task, zlb_worker_steer_run);
     w->tokens = 1e300; /* capped to the burst */
-    set_token_rate(w, cfg->connect_rate);
+    zlb_worker_set_token_rate(w, cfg->connect_rate);
     w->tokens_at = zlb_now_ns();
 
     memset(&no, 0, sizeof(no));
