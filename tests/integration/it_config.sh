@@ -87,7 +87,7 @@ ZLB_CONTROL_TOKEN_FILE="$T/env.token" start_bg envrun "$ZLB" -c "$T/envrun.json"
 wait_for test -s "$T/envrun.addr" || fail "env token run did not start: $(cat "$T/envrun.err")"
 URL="http://$(cat "$T/envrun.addr")"
 # Stop only once the ramp is over: a run stopped before its steady state is invalid (exit 5).
-wait_for sh -c "curl -sf -H 'Authorization: Bearer env-s3cret' $URL/stats | jq -e '.ramp.target_reached == true'" \
+wait_for bash -o pipefail -c "curl -sf -H 'Authorization: Bearer env-s3cret' $URL/stats | jq -e '.ramp.target_reached == true'" \
     || fail "env token run never reached its one connection: $(cat "$T/envrun.err")"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/stop")" = 401 ] || fail "env token: /stop without the token not 401"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer env-s3cret' "$URL/stop")" = 202 ] \

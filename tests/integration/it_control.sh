@@ -44,7 +44,7 @@ for i in $(seq 1 200); do
 done
 [ $n -ge 20 ] || fail "only $n snapshots"
 [ $seen_ramping -ge 5 ] || fail "saw the ramp in only $seen_ramping snapshots"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.ramp.target_reached == true and .connections.open == 3000'" \
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.ramp.target_reached == true and .connections.open == 3000'" \
     || fail "3000 connections never open: $(curl -s "$URL/stats")"
 pass "$n snapshots ($seen_ramping while ramping), invariant in every one"
 

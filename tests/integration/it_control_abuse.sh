@@ -26,7 +26,7 @@ JSON
 ZPID=$!; PIDS+=("$ZPID")
 wait_for test -s "$T/fd.addr" || fail "no control address: $(head -c 500 "$T/fd.err")"
 URL="http://$(cat "$T/fd.addr")"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.failed_before_established.fd_limit > 0'" \
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.failed_before_established.fd_limit > 0'" \
     || fail "never ran out of descriptors: $(curl -s "$URL/stats" | head -c 600)"
 for i in 1 2 3; do check_health "$URL" "out of descriptors, try $i"; sleep 0.5; done
 curl -sf "$URL/stats" | jq -e '.connections.open > 150' >/dev/null || fail "/stats: $(curl -s "$URL/stats" | head -c 300)"

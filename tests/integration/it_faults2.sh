@@ -76,7 +76,7 @@ run_cfg hc_echo "$PEER_PORT" $N 500ms \
     '{"type": "echo", "reconnect": false, "message_size": 64, "message_interval": "1s"}'
 expect hc_echo ".connections.closed_by_peer == $N and .connections.failed.total == 0 and .messages == $N"
 # The peer's threads log what they saw a moment after we closed: poll for it.
-WAIT_S=3 wait_for sh -c "[ \$(grep -c '^eof' '$T/hc.peer.out') = $((2 * N)) ]" || true
+WAIT_S=3 wait_for bash -o pipefail -c "[ \$(grep -c '^eof' '$T/hc.peer.out') = $((2 * N)) ]" || true
 eofs=$(grep -c '^eof' "$T/hc.peer.out" || true)
 [ "$eofs" = $((2 * N)) ] || fail "half-close: the peer saw our close on $eofs of $((2 * N)) connections"
 pass "half-close, hold: $(conns "$T/hc_hold.r.json"); echo: $(jq .messages "$T/hc_echo.r.json") echoes then closed by peer; peer saw our FIN on $eofs of $((2 * N))"
@@ -236,7 +236,7 @@ JSON
 start_bg sp_tls "$ZLB" -c "$T/sp_tls.json" -q
 ZPID=$BG_PID
 wait_for test -s "$T/sp_tls.ctl" || fail "TLS: no control address: $(cat "$T/sp_tls.err")"
-wait_for sh -c "curl -sf http://$(cat "$T/sp_tls.ctl")/stats | jq -e '.messages >= 8'" \
+wait_for bash -o pipefail -c "curl -sf http://$(cat "$T/sp_tls.ctl")/stats | jq -e '.messages >= 8'" \
     || fail "TLS: echoes never flowed: $(curl -s "http://$(cat "$T/sp_tls.ctl")/stats" | jq -c .connections)"
 kill -KILL "$SERVE_PID"
 wait_exit "$ZPID" 20

@@ -23,7 +23,7 @@ start_bg freeze "$ZLB" -c "$T/freeze.json" -q
 ZPID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "daemon did not start: $(cat "$T/freeze.err")"
 URL="http://$(cat "$T/ctl.addr")"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open >= 800'" || fail "never 800 open"
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open >= 800'" || fail "never 800 open"
 kill -STOP "$ZPID"
 sleep 0.8
 kill -CONT "$ZPID"

@@ -52,7 +52,7 @@ scenario() { # scenario NAME WORKLOAD_JSON CONNECTIONS SHARD
 # first samples 5.5 s after the shards started, 3 samples in the 5 s window at the query instant,
 # and sum(rate) 29 % low). Every target has an `up` series (0 while nothing listens) once its scrape
 # loop has run: only then do the shards start.
-WAIT_S=20 wait_for sh -c "curl -sf '$PROM/api/v1/query' --data-urlencode 'query=count(up)' | jq -e '.data.result[0].value[1] == \"6\"'" \
+WAIT_S=20 wait_for bash -o pipefail -c "curl -sf '$PROM/api/v1/query' --data-urlencode 'query=count(up)' | jq -e '.data.result[0].value[1] == \"6\"'" \
     || fail "prometheus never scraped its 6 targets"
 declare -A PID
 for i in 0 1 2; do

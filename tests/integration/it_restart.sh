@@ -17,7 +17,7 @@ start_bg zlb "$ZLB" -c "$T/cfg.json" -q
 ZPID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "no control address: $(cat "$T/zlb.err")"
 URL="http://$(cat "$T/ctl.addr")"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" || fail "never $N open"
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" || fail "never $N open"
 
 kill -KILL "$SERVE_PID"
 wait "$SERVE_PID" 2>/dev/null || true
@@ -31,7 +31,7 @@ while awk -v a="$t_kill" -v b="$(date +%s.%N)" 'BEGIN { exit !(b - a < 2.0) }'; 
 done
 jq -e ".connections.open < $N" "$T/s.json" >/dev/null || fail "the kill went unnoticed: $(jq -c .connections "$T/s.json")"
 start_bg serve2 "$ZLB" serve --listen "127.0.0.1:$PORT"
-WAIT_S=30 wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" \
+WAIT_S=30 wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" \
     || fail "not all $N back after the restart: $(curl -s "$URL/stats" | jq -c .connections)"
 t_back=$(date +%s.%N)
 curl -sf "$URL/stats" -o "$T/s.json"

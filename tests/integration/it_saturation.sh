@@ -19,7 +19,7 @@ run_bg freeze "{ \"embedded_target\": {\"mode\": \"echo\"}, \"connections\": 400
   \"connect_rate\": 1000, \"duration\": \"6s\", $(ctl) }"
 wait_for test -s "$T/ctl.addr" || fail "freeze: daemon did not start: $(cat "$T/freeze.err")"
 URL="http://$(cat "$T/ctl.addr")"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open >= 1000'" || fail "freeze: never 1000 open"
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open >= 1000'" || fail "freeze: never 1000 open"
 kill -STOP "$ZPID"; sleep 0.8; kill -CONT "$ZPID"
 wait_exit "$ZPID" 30
 jq -c '{exit_code, valid, generator: .generator | {saturated, rules, reasons}}' "$T/freeze.report.json"

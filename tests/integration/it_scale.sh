@@ -18,7 +18,7 @@ start_bg zlb "$ZLB" -c "$T/cfg.json" -q
 ZPID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "daemon did not start: $(cat "$T/zlb.err")"
 URL="http://$(cat "$T/ctl.addr")"
-WAIT_S=60 wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" \
+WAIT_S=60 wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" \
     || fail "never $N open: $(curl -s "$URL/stats" | jq -c .connections)"
 curl -sf "$URL/stats" -o "$T/s.json"
 check_invariant "$T/s.json" || fail "invariant at $N open"

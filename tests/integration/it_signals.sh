@@ -17,7 +17,7 @@ start_bg zlb "$ZLB" -c "$T/cfg.json" -q
 ZPID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "daemon did not start"
 URL="http://$(cat "$T/ctl.addr")"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open == 1000'" || fail "never 1000 open"
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open == 1000'" || fail "never 1000 open"
 kill -TERM "$ZPID"
 wait_exit "$ZPID" 30
 jq -e '.stop_reason == "signal_sigterm" and .connections.open == 0 and .connections.closed_by_us == 1000' \
@@ -31,7 +31,7 @@ start_bg zlb2 "$ZLB" -c "$T/cfg.json" -q
 ZPID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "daemon did not start"
 URL="http://$(cat "$T/ctl.addr")"
-wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open >= 200'" || fail "never 200 open"
+wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open >= 200'" || fail "never 200 open"
 kill -INT "$ZPID"; kill -INT "$ZPID"
 wait_exit "$ZPID" 15
 jq -e '.stop_reason == "signal_sigint" and (.state == "done")' "$T/report.json" >/dev/null \

@@ -26,7 +26,7 @@ snap() {
     jq -r '.http.requests.responses' "$T/s.json"
 }
 
-wait_for sh -c "[ \"\$(curl -sf '$URL/stats' | jq '.http.requests.responses')\" -ge 500 ]" \
+wait_for bash -o pipefail -c "[ \"\$(curl -sf '$URL/stats' | jq '.http.requests.responses')\" -ge 500 ]" \
     || fail "no traffic: $(curl -s "$URL/stats" | jq -c .http)"
 
 # The guards of POST /stop.
@@ -37,7 +37,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X GET -H "$AUTH" "$URL/pause")
 pass "POST /pause: 401 without the token, 405 for GET"
 
 curl -sf -X POST -H "$AUTH" "$URL/pause" | jq -e '.paused == true' >/dev/null || fail "POST /pause"
-wait_for sh -c "curl -sf '$URL/run' | jq -e '.paused == true' >/dev/null" \
+wait_for bash -o pipefail -c "curl -sf '$URL/run' | jq -e '.paused == true' >/dev/null" \
     || fail "GET /run does not say paused: $(curl -s "$URL/run")"
 curl -sf "$URL/run" | jq -e '.connections == 20 and .connect_rate == 0 and .request_rate == 1000 and .stage == null' >/dev/null \
     || fail "GET /run: $(curl -s "$URL/run")"

@@ -55,7 +55,7 @@ JSON
 start_bg b "$ZLB" -c "$T/b.json"
 BPID=$BG_PID
 wait_for test -s "$T/b.addr" || fail "(b) daemon did not start: $(cat "$T/b.err")"
-WAIT_S=10 wait_for sh -c "curl -sf http://$(cat "$T/b.addr")/stats/pollers | jq -e 'map(.bytes_in) | add > 0'" \
+WAIT_S=10 wait_for bash -o pipefail -c "curl -sf http://$(cat "$T/b.addr")/stats/pollers | jq -e 'map(.bytes_in) | add > 0'" \
     || fail "(b) no bytes_in in /stats/pollers: $(curl -s "http://$(cat "$T/b.addr")/stats/pollers")"
 wait_exit "$BPID" 30
 IN=$(jq .bytes.in "$T/b-report.json")
@@ -96,7 +96,7 @@ JSON
     local pid=$BG_PID url
     wait_for test -s "$T/d.addr" || fail "(d) daemon did not start: $(cat "$T/d.err")"
     url="http://$(cat "$T/d.addr")"
-    WAIT_S=60 wait_for sh -c "curl -sf $url/stats | jq -e '.connections.open == $1 and .bytes.out >= $1 * 1448'" \
+    WAIT_S=60 wait_for bash -o pipefail -c "curl -sf $url/stats | jq -e '.connections.open == $1 and .bytes.out >= $1 * 1448'" \
         || fail "(d) never $1 streaming: $(curl -s "$url/stats" | jq -c '{connections, bytes}')"
     sleep 1
     curl -sf "$url/stats" -o "$T/d-stats.json"

@@ -43,7 +43,7 @@ start_bg a "$ZLB" -c "$T/a.json" -q
 APID=$BG_PID
 wait_for test -s "$T/ctl.addr" || fail "(a) daemon did not start: $(cat "$T/a.err")"
 URL="http://$(cat "$T/ctl.addr")"
-WAIT_S=$((N / RATE + 40)) wait_for sh -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" \
+WAIT_S=$((N / RATE + 40)) wait_for bash -o pipefail -c "curl -sf $URL/stats | jq -e '.connections.open == $N'" \
     || fail "(a) never $N open: $(curl -s "$URL/stats" | jq -c '{c: .connections | {attempted, established, open, in_flight, failed}, tls}')"
 curl -sf "$URL/stats" -o "$T/a.stats.json"
 check_invariant "$T/a.stats.json" || fail "(a) invariant at $N open"

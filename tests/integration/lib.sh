@@ -25,6 +25,9 @@ skip() { echo "SKIP: $*"; exit 77; }
 pass() { echo "ok: $*"; }
 
 # wait_for CMD... : polls CMD every 50 ms for up to WAIT_S seconds (default 20 * SLOW).
+# A pipeline to poll goes through `bash -o pipefail -c "curl -sf URL | jq -e F"`, never `sh -c`:
+# jq 1.6's -e exits 0 on empty input, so without pipefail a curl that fails (the port not serving
+# yet) passes the wait at once.
 wait_for() {
     local deadline=$(( $(date +%s) + ${WAIT_S:-20} * SLOW ))
     until "$@" >/dev/null 2>&1; do
