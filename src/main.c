@@ -55,6 +55,7 @@ static const char usage_text[] =
     "      --junit FILE         the thresholds (and the run's validity) as JUnit XML\n"
     "      --summary-md FILE    a markdown summary: key figures and thresholds (also\n"
     "                           appended to $GITHUB_STEP_SUMMARY when that is set)\n"
+    "                           (--repeat numbers both per run, as the reports: a-1.xml ...)\n"
     "  -q, --quiet              no live progress and no summary\n"
     "\n"
     "Control port: GET / (live dashboard), /stats /stats/pollers /metrics /config /health,\n"
@@ -113,6 +114,15 @@ static int worse_exit(int a, int b)
 
 /* --repeat: the same scenario N times, one report each, then their spread: what a CI job needs
  * to choose a tolerance that run-to-run noise does not cross. */
+/* PATH with "-I" before its extension (report.json -> report-3.json, junit -> junit-3). */
+static void numbered_path(char *out, size_t len, const char *path, int i)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash + 1 : path, '.');
+    size_t stem = dot && dot != (slash ? slash + 1 : path) ? (size_t)(dot - path) : strlen(path);
+    snprintf(out, len, "%.*s-%d%s", (int)stem, path, i, path + stem);
+}
+
 static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
 {
     const char *base = cfg->report.file ? cfg->report.file : "zlbench-report.json";
@@ -126,10 +136,20 @@ static int run_repeated(zlb_config_t *cfg, const zlb_run_opts_t *opts, int n)
     zlb_run_opts_t o = *opts;
     o.interrupted = &interrupted;
     for (int i = 0; i < n && !interrupted; i++) {
-        char path[4096];
+        char path[4096], junit[4096], md[4096];
         snprintf(path, sizeof(path), "%.*s-%d.json", (int)stem, base, i + 1);
         files[i] = zlb_xstrdup(path);
         cfg->report.file = files[i];
+        /* Each run's verdict files beside its report: one file for all would keep the last run
+         * only. ($GITHUB_STEP_SUMMARY is appended to, so it gets every run's section.) */
+        if (opts->junit_file) {
+            numbered_path(junit, sizeof(junit), opts->junit_file, i + 1);
+            o.junit_file = junit;
+        }
+        if (opts->summary_md_file) {
+            numbered_path(md, sizeof(md), opts->summary_md_file, i + 1);
+            o.summary_md_file = md;
+        }
         zlb_log_info("repeat %d/%d: report %s", i + 1, n, path);
         code = worse_exit(code, zlb_procs_run(cfg, &o));
         done++;

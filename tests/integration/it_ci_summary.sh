@@ -98,3 +98,25 @@ grep -q '^| `rates.messages_per_s` | [0-9.]* | [0-9.]* | -[0-9.]*% | \*\*regress
     || fail "compare md row: $(cat "$T/cmp.md")"
 cmp -s "$T/step.md" "$T/cmp.md" || fail "compare: GITHUB_STEP_SUMMARY differs from --summary-md"
 pass "compare JUnit and markdown: messages/s regression failed, connections.established passed"
+
+# --repeat: each run's JUnit and markdown beside its report (a-1.xml ...), none overwritten.
+cat >"$T/rep.json" <<JSON
+{"embedded_target": {"mode": "echo"}, "connections": 10, "connect_rate": 1000, "duration": "300ms",
+ "control": {"listen": null}, "workload": {"type": "hold"},
+ "thresholds": {"connections.established": ">= 10"}}
+JSON
+set +e
+"$ZLB" -c "$T/rep.json" -q --repeat 2 --report "$T/rep.report.json" --junit "$T/rep.xml" \
+    --summary-md "$T/rep.md" >"$T/rep.out" 2>"$T/rep.err"
+code=$?
+set -e
+[ "$code" = 0 ] || fail "--repeat 2: exit $code: $(tail -3 "$T/rep.err")"
+for i in 1 2; do
+    [ -s "$T/rep-$i.xml" ] && [ -s "$T/rep-$i.md" ] && [ -s "$T/rep.report-$i.json" ] \
+        || fail "--repeat: run $i's files missing: $(ls "$T" | grep rep)"
+    python3 -c 'import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot(); assert int(r.get("tests")) >= 2 and r.get("failures") == "0", r.attrib' \
+        "$T/rep-$i.xml" || fail "--repeat: run $i's JUnit"
+done
+[ ! -e "$T/rep.xml" ] && [ ! -e "$T/rep.md" ] || fail "--repeat wrote the unnumbered JUnit/markdown too"
+pass "--repeat 2: rep-1.xml, rep-2.xml, rep-1.md, rep-2.md beside rep.report-1.json and -2.json"
