@@ -220,11 +220,14 @@ static void wait_requests(const zlb_control_t *c, unsigned long n)
 typedef struct stop_probe {
     atomic_int calls;
     atomic_bool signals_blocked; /* SIGINT and SIGTERM blocked on the calling thread */
+    atomic_bool client_loopback; /* the client handed over was "127.0.0.1:PORT" */
 } stop_probe_t;
 
-static void on_stop(void *arg)
+static void on_stop(void *arg, const char *client)
 {
     stop_probe_t *p = arg;
+    atomic_store(&p->client_loopback,
+                 client && strncmp(client, "127.0.0.1:", 10) == 0 && atoi(client + 10) > 0);
     sigset_t cur;
     pthread_sigmask(SIG_BLOCK, NULL, &cur);
     atomic_store(&p->signals_blocked,
@@ -455,6 +458,7 @@ static void test_routes(void)
     resp_free(&r);
     ASSERT_EQ(atomic_load(&probe.calls), 1);
     ASSERT(atomic_load(&probe.signals_blocked));
+    ASSERT(atomic_load(&probe.client_loopback)); /* the run's stop event names who asked */
     http_simple(c, "POST", "/stop", "X-Zlbench-Request: 1\r\n", &r);
     ASSERT_EQ(r.status, 202);
     resp_free(&r);

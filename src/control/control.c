@@ -314,6 +314,16 @@ static void set_waiting(zlb_control_t *c, struct MHD_Connection *conn, bool wait
     pthread_mutex_unlock(&c->track_lock);
 }
 
+/* The requester as the run's events name it. */
+static void client_of(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    buf[0] = '\0';
+    if (!ci || !ci->client_addr || zlb_addr_format(ci->client_addr, buf, len) != 0)
+        snprintf(buf, len, "unknown");
+}
+
 /* Markers in *req_cls: the raw request target (before percent-decoding) was clean or not, then
  * "headers seen". The URI callback runs first, once per request. */
 static int uri_ok, uri_bad, headers_seen;
@@ -394,19 +404,24 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         return series ? reply_series(c, conn) : reply_document(c, conn, b);
     case ZLB_CONTROL_ASSET:
         return reply_asset(c, conn, asset_of(c, url));
-    case ZLB_CONTROL_STOP:
-        zlb_log_info("control: stop requested over HTTP");
+    case ZLB_CONTROL_STOP: {
+        char client[ZLB_CONTROL_ADDR_MAX];
+        client_of(conn, client, sizeof(client));
+        zlb_log_info("control: stop requested over HTTP by %s", client);
         /* Called on every POST: the run controller's stop is idempotent, and a second request
          * is its chance to escalate if it wants to. */
         if (c->on_stop)
-            c->on_stop(c->arg);
+            c->on_stop(c->arg, client);
         return send_response(c, conn, MHD_HTTP_ACCEPTED, JSON_TYPE,
                              json_response("{\"stopping\":true}"));
+    }
     case ZLB_CONTROL_PAUSE:
     case ZLB_CONTROL_RESUME: {
         bool paused = v.action == ZLB_CONTROL_PAUSE;
-        zlb_log_info("control: %s requested over HTTP", paused ? "pause" : "resume");
-        c->on_pause(c->arg, paused);
+        char client[ZLB_CONTROL_ADDR_MAX];
+        client_of(conn, client, sizeof(client));
+        zlb_log_info("control: %s requested over HTTP by %s", paused ? "pause" : "resume", client);
+        c->on_pause(c->arg, paused, client);
         return send_response(c, conn, MHD_HTTP_OK, JSON_TYPE,
                              json_response(paused ? "{\"paused\":true}" : "{\"paused\":false}"));
     }

@@ -11,9 +11,10 @@
 
 typedef struct zlb_control zlb_control_t;
 
-typedef void (*zlb_control_stop_cb)(void *arg);
+/* `client` is the requester's "ip:port" (for the run's events), valid during the call. */
+typedef void (*zlb_control_stop_cb)(void *arg, const char *client);
 /** POST /pause (paused true) or POST /resume; called on the control thread. */
-typedef void (*zlb_control_pause_cb)(void *arg, bool paused);
+typedef void (*zlb_control_pause_cb)(void *arg, bool paused, const char *client);
 
 /* A static file built into the binary (the dashboard page and its script). Served to anyone,
  * token or not, since it holds no data: the page asks for the token itself, once a data

@@ -133,7 +133,9 @@ static void publish(zlb_runner_t *r)
     if (!r->control)
         return;
     zlb_view_t v = make_view(r);
-    publish_json(r, "/stats", 200, zlb_render_stats(&v));
+    json_t *stats = zlb_render_stats(&v);
+    json_object_set_new(stats, "events", zlb_events_json(&r->events, ZLB_EVENTS_LIVE));
+    publish_json(r, "/stats", 200, stats);
     publish_json(r, "/stats/pollers", 200, zlb_render_pollers(&v));
     if (r->engine)
         publish_json(r, "/run", 200, zlb_runner_live_json(r));
@@ -220,6 +222,8 @@ static void request_stop(zlb_runner_t *r, const char *reason, bool immediate)
         zlb_stats_copy(&r->at_stop, &r->snap.total);
         r->have_at_stop = true;
     }
+    zlb_runner_event(r, "drain", json_pack("{s:s}", "state", zlb_state_name(r->state)),
+                     json_pack("{s:s, s:s}", "state", "draining", "reason", reason), NULL);
     r->state = ZLB_STATE_DRAINING;
     r->t_stop_requested = zlb_now_ns();
     engine_close_all(r);
@@ -237,6 +241,8 @@ static void update_phase(zlb_runner_t *r)
         bool all_answered = c->attempted >= r->cfg->connections && c->in_flight == 0 &&
                             r->snap.scheduler_backlog == 0;
         if (r->snap.target_reached_ns || all_answered) {
+            zlb_runner_event(r, "state", json_pack("{s:s}", "state", "ramping"),
+                             json_pack("{s:s}", "state", "steady"), NULL);
             r->state = ZLB_STATE_STEADY;
             r->ramp_done = true;
             r->ramp_end_ns =
@@ -281,15 +287,22 @@ static void check_abort(zlb_runner_t *r)
     int failed = zlb_gate_thresholds(cfg, live);
     if (failed) {
         size_t i;
-        json_t *row;
+        json_t *row, *which = json_array();
         json_array_foreach(json_object_get(live, "thresholds"), i, row)
         {
-            if (!json_is_true(json_object_get(row, "passed")))
-                zlb_log_warn("threshold failed: %s %s (observed %g): aborting the run",
-                             json_string_value(json_object_get(row, "path")),
-                             json_string_value(json_object_get(row, "expr")),
-                             json_number_value(json_object_get(row, "observed")));
+            if (json_is_true(json_object_get(row, "passed")))
+                continue;
+            zlb_log_warn("threshold failed: %s %s (observed %g): aborting the run",
+                         json_string_value(json_object_get(row, "path")),
+                         json_string_value(json_object_get(row, "expr")),
+                         json_number_value(json_object_get(row, "observed")));
+            /* "O?": a row's observed may be absent (a metric the run never had). */
+            json_array_append_new(which, json_pack("{s:O?, s:O?, s:O?}", "path",
+                                                   json_object_get(row, "path"), "expr",
+                                                   json_object_get(row, "expr"), "observed",
+                                                   json_object_get(row, "observed")));
         }
+        zlb_runner_event(r, "threshold_abort", NULL, json_pack("{s:o}", "failed", which), NULL);
         request_stop(r, "threshold_failed", false);
     }
     json_decref(live);
@@ -301,6 +314,10 @@ static void handle_signals(zlb_runner_t *r)
     while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         r->signals_seen++;
         const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
+        zlb_runner_event(r, "signal", NULL,
+                         json_pack("{s:s, s:s}", "signal", name, "stop",
+                                   r->signals_seen == 1 ? "graceful" : "immediate"),
+                         NULL);
         if (r->signals_seen == 1) {
             request_stop(r, si.ssi_signo == SIGINT ? "signal_sigint" : "signal_sigterm", false);
             zlb_log_warn("%s: graceful stop; send it again to stop at once", name);
@@ -313,8 +330,15 @@ static void handle_signals(zlb_runner_t *r)
     if (read(r->stopfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
         if (r->state != ZLB_STATE_DRAINING)
             zlb_runner_take_pause(r);
-        if (atomic_exchange(&r->stop_req, false))
+        if (atomic_exchange(&r->stop_req, false)) {
+            char client[ZLB_EVENT_CLIENT_MAX];
+            pthread_mutex_lock(&r->mail_lock);
+            memcpy(client, r->stop_client, sizeof(client));
+            pthread_mutex_unlock(&r->mail_lock);
+            zlb_runner_event(r, "stop", json_pack("{s:s}", "state", zlb_state_name(r->state)),
+                             json_pack("{s:s}", "state", "draining"), client[0] ? client : NULL);
             request_stop(r, "control_stop", false);
+        }
     }
 }
 
@@ -412,6 +436,8 @@ static int finish(zlb_runner_t *r)
     json_object_set_new(report, "steady", steady_json(r, &steady));
     json_object_set_new(report, "histograms", zlb_stats_histograms_json(&r->snap.total));
     json_object_set_new(report, "timeline", zlb_series_json(&r->series));
+    json_object_set_new(report, "events", zlb_events_json(&r->events, 0));
+    json_object_set_new(report, "events_dropped", json_integer((json_int_t)r->events.dropped));
     json_object_set_new(report, "host", zlb_render_host());
     json_t *cfgj = json_loads(r->config_text, 0, NULL);
     json_object_set_new(report, "config", cfgj ? cfgj : json_object());
@@ -504,6 +530,9 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->sigfd = r->stopfd = -1;
     r->state = ZLB_STATE_STARTING;
     r->tty = isatty(STDERR_FILENO);
+    pthread_mutex_init(&r->mail_lock, NULL);
+    r->mail_lock_init = true;
+    zlb_events_init(&r->events, ZLB_EVENTS_MAX);
     /* The config checked the range. */
     if (zlb_prom_buckets_init(&r->buckets, cfg->control.metrics_bucket_min_ns,
                               cfg->control.metrics_bucket_max_ns) != 0)

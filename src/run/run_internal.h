@@ -2,6 +2,7 @@
 #ifndef ZLB_RUN_INTERNAL_H
 #define ZLB_RUN_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -56,6 +57,39 @@ void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b);
 /** Host facts: kernel, CPUs, versions. New reference. */
 json_t *zlb_render_host(void);
 
+/* ---- events (events.c) --------------------------------------------------------------------- */
+
+/* Events kept for the report: the newest ZLB_EVENTS_MAX (about 10 MB at that count; a run that
+ * changes more often than this is a script, not an operator, and its earliest changes go,
+ * counted in the report's events_dropped). /stats shows the newest ZLB_EVENTS_LIVE. */
+#define ZLB_EVENTS_MAX 100000
+#define ZLB_EVENTS_LIVE 100
+#define ZLB_EVENT_CLIENT_MAX 64
+
+typedef struct zlb_event {
+    double t_s;                        /* since the run started */
+    char what[24];                     /* "stage", "patch", "pause", ... */
+    json_t *from;                      /* owned, or NULL */
+    json_t *to;                        /* owned, or NULL */
+    char client[ZLB_EVENT_CLIENT_MAX]; /* "ip:port" of a control-port client, or "" */
+} zlb_event_t;
+
+typedef struct zlb_events {
+    zlb_event_t *v; /* owned: alloc entries, n used; once n == cap a ring starting at head */
+    size_t n, alloc, cap, head;
+    uint64_t total;   /* ever recorded */
+    uint64_t dropped; /* the oldest, given up once cap were kept */
+} zlb_events_t;
+
+void zlb_events_init(zlb_events_t *ev, size_t cap);
+void zlb_events_dispose(zlb_events_t *ev);
+/** Appends one event; from and to are stolen (may be NULL), what and client copied. */
+void zlb_events_add(zlb_events_t *ev, double t_s, const char *what, json_t *from, json_t *to,
+                    const char *client);
+/** The newest `last` events (0: all kept), oldest first, as the EVENT objects of /stats and the
+ * report. New reference. */
+json_t *zlb_events_json(const zlb_events_t *ev, size_t last);
+
 /* ---- the run controller (run.c; set-up in setup.c, what a person reads in summary.c) ----------
  */
 
@@ -85,6 +119,12 @@ typedef struct zlb_runner {
     int stopfd;            /* eventfd: wakes the run for the control thread's mailbox below */
     _Atomic bool stop_req; /* POST /stop */
     _Atomic int pause_req; /* 0 none, 1 POST /pause, 2 POST /resume (the latest wins) */
+    /* The control thread's requests that carry more than a flag: who asked (for the events)
+     * and PATCH /run's exchange. Not a hot path: a mutex. */
+    pthread_mutex_t mail_lock;
+    bool mail_lock_init;
+    char pause_client[ZLB_EVENT_CLIENT_MAX]; /* the latest pause/resume's client */
+    char stop_client[ZLB_EVENT_CLIENT_MAX];  /* the first POST /stop's client */
 
     zlb_state_t state;
     uint64_t t_start, t_measure_start, t_stop_requested, t_end;
@@ -107,6 +147,7 @@ typedef struct zlb_runner {
     zlb_series_t series;         /* the timeline: one row per stats interval */
     zlb_series_poller_in_t *sin; /* npollers: this tick's readings for it */
     uint64_t next_row_ns;        /* since t_start: when the next row is due */
+    zlb_events_t events;
     uint64_t last_progress_ns;
     uint64_t last_abort_check_ns;
     bool tty;
@@ -122,6 +163,12 @@ int zlb_runner_build_targets(zlb_runner_t *r);
 int zlb_runner_make_pool(zlb_runner_t *r);
 /** Stops and frees everything set-up made, in reverse order; safe on a half-built run. */
 void zlb_runner_teardown(zlb_runner_t *r);
+
+/** Records an event (run thread only): t_s now, what ("stage", "patch", "pause", "resume",
+ *  "signal", "stop", "threshold_abort", ...), from/to (stolen references, may be NULL),
+ *  client ("ip:port" or NULL). /stats shows the last 100, the report all, in order. */
+void zlb_runner_event(zlb_runner_t *r, const char *what, json_t *from, json_t *to,
+                      const char *client);
 
 /** Applies a pause or resume posted by the control thread (pause_req), if any. Run thread. */
 void zlb_runner_take_pause(zlb_runner_t *r);

@@ -23,18 +23,26 @@ static void wake_run(zlb_runner_t *r)
         zlb_log_warn("control request lost: %s", strerror(errno));
 }
 
-static void on_control_stop(void *arg)
+static void on_control_stop(void *arg, const char *client)
 {
     zlb_runner_t *r = arg;
+    pthread_mutex_lock(&r->mail_lock);
+    if (!r->stop_client[0]) /* the stop that counts is the first */
+        snprintf(r->stop_client, sizeof(r->stop_client), "%s", client ? client : "");
+    pthread_mutex_unlock(&r->mail_lock);
     atomic_store(&r->stop_req, true);
     wake_run(r);
 }
 
-/* The control thread only posts the request: the run thread applies it (zlb_work_steer). */
-static void on_control_pause(void *arg, bool paused)
+/* The control thread only posts the request: the run thread applies it (zlb_work_steer). The
+ * client is stored before the flag, so the run thread that sees the flag finds its client. */
+static void on_control_pause(void *arg, bool paused, const char *client)
 {
     zlb_runner_t *r = arg;
+    pthread_mutex_lock(&r->mail_lock);
+    snprintf(r->pause_client, sizeof(r->pause_client), "%s", client ? client : "");
     atomic_store(&r->pause_req, paused ? 1 : 2);
+    pthread_mutex_unlock(&r->mail_lock);
     wake_run(r);
 }
 
@@ -54,17 +62,25 @@ json_t *zlb_runner_live_json(zlb_runner_t *r)
 
 void zlb_runner_take_pause(zlb_runner_t *r)
 {
-    int req = atomic_exchange(&r->pause_req, 0);
+    char client[ZLB_EVENT_CLIENT_MAX];
     zlb_work_live_t v;
 
+    pthread_mutex_lock(&r->mail_lock);
+    int req = atomic_exchange(&r->pause_req, 0);
+    memcpy(client, r->pause_client, sizeof(client));
+    pthread_mutex_unlock(&r->mail_lock);
     if (!req || !r->engine)
         return;
     zlb_work_get_live(r->engine, &v);
+    /* A pause of a paused run changes nothing: no event. */
     if (v.paused == (req == 1))
         return;
     v.paused = req == 1;
     zlb_work_steer(r->engine, &v);
-    zlb_log_info("%s over the control port", v.paused ? "paused" : "resumed");
+    zlb_runner_event(r, v.paused ? "pause" : "resume", json_pack("{s:b}", "paused", !v.paused),
+                     json_pack("{s:b}", "paused", v.paused), client[0] ? client : NULL);
+    zlb_log_info("%s over the control port by %s", v.paused ? "paused" : "resumed",
+                 client[0] ? client : "?");
 }
 
 /* ---- set-up and tear-down ------------------------------------------------------------------ */
@@ -242,7 +258,8 @@ int zlb_runner_open_signal_fds(zlb_runner_t *r)
 
 void zlb_runner_teardown(zlb_runner_t *r)
 {
-    zlb_control_destroy(r->control);
+    zlb_control_destroy(r->control); /* first: no control thread posts to the mailbox after */
+    r->control = NULL;
     zlb_pool_stop(r->pool);
     zlb_work_snapshot_dispose(&r->snap);
     zlb_work_snapshot_dispose(&r->base);
@@ -274,6 +291,9 @@ void zlb_runner_teardown(zlb_runner_t *r)
         close(r->sigfd);
     if (r->stopfd >= 0)
         close(r->stopfd);
+    zlb_events_dispose(&r->events);
+    if (r->mail_lock_init)
+        pthread_mutex_destroy(&r->mail_lock);
 }
 
 /* Says so at start when the run cannot hold its connections within the open-files limit: the

@@ -38,6 +38,10 @@ run abort "{ \"embedded_target\": {\"mode\": \"echo\"}, \"connections\": 100, \"
 [ "$EXIT_CODE" = 3 ] || fail "abort_on_fail: exit $EXIT_CODE"
 jq -e '.stop_reason == "threshold_failed" and .elapsed_s < 10' "$T/abort.json" >/dev/null \
     || fail "abort_on_fail did not stop early: $(jq -c '{stop_reason,elapsed_s}' "$T/abort.json")"
+jq -e '[.events[] | select(.what == "threshold_abort" or .what == "drain")] as $e
+    | ($e | map(.what)) == ["threshold_abort", "drain"]
+    and $e[0].to.failed[0].path == "connections.open" and $e[1].to.reason == "threshold_failed"' \
+    "$T/abort.json" >/dev/null || fail "threshold_abort events: $(jq -c .events "$T/abort.json")"
 pass "abort_on_fail stopped the run after $(jq .elapsed_s "$T/abort.json") s: exit 3"
 
 # A schedule the generator cannot keep: one poller asked for 200,000 connects/s.

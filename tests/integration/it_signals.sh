@@ -23,6 +23,10 @@ wait_exit "$ZPID" 30
 jq -e '.stop_reason == "signal_sigterm" and .connections.open == 0 and .connections.closed_by_us == 1000' \
     "$T/report.json" >/dev/null || fail "report after SIGTERM: $(head -c 1500 "$T/report.json")"
 check_invariant "$T/report.json" || fail "invariant"
+jq -e '[.events[] | select(.what == "signal" or .what == "drain")] | length == 2
+    and .[0].to.signal == "SIGTERM" and .[0].to.stop == "graceful" and .[0].client == null
+    and .[1].to.reason == "signal_sigterm" and .[1].t_s >= .[0].t_s' "$T/report.json" >/dev/null \
+    || fail "SIGTERM events: $(jq -c .events "$T/report.json")"
 pass "SIGTERM: drained, report written (exit $EXIT_CODE)"
 
 # Second signal: immediate stop, the report is still written.
@@ -37,4 +41,7 @@ wait_exit "$ZPID" 15
 jq -e '.stop_reason == "signal_sigint" and (.state == "done")' "$T/report.json" >/dev/null \
     || fail "report after two SIGINTs"
 check_invariant "$T/report.json" || fail "invariant after immediate stop"
+# Two signals sent back to back may arrive as one (a pending signal does not queue).
+jq -e '[.events[] | select(.what == "signal") | .to.stop] | . == ["graceful", "immediate"] or . == ["graceful"]' \
+    "$T/report.json" >/dev/null || fail "SIGINT events: $(jq -c .events "$T/report.json")"
 pass "two SIGINTs: immediate stop, report written (exit $EXIT_CODE)"

@@ -39,6 +39,8 @@ pass "POST /pause: 401 without the token, 405 for GET"
 curl -sf -X POST -H "$AUTH" "$URL/pause" | jq -e '.paused == true' >/dev/null || fail "POST /pause"
 wait_for bash -o pipefail -c "curl -sf '$URL/run' | jq -e '.paused == true' >/dev/null" \
     || fail "GET /run does not say paused: $(curl -s "$URL/run")"
+wait_for sh -c "curl -sf '$URL/stats' | jq -e '.events[-1].what == \"pause\"' >/dev/null" \
+    || fail "no pause event in /stats: $(curl -s "$URL/stats" | jq -c .events)"
 curl -sf "$URL/run" | jq -e '.connections == 20 and .connect_rate == 0 and .request_rate == 1000 and .stage == null' >/dev/null \
     || fail "GET /run: $(curl -s "$URL/run")"
 sleep 0.3 # responses to requests in flight at the pause still arrive
@@ -63,3 +65,12 @@ check_invariant "$T/report.json" || fail "invariant broken in the report"
 jq -e '.http.requests.failed == (.http.errors.cancelled // 0)' "$T/report.json" >/dev/null \
     || fail "requests failed other than cancelled at the stop: $(jq -c .http "$T/report.json")"
 pass "report balanced, exit $EXIT_CODE"
+
+# Events: each change in order, with who asked; the report has them all, times never going back.
+jq -e '[.events[] | select(.what | test("^(pause|resume|stop|drain)$")) | .what] == ["pause", "resume", "stop", "drain"]
+    and ([.events[] | select(.what | test("^(pause|resume|stop)$")) | .client | test("^127\\.0\\.0\\.1:[0-9]+$")] | all)
+    and ([.events[] | select(.what == "drain")][0].to.reason == "control_stop")
+    and ([.events[] | select(.what == "pause")][0] | .from.paused == false and .to.paused == true)
+    and ([.events[].t_s] as $t | $t == ($t | sort))' "$T/report.json" >/dev/null \
+    || fail "report events: $(jq -c .events "$T/report.json")"
+pass "events in order: $(jq -c '[.events[] | "\(.what)@\(.t_s * 100 | round / 100)"]' "$T/report.json")"
