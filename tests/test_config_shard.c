@@ -348,6 +348,63 @@ static void test_message_rate_split(void)
     }
 }
 
+/* A profile split over shards adds up to itself at every stage's end, exactly. */
+static void test_stages_split(void)
+{
+    const char *text =
+        "{\"connections\": 10, \"connect_rate\": 1000, \"workload\": {\"type\": "
+        "\"echo\", \"message_rate\": 7},"
+        "\"stages\": [{\"duration\": \"2s\", \"connections\": 1001, \"connect_rate\": "
+        "2001, \"message_rate\": 10000.5, \"close_rate\": 5},"
+        "{\"duration\": \"0s\", \"connections\": 0}]}";
+    zlb_config_t *whole = parse(text);
+    for (uint32_t n = 1; n <= 7; n++) {
+        uint64_t c0 = 0, c1 = 0;
+        double cr = 0, mr = 0, cl = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            zlb_config_t *cfg = parse(text);
+            char err[256];
+            if (zlb_config_apply_shard(cfg, i, n, err, sizeof(err)) != 0)
+                ZLB_TEST_FAIL("%u/%u: %s", i, n, err);
+            ASSERT_UEQ(cfg->nstages, 2);
+            c0 += cfg->stages[0].to.connections;
+            c1 += cfg->stages[1].to.connections;
+            cr += cfg->stages[0].to.connect_rate;
+            mr += cfg->stages[0].to.rate;
+            cl += cfg->stages[0].to.close_rate;
+            ASSERT_UEQ(cfg->stages[0].set, whole->stages[0].set);
+            /* Shards of shards: the flat split, stages included. */
+            if (n == 2) {
+                zlb_config_t *sub = parse(text);
+                ASSERT_EQ(zlb_config_apply_shard(sub, i, 2, err, sizeof(err)), 0);
+                ASSERT_EQ(zlb_config_apply_shard(sub, 1, 3, err, sizeof(err)), 0);
+                zlb_config_t *flat = parse(text);
+                ASSERT_EQ(zlb_config_apply_shard(flat, i * 3 + 1, 6, err, sizeof(err)), 0);
+                ASSERT(memcmp(sub->stages, flat->stages, 2 * sizeof(zlb_stage_t)) == 0);
+                zlb_config_destroy(sub);
+                zlb_config_destroy(flat);
+            }
+            zlb_config_destroy(cfg);
+        }
+        printf("  %u shards: connections %llu, connect_rate %.17g, message_rate %.17g, close_rate "
+               "%.17g\n",
+               n, (unsigned long long)c0, cr, mr, cl);
+        ASSERT_UEQ(c0, 1001);
+        ASSERT_UEQ(c1, 0);
+        ASSERT_CMP_DBL(cr, ==, 2001);
+        ASSERT_NEAR(mr, 10000.5, 1e-6);
+        ASSERT_NEAR(cl, 5, 1e-9);
+    }
+    /* The peak decides whether every shard gets a connection. */
+    zlb_config_t *cfg = parse("{\"stages\": [{\"duration\": \"1s\", \"connections\": 2}]}");
+    char err[256];
+    ASSERT_EQ(zlb_config_apply_shard(cfg, 0, 3, err, sizeof(err)), -EINVAL);
+    printf("  -> %s\n", err);
+    ASSERT(strstr(err, "2 connections cannot be split over 3 shards") != NULL);
+    zlb_config_destroy(cfg);
+    zlb_config_destroy(whole);
+}
+
 int main(void)
 {
     zlb_log_level = ZLB_LOG_WARN;
@@ -360,5 +417,6 @@ int main(void)
     RUN_TEST(test_index_from_env);
     RUN_TEST(test_nested_is_flat);
     RUN_TEST(test_cli_override);
+    RUN_TEST(test_stages_split);
     return TEST_EXIT_CODE();
 }

@@ -303,6 +303,7 @@ void zlb_config_dispose(zlb_config_t *cfg)
     }
     free(cfg->thresholds);
     free(cfg->unsharded_json);
+    free(cfg->stages);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -235,6 +235,31 @@ typedef struct zlb_shard_config {
 #define ZLB_CONFIG_SHARD_INDEX_ENV "JOB_COMPLETION_INDEX"
 #define ZLB_CONFIG_MAX_SHARDS 65536u
 
+/* A load profile ("stages" in the file, or appended by PATCH /run), with k6's semantics: each
+ * stage moves every value it names linearly from its value at the stage's start (the previous
+ * stage's end; the config's top-level value before the first stage) to its own over its
+ * duration; a value it does not name is held. A zero-length stage is a jump; a last stage of
+ * length 0 holds until the run is stopped. connect_rate and close_rate use 0 for "unlimited",
+ * which is no number to move from or to: a move from or to 0 is a jump at the stage's start. */
+#define ZLB_STAGE_CONNECTIONS 0x1u
+#define ZLB_STAGE_CONNECT_RATE 0x2u
+#define ZLB_STAGE_RATE 0x4u /* the workload's whole-run rate (zlb_config_rate_key) */
+#define ZLB_STAGE_CLOSE_RATE 0x8u
+#define ZLB_CONFIG_MAX_STAGES 1000
+
+typedef struct zlb_stage_values {
+    uint64_t connections;
+    double connect_rate; /* 0: unlimited */
+    double rate;         /* the workload's whole-run rate */
+    double close_rate;   /* 0: as fast as allowed */
+} zlb_stage_values_t;
+
+typedef struct zlb_stage {
+    uint64_t duration_ns;
+    unsigned set;          /* ZLB_STAGE_* bits: the values this stage names */
+    zlb_stage_values_t to; /* the named values at the stage's end */
+} zlb_stage_t;
+
 typedef struct zlb_config {
     char *source_path; /* the file it came from, or NULL */
     zlb_pollers_config_t pollers;
@@ -274,6 +299,11 @@ typedef struct zlb_config {
     /* --processes: shard processes under one parent (src/procs). 1 (default): this process
      * alone; ZLB_PROCESSES_AUTO: enough for the connections under the open-files limit. */
     uint32_t processes;
+    /* The load profile (owned), nstages entries; none: the top-level values hold for the run.
+     * With stages the run lasts their sum (duration_ns is set to it; 0 when the last one holds
+     * until stopped) and "duration" may not be written. */
+    zlb_stage_t *stages;
+    size_t nstages;
 } zlb_config_t;
 
 #define ZLB_PROCESSES_AUTO 0u
@@ -343,11 +373,36 @@ void zlb_config_destroy(zlb_config_t *cfg);
 const char *zlb_config_rate_key(zlb_work_type_t type);
 /** The workload's whole-run rate as configured (0 when it has none). */
 double zlb_config_workload_rate(const zlb_config_t *cfg);
-/** True when a stage sets the workload's rate: an http run is then an open loop even if
- * request_rate starts at 0. */
+/** True when a stage sets the workload's rate: an http or message run is then an open loop even
+ * if its rate starts at 0. */
 bool zlb_config_rate_is_live(const zlb_config_t *cfg);
 /** Sets the workload's whole-run rate (no-op for a workload without one). */
 void zlb_config_set_workload_rate(zlb_config_t *cfg, double rate);
+
+/** Parses a JSON array of stages (the config's "stages" or a PATCH body's) with the config
+ * file's rules: unknown keys refused, a rate key the workload does not have refused naming the
+ * one it has, values in the top-level keys' ranges. Key paths in err start with `path` (e.g.
+ * "stages[2].connections: expected an integer 0..10000000, got -1"). On success *out (malloc'd,
+ * the caller frees it) holds *n >= 1 stages. 0 or -EINVAL. Any thread; cfg is only read. */
+int zlb_config_parse_stages(const zlb_config_t *cfg, json_t *arr, const char *path,
+                            zlb_stage_t **out, size_t *n, char *err, size_t errlen);
+/** The values before the first stage: the config's top-level ones. */
+void zlb_config_stage_start(const zlb_config_t *cfg, zlb_stage_values_t *out);
+/** The values `into_ns` after the start of stage st, which starts from `from` (pure). From the
+ * stage's end on (into_ns >= its duration) they are its end values. Connections are rounded to
+ * the nearest integer. */
+void zlb_config_stage_move(const zlb_stage_t *st, const zlb_stage_values_t *from, uint64_t into_ns,
+                           zlb_stage_values_t *out);
+/** The stage in force `t_ns` after the profile's start (from `start`): its index (n once every
+ * stage has ended; a zero-length stage is never in force, except a last one, which holds for
+ * ever), the values then (*out) and, when not NULL, when that stage started (*began_ns). Pure. */
+size_t zlb_config_stages_at(const zlb_stage_t *st, size_t n, const zlb_stage_values_t *start,
+                            uint64_t t_ns, zlb_stage_values_t *out, uint64_t *began_ns);
+/** The profile's length (the sum of the durations); *forever: the last stage holds until the run
+ * is stopped. */
+uint64_t zlb_config_stages_length(const zlb_stage_t *st, size_t n, bool *forever);
+/** The most connections the run asks for at any time (the top level and every stage's). */
+uint64_t zlb_config_peak_connections(const zlb_config_t *cfg);
 
 /** "echo", "sink", "http", "redis" (NULL for a value out of range); the config's own name table. */
 const char *zlb_config_serve_mode_name(zlb_serve_mode_t mode);

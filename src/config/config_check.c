@@ -25,7 +25,7 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     char a[32], b[32];
     char path[64];
 
-    if (cfg->connections < 1 || cfg->connections > ZLB_CONFIG_MAX_CONNECTIONS)
+    if ((cfg->connections < 1 && !cfg->nstages) || cfg->connections > ZLB_CONFIG_MAX_CONNECTIONS)
         return zlb_config_fail_at(c, "connections", "expected an integer 1..%d, got %" PRIu64,
                                   ZLB_CONFIG_MAX_CONNECTIONS, cfg->connections);
     if (!(cfg->connect_rate >= 0 && cfg->connect_rate <= ZLB_CONFIG_MAX_CONNECT_RATE) ||
@@ -45,9 +45,29 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
     if (cfg->duration_ns > 0 && cfg->warmup_ns >= cfg->duration_ns) {
         zlb_format_duration(cfg->warmup_ns, a, sizeof(a));
         zlb_format_duration(cfg->duration_ns, b, sizeof(b));
-        return zlb_config_fail_at(c, "warmup", "warmup (%s) must be shorter than duration (%s)", a,
-                                  b);
+        return zlb_config_fail_at(c, "warmup", "warmup (%s) must be shorter than %s (%s)", a,
+                                  cfg->nstages ? "the stages together" : "duration", b);
     }
+    for (size_t i = 0; i < cfg->nstages; i++) {
+        /* A workload changed after the stages were read (an override) may lack their rate. */
+        if ((cfg->stages[i].set & ZLB_STAGE_RATE) && !zlb_config_rate_key(cfg->workload.type)) {
+            snprintf(path, sizeof(path), "stages[%zu]", i);
+            return zlb_config_fail_at(
+                c, path, "the %s workload has no rate to set",
+                zlb_config_name(&zlb_config_work_names, (int)cfg->workload.type));
+        }
+    }
+    if (cfg->nstages && cfg->ramp.duration_ns > 0)
+        return zlb_config_fail_at(c, "ramp.duration",
+                                  "a run with stages ramps with its stages (a first stage that "
+                                  "raises connect_rate or connections); remove ramp");
+    /* The processes of --processes take no live values yet: their stage values would never
+     * reach them. One process, or shards (each runs the profile's exact part), do. */
+    if (cfg->nstages && cfg->processes != 1)
+        return zlb_config_fail_at(
+            c, "stages",
+            "a staged run takes one process: --processes/\"processes\" must be 1 "
+            "(split a staged run with shards instead)");
     if (cfg->ramp.duration_ns > 0 && cfg->connect_rate == 0)
         return zlb_config_fail_at(
             c, "ramp.duration",

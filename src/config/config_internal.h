@@ -192,6 +192,13 @@ int zlb_config_parse_stream(zlb_config_ctx_t *c, const json_t *o, zlb_workload_c
 json_t *zlb_config_http_requests_json(const zlb_workload_config_t *w);
 /** "shard": {"index": I|"env", "count": N}, "I/N" or null (config_shard.c). */
 int zlb_config_parse_shard(zlb_config_ctx_t *c, const json_t *v, zlb_config_t *cfg);
+/** "stages" of the top-level object (config_stages.c): parsed after the workload (whose rate key
+ * a stage may name); refuses "duration" beside stages and sets duration_ns to their length. */
+int zlb_config_parse_root_stages(zlb_config_ctx_t *c, const json_t *root, zlb_config_t *cfg);
+/** The stages as the file writes them. New reference. */
+json_t *zlb_config_stages_json(const zlb_config_t *cfg);
+/** A number as the effective config prints it: whole numbers as integers. New reference. */
+json_t *zlb_config_number_json(double d);
 /** Rules across fields, also run after command-line overrides (ctx without text). */
 int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg);
 

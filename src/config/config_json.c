@@ -18,12 +18,17 @@ static json_t *duration(uint64_t ns)
 }
 
 /* Whole numbers as integers, so "connect_rate": 5000 reads back as written, not as 5000.0. */
-static json_t *number(double d)
+json_t *zlb_config_number_json(double d)
 {
     /* Range first: the cast is only defined for values that fit. No libm: config links none. */
     if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == (double)(json_int_t)d)
         return json_integer((json_int_t)d);
     return json_real(d);
+}
+
+static json_t *number(double d)
+{
+    return zlb_config_number_json(d);
 }
 
 static json_t *string_or_null(const char *s)
@@ -239,7 +244,11 @@ json_t *zlb_config_to_json(const zlb_config_t *cfg)
     json_object_set_new(root, "ramp", o);
     json_object_set_new(root, "connect_timeout", duration(cfg->connect_timeout_ns));
     json_object_set_new(root, "send_timeout", duration(cfg->send_timeout_ns));
-    json_object_set_new(root, "duration", duration(cfg->duration_ns));
+    /* With stages the run lasts their sum: "duration" beside them is refused at load. */
+    if (cfg->nstages)
+        json_object_set_new(root, "stages", zlb_config_stages_json(cfg));
+    else
+        json_object_set_new(root, "duration", duration(cfg->duration_ns));
     json_object_set_new(root, "warmup", duration(cfg->warmup_ns));
     json_object_set_new(root, "drain_timeout", duration(cfg->drain_timeout_ns));
     json_object_set_new(root, "workload", workload_json(&cfg->workload));

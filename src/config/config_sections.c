@@ -743,7 +743,7 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
         "drain_timeout", "workload",       "source_ips",      "family",          "dns_ttl",
         "socket",        "control",        "report",          "thresholds",      "abort_on_fail",
         "abort_grace",   "stats_interval", "log_level",       "shard",           "send_timeout",
-        "close_rate",    "processes"};
+        "close_rate",    "processes",      "stages"};
     int64_t x;
     int e;
 
@@ -769,8 +769,13 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
         TRY(zlb_config_get_section(c, root, "embedded_target", parse_embedded, cfg));
     }
 
+    /* With stages the top-level connections are where the first stage starts: 0 (the default
+     * there) starts from none, as a k6 profile does. */
+    bool staged = json_object_get(root, "stages") || cfg->nstages;
+    if (json_object_get(root, "stages") && !json_object_get(root, "connections"))
+        cfg->connections = 0;
     x = (int64_t)cfg->connections;
-    TRY(zlb_config_get_int(c, root, "connections", 1, ZLB_CONFIG_MAX_CONNECTIONS, &x));
+    TRY(zlb_config_get_int(c, root, "connections", staged ? 0 : 1, ZLB_CONFIG_MAX_CONNECTIONS, &x));
     cfg->connections = (uint64_t)x;
     TRY(zlb_config_get_number(c, root, "connect_rate", 0, ZLB_CONFIG_MAX_CONNECT_RATE,
                               "0..1e9 (0 = unlimited)", &cfg->connect_rate));
@@ -784,6 +789,7 @@ int zlb_config_parse_root(zlb_config_ctx_t *c, const json_t *root, zlb_config_t 
     TRY(zlb_config_get_duration(c, root, "warmup", 0, &cfg->warmup_ns));
     TRY(zlb_config_get_duration(c, root, "drain_timeout", 0, &cfg->drain_timeout_ns));
     TRY(zlb_config_get_section(c, root, "workload", parse_workload, cfg));
+    TRY(zlb_config_parse_root_stages(c, root, cfg));
     json_t *src = json_object_get(root, "source_ips");
     if (src)
         TRY(parse_source_ips(c, src, cfg));

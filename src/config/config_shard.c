@@ -133,11 +133,13 @@ double zlb_config_shard_rate(double total, uint32_t index, uint32_t count)
 static int split_from(zlb_config_t *cfg, const zlb_config_t *whole, uint32_t index, uint32_t count,
                       char *err, size_t len)
 {
-    if (whole->connections < count) {
+    /* With stages: at their peak (a profile may start from none). */
+    uint64_t peak = zlb_config_peak_connections(whole);
+    if (peak < count) {
         snprintf(err, len,
                  "shard: %" PRIu64 " connections cannot be split over %" PRIu32
                  " shards (each needs at least one)",
-                 whole->connections, count);
+                 peak, count);
         return -EINVAL;
     }
     if (whole->nsource > 0 && whole->nsource < count) {
@@ -159,6 +161,24 @@ static int split_from(zlb_config_t *cfg, const zlb_config_t *whole, uint32_t ind
     /* message_interval is per connection: each shard's connections keep it as it is. */
     cfg->workload.message_rate = zlb_config_shard_rate(whole->workload.message_rate, index, count);
     cfg->close_rate = zlb_config_shard_rate(whole->close_rate, index, count);
+    /* Each stage's values split as the top-level ones: at every stage's end the shards' values
+     * add up to the profile's exactly (between, the moves are linear, so within rounding). */
+    if (cfg != whole) {
+        free(cfg->stages);
+        cfg->stages = NULL;
+        cfg->nstages = whole->nstages;
+        if (whole->nstages) {
+            cfg->stages = zlb_xcalloc(whole->nstages, sizeof(*cfg->stages));
+            memcpy(cfg->stages, whole->stages, whole->nstages * sizeof(*cfg->stages));
+        }
+    }
+    for (size_t i = 0; i < cfg->nstages; i++) {
+        zlb_stage_values_t *v = &cfg->stages[i].to;
+        v->connections = zlb_config_shard_u64(v->connections, index, count);
+        v->connect_rate = zlb_config_shard_rate(v->connect_rate, index, count);
+        v->rate = zlb_config_shard_rate(v->rate, index, count);
+        v->close_rate = zlb_config_shard_rate(v->close_rate, index, count);
+    }
 
     if (whole->nsource > 0) {
         size_t n = whole->nsource, base = n / count, extra = n % count;
