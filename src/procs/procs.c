@@ -379,7 +379,8 @@ static void src_report(void *ctx, json_t *report)
             "pid", (int)k->pid, "cpus", cpus, "shard", "index", (int)k->index, "count", (int)p->n,
             "connections_goal", (json_int_t)k->connections, "pollers", (json_int_t)k->npollers,
             "state",
-            ok         ? "ok"
+            !k->gone   ? "running"
+            : ok       ? "ok"
             : k->final ? "finished_badly"
                        : "failed",
             "exit", what, "final_snapshot", k->final, "killed_by_parent", k->killed_by_us);

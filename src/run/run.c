@@ -135,6 +135,9 @@ static void publish(zlb_runner_t *r)
     zlb_view_t v = make_view(r);
     json_t *stats = zlb_render_stats(&v);
     json_object_set_new(stats, "events", zlb_events_json(&r->events, ZLB_EVENTS_LIVE));
+    /* Which processes run and how each stands: what a person watching --processes asks first. */
+    if (r->src)
+        r->src->report(r->src->ctx, stats);
     publish_json(r, "/stats", 200, stats);
     publish_json(r, "/stats/pollers", 200, zlb_render_pollers(&v));
     if (r->engine)

@@ -36,7 +36,7 @@ typedef struct zlb_run_source {
     /* NULL, or why the run cannot be trusted (a process crashed): checked every tick (a failed
      * process stops the run) and when the verdict is made. */
     const char *(*failed)(void *ctx);
-    /* Adds the source's facts to the report (e.g. "processes"). */
+    /* Adds the source's facts to the report and to each /stats (e.g. "processes"). */
     void (*report)(void *ctx, json_t *report);
 } zlb_run_source_t;
 

@@ -51,11 +51,14 @@ fi
 [ -s "$T/steady.json" ] || fail "never saw the steady state"
 jq -e --argjson n $N '.connections.open == $n and (.pollers | length) >= 3' "$T/steady.json" >/dev/null \
     || fail "steady /stats: $(jq -c '{c: .connections.open, p: (.pollers | length)}' "$T/steady.json")"
+jq -e '.processes.count == 3 and ([.processes.list[].state] | unique == ["running"])
+    and ([.processes.list[].connections.open] | add) == .connections.open' "$T/steady.json" >/dev/null \
+    || fail "steady /stats processes: $(jq -c '.processes' "$T/steady.json" | head -c 600)"
 jq -e '[.[].process] | sort | unique == [0, 1, 2]' "$T/pollers.json" >/dev/null \
     || fail "/stats/pollers rows are not labelled with processes 0..2: $(head -c 400 "$T/pollers.json")"
 grep -q 'zlbench_poller_load_ratio{process="2",poller="0"}' "$T/metrics.txt" \
     || fail "/metrics has no per-process poller series: $(grep poller_load "$T/metrics.txt")"
-pass "$i /stats snapshots balanced; pollers and /metrics labelled by process"
+pass "$i /stats snapshots balanced; processes in /stats; pollers and /metrics labelled by process"
 R="$T/ok.json"
 check_invariant "$R" || fail "report invariant"
 jq -e '.processes.count == 3 and ([.processes.list[].state] == ["ok", "ok", "ok"])' "$R" >/dev/null \
