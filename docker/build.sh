@@ -8,7 +8,9 @@
 # store and reused), tags it as the debian:12 and debian:12-slim the Dockerfile names, and builds
 # docker/Dockerfile from the checkout's files (tracked and not ignored ones: what a clean checkout
 # plus your edits holds). The image is $ZLB_IMAGE (default localhost/zlbench:latest); its
-# `zlbench --version` names the checkout's commit.
+# `zlbench --version` names the checkout's commit. Then the Prometheus image docker/compose.yaml
+# runs, localhost/zlbench-prometheus:latest (docker/Dockerfile.prometheus: Debian's package on the
+# same base; its package layer is cached, so it is rebuilt only when that file or the base changes).
 #
 # Podman runs with docker/containers.conf (runc, cgroupfs, ulimits this machine allows) unless
 # CONTAINERS_CONF names another file: export the same variable for `podman run`.
@@ -16,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 IMAGE=${ZLB_IMAGE:-localhost/zlbench:latest}
+PROM_IMAGE=localhost/zlbench-prometheus:latest # the name docker/compose.yaml uses
 BASE=localhost/debian:12
 BASE_RECIPE=2 # bump when the base image's recipe below changes: the old one is then replaced
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/docker/containers.conf}
@@ -130,3 +133,14 @@ done
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 say "built $IMAGE in $(($(date +%s) - start)) s: $((size / 1000000)) MB" \
     "($(podman run --rm --no-healthcheck --network none "$IMAGE" --version | head -1))"
+
+# ---- 4. the compose stack's Prometheus ------------------------------------------------------
+start=$(date +%s)
+podman build --pull=never --network host --format docker -f "$ctx/docker/Dockerfile.prometheus" \
+    -t "$PROM_IMAGE" "$ctx/docker"
+podman image prune -f --filter label=org.opencontainers.image.title=zlbench-prometheus >/dev/null ||
+    true
+size=$(podman image inspect --format '{{.Size}}' "$PROM_IMAGE")
+say "built $PROM_IMAGE in $(($(date +%s) - start)) s: $((size / 1000000)) MB" \
+    "($(podman run --rm --network none --entrypoint /usr/bin/prometheus "$PROM_IMAGE" --version 2>&1 |
+        head -1))"
