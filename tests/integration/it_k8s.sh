@@ -24,7 +24,7 @@ set +e; ZLB_CONTROL_TOKEN_FILE="$T/token" "$ZLB" validate -c "$T/scenario.json" 
 [ "$rc" = 2 ] && grep -q 'shard.index: "env"' "$T/noenv.err" || fail "without JOB_COMPLETION_INDEX: exit $rc $(cat "$T/noenv.err")"
 pass "the scenario is valid for pods 0..$((n - 1)), one ${hashes[0]}; without the index: exit 2"
 
-# docker/compose.yaml, the same way (running it needs podman-compose and the image).
+# docker/compose.yaml, the same way (tests/container/it_compose.sh runs it with podman-compose).
 python3 "$REPO/tests/tools/check_compose.py" "$REPO/docker" >"$T/compose.out" || fail "compose: $(cat "$T/compose.out")"
 grep '^ok' "$T/compose.out"
 ZLB_CONTROL_TOKEN_FILE="$T/token" "$ZLB" validate -c "$REPO/docker/compose/scenario.json" --shard 2/3 >/dev/null 2>"$T/cval.err" \
