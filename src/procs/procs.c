@@ -569,10 +569,12 @@ static uint32_t resolve_count(zlb_config_t *cfg)
                                                   : "1 file",
                      (unsigned long long)limit);
     }
-    if (n > cfg->connections) {
+    /* A staged run may start from no connection: its peak is what gets split. */
+    uint64_t conns = zlb_config_peak_connections(cfg);
+    if (n > conns) {
         zlb_log_warn("%u processes for %llu connections: using %llu (one connection each)", n,
-                     (unsigned long long)cfg->connections, (unsigned long long)cfg->connections);
-        n = (uint32_t)cfg->connections;
+                     (unsigned long long)conns, (unsigned long long)conns);
+        n = (uint32_t)conns;
     }
     return n ? n : 1;
 }

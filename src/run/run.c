@@ -169,8 +169,8 @@ static void series_tick(zlb_runner_t *r, bool final)
         r->sin[i] = (zlb_series_poller_in_t){.load_pct = s->info[i].stats.load_pct,
                                              .lag_ns = s->info[i].stats.lag_last_ns};
     uint64_t t = s->taken_ns - r->t_start;
-    if (!zlb_series_tick(&r->series, t, &s->total, zlb_state_name(r->state), r->cfg->connections,
-                         r->sin, final) ||
+    if (!zlb_series_tick(&r->series, t, &s->total, zlb_state_name(r->state),
+                         zlb_runner_stages_target(r), r->sin, final) ||
         !r->control)
         return;
     json_t *row = zlb_series_row_json(&r->series.fresh, r->series.fresh_pollers, s->npollers);
@@ -220,10 +220,14 @@ static void request_stop(zlb_runner_t *r, const char *reason, bool immediate)
         r->immediate = true;
     if (r->state == ZLB_STATE_DRAINING || r->state == ZLB_STATE_DONE)
         return;
-    /* The measured window ends here: what the drain closes or cancels is not steady state. */
-    if (r->measuring && take_snapshot(r) == 0) {
-        zlb_stats_copy(&r->at_stop, &r->snap.total);
-        r->have_at_stop = true;
+    /* The measured window ends here: what the drain closes or cancels is not steady state,
+     * nor the stage in force's. */
+    if ((r->measuring || r->stager.on) && take_snapshot(r) == 0) {
+        if (r->measuring) {
+            zlb_stats_copy(&r->at_stop, &r->snap.total);
+            r->have_at_stop = true;
+        }
+        zlb_runner_stages_stop(r);
     }
     zlb_runner_event(r, "drain", json_pack("{s:s}", "state", zlb_state_name(r->state)),
                      json_pack("{s:s, s:s}", "state", "draining", "reason", reason), NULL);
@@ -238,6 +242,14 @@ static void update_phase(zlb_runner_t *r)
 {
     uint64_t now = zlb_now_ns();
     const zlb_counters_t *c = &r->snap.total.c;
+    if (r->state == ZLB_STATE_RAMPING && r->cfg->nstages) {
+        /* A profile has no ramp to wait for: its stages (each measured on its own) are the
+         * shape of the run, so it is steady from the start. */
+        r->state = ZLB_STATE_STEADY;
+        r->ramp_done = true;
+        r->ramp_end_ns = r->snap.taken_ns;
+        r->ramp_established = c->established;
+    }
     if (r->state == ZLB_STATE_RAMPING) {
         /* The ramp is over once the target count was open at once, or every initial attempt has
          * had its answer (a target that refuses some never reaches the count). */
@@ -256,7 +268,8 @@ static void update_phase(zlb_runner_t *r)
     /* Warm-up runs from the first attempt; the measured window starts when it ends. */
     if (!r->measuring && r->state != ZLB_STATE_DRAINING && now - r->t_start >= r->cfg->warmup_ns)
         begin_measuring(r);
-    if (r->cfg->duration_ns && now - r->t_start >= r->cfg->duration_ns)
+    /* With stages the profile says when the run ends (its clock stops in a pause). */
+    if (!r->cfg->nstages && r->cfg->duration_ns && now - r->t_start >= r->cfg->duration_ns)
         request_stop(r, "duration", false);
 }
 
@@ -439,6 +452,8 @@ static int finish(zlb_runner_t *r)
     json_object_set_new(report, "steady", steady_json(r, &steady));
     json_object_set_new(report, "histograms", zlb_stats_histograms_json(&r->snap.total));
     json_object_set_new(report, "timeline", zlb_series_json(&r->series));
+    if (r->stager.on)
+        json_object_set_new(report, "stages", zlb_runner_stages_json(r));
     json_object_set_new(report, "events", zlb_events_json(&r->events, 0));
     json_object_set_new(report, "events_dropped", json_integer((json_int_t)r->events.dropped));
     json_object_set_new(report, "host", zlb_render_host());
@@ -536,6 +551,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     pthread_mutex_init(&r->mail_lock, NULL);
     r->mail_lock_init = true;
     zlb_events_init(&r->events, ZLB_EVENTS_MAX);
+    zlb_stager_init(r);
     /* The config checked the range. */
     if (zlb_prom_buckets_init(&r->buckets, cfg->control.metrics_bucket_min_ns,
                               cfg->control.metrics_bucket_max_ns) != 0)
@@ -552,7 +568,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->src = opts->source;
     /* Client sockets, the embedded target's sockets, and room for the rest (in the processes
      * that hold them, with a source). */
-    uint64_t fds = cfg->connections * (cfg->embedded_target.enabled ? 2 : 1) + 256;
+    uint64_t fds = zlb_config_peak_connections(cfg) * (cfg->embedded_target.enabled ? 2 : 1) + 256;
     int rc = r->src ? 0 : zlb_fd_table_reserve((unsigned)ZLB_MIN(fds, (uint64_t)UINT32_MAX));
     if (rc != 0)
         zlb_log_warn("cannot reserve %llu file descriptors: %s", (unsigned long long)fds,
@@ -622,24 +638,34 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->t_start_wall_ns = zlb_wall_ns();
     if (cfg->warmup_ns == 0)
         begin_measuring(r); /* the all-zero snapshot above is the base: measure from the start */
+    zlb_runner_stages_begin(r); /* the engine starts with stage 0's values */
     rc = r->src ? r->src->start(r->src->ctx) : zlb_work_start(r->engine);
     if (rc != 0) {
         zlb_log_error("cannot start the scheduler: %s", strerror(-rc));
         goto out;
     }
     r->state = ZLB_STATE_RAMPING;
-    zlb_log_info("run started: %llu connections at %.0f/s over %zu poller(s), %s",
-                 (unsigned long long)cfg->connections, cfg->connect_rate, r->snap.npollers,
-                 cfg->duration_ns ? "until the duration ends" : "until stopped");
+    if (cfg->nstages)
+        zlb_log_info("run started: a profile of %zu stage(s) over %zu poller(s), %s", cfg->nstages,
+                     r->snap.npollers,
+                     cfg->duration_ns ? "until its last stage ends" : "until stopped");
+    else
+        zlb_log_info("run started: %llu connections at %.0f/s over %zu poller(s), %s",
+                     (unsigned long long)cfg->connections, cfg->connect_rate, r->snap.npollers,
+                     cfg->duration_ns ? "until the duration ends" : "until stopped");
 
     uint64_t next_tick = r->t_start + TICK_NS;
     /* The duration ends on its own deadline, not on the next tick: a 1 ms run is 1 ms long. */
-    uint64_t t_duration_end = cfg->duration_ns ? r->t_start + cfg->duration_ns : UINT64_MAX;
+    uint64_t t_duration_end =
+        cfg->duration_ns && !cfg->nstages ? r->t_start + cfg->duration_ns : UINT64_MAX;
     for (;;) {
         uint64_t now = zlb_now_ns();
         /* Draining: a cheap look each millisecond, so a drain that is done ends the run now. */
-        uint64_t wake = r->state == ZLB_STATE_DRAINING ? ZLB_MIN(next_tick, now + ZLB_NS_PER_MS)
-                                                       : ZLB_MIN(next_tick, t_duration_end);
+        /* A stage boundary is a tick of its own: its window ends at it, not up to a tick late. */
+        uint64_t t_stage = zlb_runner_stages_next_ns(r);
+        uint64_t wake = r->state == ZLB_STATE_DRAINING
+                            ? ZLB_MIN(next_tick, now + ZLB_NS_PER_MS)
+                            : ZLB_MIN(ZLB_MIN(next_tick, t_duration_end), t_stage);
         uint64_t wait_ns = wake > now ? wake - now : 0;
         struct timespec ts = {.tv_sec = (time_t)(wait_ns / ZLB_NS_PER_SEC),
                               .tv_nsec = (long)(wait_ns % ZLB_NS_PER_SEC)};
@@ -653,13 +679,17 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         if (duration_over)
             engine_stop_opening(r); /* first: the snapshot below takes a while */
         bool drained = r->state == ZLB_STATE_DRAINING && engine_idle(r);
-        if (now < next_tick && !r->immediate && !duration_over && !drained)
+        bool stage_due = r->state != ZLB_STATE_DRAINING && now >= t_stage;
+        if (now < next_tick && !r->immediate && !duration_over && !drained && !stage_due)
             continue;
-        next_tick += TICK_NS;
+        if (now >= next_tick)
+            next_tick += TICK_NS;
         if (next_tick < zlb_now_ns())
             next_tick = zlb_now_ns() + TICK_NS; /* we were stalled: don't burst to catch up */
         if (take_snapshot(r) != 0)
             zlb_fatal("snapshot failed");
+        if (r->state != ZLB_STATE_DRAINING && zlb_runner_stages_tick(r, zlb_now_ns()))
+            request_stop(r, "duration", false);
         update_phase(r);
         series_tick(r, false);
         if (r->src && r->src->failed(r->src->ctx))

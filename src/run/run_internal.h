@@ -93,6 +93,28 @@ json_t *zlb_events_json(const zlb_events_t *ev, size_t last);
 /* ---- the run controller (run.c; set-up in setup.c, what a person reads in summary.c) ----------
  */
 
+/* The stage driver's state (stages.c): the profile on the run's clock. */
+typedef struct zlb_stager {
+    zlb_stage_t *st; /* owned: the config's stages, then those a PATCH appended */
+    size_t n, cap;
+    bool on;                     /* the run has a profile */
+    bool ends_run;               /* it came from the config: the run ends with its last stage */
+    bool stopped;                /* the stop was asked for: the profile is over */
+    bool steered;                /* `now` has been handed to the engine */
+    size_t index;                /* the stage in force; n once the last one ended */
+    uint64_t began_ns;           /* its start on the stage clock (the run's clock less pauses) */
+    uint64_t paused_ns;          /* pauses so far */
+    uint64_t paused_at;          /* start of the pause in progress (monotonic), or 0 */
+    zlb_stage_values_t from;     /* the values at the start of the stage in force */
+    zlb_stage_values_t now;      /* the values last handed to the engine */
+    unsigned overridden;         /* ZLB_STAGE_* a PATCH set: held until the next boundary */
+    zlb_stage_values_t over;     /* their values */
+    uint64_t *start_ns, *end_ns; /* cap entries: each stage's window (monotonic; 0: not yet) */
+    json_t **entry;              /* cap entries (owned): report entries of the stages ended */
+    zlb_stats_t base;            /* cumulative at the start of the stage in force */
+    zlb_stats_t scratch;
+} zlb_stager_t;
+
 /* The run controller's state: one per run, touched only by the thread that called zlb_run
  * (the control thread reaches it through the stop eventfd alone). */
 typedef struct zlb_runner {
@@ -148,6 +170,7 @@ typedef struct zlb_runner {
     zlb_series_poller_in_t *sin; /* npollers: this tick's readings for it */
     uint64_t next_row_ns;        /* since t_start: when the next row is due */
     zlb_events_t events;
+    zlb_stager_t stager;
     uint64_t last_progress_ns;
     uint64_t last_abort_check_ns;
     bool tty;
@@ -169,6 +192,34 @@ void zlb_runner_teardown(zlb_runner_t *r);
  *  client ("ip:port" or NULL). /stats shows the last 100, the report all, in order. */
 void zlb_runner_event(zlb_runner_t *r, const char *what, json_t *from, json_t *to,
                       const char *client);
+
+/* stages.c, on the run's thread: the stage driver. */
+void zlb_stager_init(zlb_runner_t *r);
+void zlb_stager_dispose(zlb_stager_t *s);
+/** Starts the profile at the run's start (stage 0's event and window, its first values). */
+void zlb_runner_stages_begin(zlb_runner_t *r);
+/** One tick, after the snapshot: closes every stage whose end has passed (its figures from the
+ * snapshot, the next one's event), then hands the values in force to the engine when they
+ * changed. True once the last stage of a profile from the config has ended (the run ends). */
+bool zlb_runner_stages_tick(zlb_runner_t *r, uint64_t now);
+/** When the next stage boundary falls (monotonic), or UINT64_MAX (none, or paused). */
+uint64_t zlb_runner_stages_next_ns(const zlb_runner_t *r);
+/** The stop was asked for (after the at_stop snapshot): the stage in force ends there. */
+void zlb_runner_stages_stop(zlb_runner_t *r);
+/** The report's "stages": one entry per stage (never reached: its plan only). New reference. */
+json_t *zlb_runner_stages_json(zlb_runner_t *r);
+/** GET /run's "stage": {index, count, elapsed_s, duration_s, hold} or null. New reference. */
+json_t *zlb_runner_stage_json(zlb_runner_t *r);
+/** The connection count the run aims for now (the timeline's target_connections). */
+uint64_t zlb_runner_stages_target(const zlb_runner_t *r);
+/** Appends stages to the running profile (a PATCH): they start after the last one (a last stage
+ * that holds until stopped ends now); a run without a profile starts one now, from the values
+ * in force, and keeps its own length. 0, -ESRCH (the run is ending), -E2BIG (more than
+ * ZLB_CONFIG_MAX_STAGES in all) or -EINVAL (n == 0). st is copied. */
+int zlb_runner_stages_append(zlb_runner_t *r, const zlb_stage_t *st, size_t n);
+/** A PATCH set live values directly (call after zlb_work_steer with them): each value that
+ * differs from the profile's holds until the next stage boundary, whose move starts from it. */
+void zlb_runner_stages_override(zlb_runner_t *r, const zlb_work_live_t *now);
 
 /** Applies a pause or resume posted by the control thread (pause_req), if any. Run thread. */
 void zlb_runner_take_pause(zlb_runner_t *r);

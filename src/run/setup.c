@@ -52,9 +52,9 @@ json_t *zlb_runner_live_json(zlb_runner_t *r)
     const char *key = zlb_config_rate_key(r->cfg->workload.type);
 
     zlb_work_get_live(r->engine, &v);
-    json_t *j = json_pack("{s:b, s:n, s:I, s:f, s:f}", "paused", v.paused, "stage", "connections",
-                          (json_int_t)v.connections, "connect_rate", v.connect_rate, "close_rate",
-                          v.close_rate);
+    json_t *j = json_pack("{s:b, s:o, s:I, s:f, s:f}", "paused", v.paused, "stage",
+                          zlb_runner_stage_json(r), "connections", (json_int_t)v.connections,
+                          "connect_rate", v.connect_rate, "close_rate", v.close_rate);
     if (key)
         json_object_set_new(j, key, json_real(v.rate));
     return j;
@@ -292,6 +292,7 @@ void zlb_runner_teardown(zlb_runner_t *r)
     if (r->stopfd >= 0)
         close(r->stopfd);
     zlb_events_dispose(&r->events);
+    zlb_stager_dispose(&r->stager);
     if (r->mail_lock_init)
         pthread_mutex_destroy(&r->mail_lock);
 }

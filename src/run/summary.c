@@ -64,7 +64,7 @@ void zlb_runner_progress(zlb_runner_t *r, bool final)
         n = snprintf(line, sizeof(line),
                      "[%5.1fs] %s open %llu/%llu req/s %.0f response p99 %s err %llu busy %s",
                      (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
-                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     (unsigned long long)c->open, (unsigned long long)zlb_runner_stages_target(r),
                      li->requests_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
                      busy);
     } else if (r->cfg->workload.type == ZLB_WORK_STREAM) {
@@ -72,7 +72,7 @@ void zlb_runner_progress(zlb_runner_t *r, bool final)
                      "[%5.1fs] %s open %llu/%llu out %.2f Gbit/s in %.2f Gbit/s stalled %llu "
                      "err %llu busy %s",
                      (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
-                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     (unsigned long long)c->open, (unsigned long long)zlb_runner_stages_target(r),
                      li->bytes_out_per_s * 8 / 1e9, li->bytes_in_per_s * 8 / 1e9,
                      (unsigned long long)c->stalled,
                      (unsigned long long)zlb_counters_failed_total(c), busy);
@@ -83,7 +83,7 @@ void zlb_runner_progress(zlb_runner_t *r, bool final)
                      "[%5.1fs] %s open %llu/%llu msg/s %.0f rtt p99 %s err %llu "
                      "busy %s",
                      (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
-                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     (unsigned long long)c->open, (unsigned long long)zlb_runner_stages_target(r),
                      li->messages_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
                      busy);
     } else {
@@ -92,7 +92,7 @@ void zlb_runner_progress(zlb_runner_t *r, bool final)
                      "[%5.1fs] %s open %llu/%llu conn/s %.0f connect p99 %s "
                      "err %llu busy %s",
                      (double)(now - r->t_start) / 1e9, zlb_state_name(r->state),
-                     (unsigned long long)c->open, (unsigned long long)r->cfg->connections,
+                     (unsigned long long)c->open, (unsigned long long)zlb_runner_stages_target(r),
                      li->connects_per_s, lat, (unsigned long long)zlb_counters_failed_total(c),
                      busy);
     }
@@ -257,7 +257,31 @@ void zlb_runner_print_summary(zlb_runner_t *r, json_t *report, const zlb_stats_t
     char req[48] = "as fast as possible";
     if (r->cfg->connect_rate > 0)
         snprintf(req, sizeof(req), "requested %.0f/s", r->cfg->connect_rate);
-    if (r->snap.target_reached_ns)
+    json_t *stages = json_object_get(report, "stages");
+    if (json_array_size(stages)) {
+        /* A profile has no ramp of its own: one line per stage, from its window. */
+        size_t i;
+        json_t *sj;
+        json_array_foreach(stages, i, sj)
+        {
+            json_t *start = json_object_get(sj, "start_s"), *end = json_object_get(sj, "end_s");
+            if (!json_is_number(start)) {
+                printf("  stage %-6zu not reached\n", i);
+                continue;
+            }
+            printf(
+                "  stage %-6zu %6.1f-%.1f s%s: open %lld at its end, %.0f connects/s, %.0f "
+                "closes/s, %.0f failures/s, %.0f messages/s\n",
+                i, json_number_value(start), json_number_value(end),
+                json_is_true(json_object_get(sj, "completed")) ? "" : " (cut short)",
+                (long long)json_integer_value(
+                    json_object_get(json_object_get(sj, "connections"), "open")),
+                json_number_value(json_object_get(json_object_get(sj, "rates"), "connects_per_s")),
+                json_number_value(json_object_get(json_object_get(sj, "rates"), "closes_per_s")),
+                json_number_value(json_object_get(json_object_get(sj, "rates"), "failures_per_s")),
+                json_number_value(json_object_get(json_object_get(sj, "rates"), "messages_per_s")));
+        }
+    } else if (r->snap.target_reached_ns)
         printf("  ramp         %llu open after %.3f s: %.0f connects/s (%s)\n",
                (unsigned long long)r->cfg->connections, ramp_s, ramp_cps, req);
     else

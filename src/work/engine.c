@@ -80,10 +80,10 @@ static void raise_fd_limit(const zlb_config_t *cfg)
 
     if (lim < 0)
         zlb_log_warn("could not raise RLIMIT_NOFILE: %s", strerror((int)-lim));
-    else if (cfg->connections + FD_MARGIN > (uint64_t)lim)
+    else if (zlb_config_peak_connections(cfg) + FD_MARGIN > (uint64_t)lim)
         zlb_log_warn("%llu connections need more file descriptors than RLIMIT_NOFILE allows "
                      "(%ld); expect fd_limit failures (raise the hard limit: ulimit -Hn)",
-                     (unsigned long long)cfg->connections, lim);
+                     (unsigned long long)zlb_config_peak_connections(cfg), lim);
 }
 
 int zlb_work_create(const zlb_config_t *cfg, const zlb_work_target_t *targets, size_t ntargets,
