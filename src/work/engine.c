@@ -275,7 +275,7 @@ static void snap_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_work_t *e;
 
     (void)loop;
-    atomic_store_explicit(&w->snap_queued, false, memory_order_relaxed);
+    atomic_store_explicit(&w->snap_queued, false, memory_order_release);
     if (!discarded) {
         e = w->e;
         /* The requester's lock, taken here only: this is the cold path. A request that gave up
@@ -318,7 +318,7 @@ int zlb_work_snapshot(zlb_work_t *e, zlb_work_snapshot_t *s)
         }
         w->snap_gen = e->snap_gen;
         /* A task still queued from a request that timed out answers this one instead. */
-        if (!atomic_exchange_explicit(&w->snap_queued, true, memory_order_relaxed)) {
+        if (!atomic_exchange_explicit(&w->snap_queued, true, memory_order_acq_rel)) {
             zlb_worker_ref(w);
             zlb_loop_post(w->loop, &w->snap_task);
         }

@@ -132,7 +132,7 @@ void zlb_worker_steer_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_work_live_t v, old;
 
     (void)loop;
-    atomic_store_explicit(&w->steer_queued, false, memory_order_relaxed);
+    atomic_store_explicit(&w->steer_queued, false, memory_order_release);
     if (discarded || w->closing) {
         zlb_worker_unref(w);
         return;
@@ -161,7 +161,7 @@ void zlb_worker_steer_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 
 void zlb_worker_post_steer(zlb_worker_t *w)
 {
-    if (atomic_exchange_explicit(&w->steer_queued, true, memory_order_relaxed))
+    if (atomic_exchange_explicit(&w->steer_queued, true, memory_order_acq_rel))
         return;
     zlb_worker_ref(w);
     zlb_loop_post(w->loop, &w->steer_task);

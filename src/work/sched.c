@@ -244,7 +244,7 @@ static void sched_steer(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_work_live_t v;
     int64_t delta;
 
-    atomic_store_explicit(&e->sched_steer_queued, false, memory_order_relaxed);
+    atomic_store_explicit(&e->sched_steer_queued, false, memory_order_release);
     if (discarded)
         return;
     pthread_mutex_lock(&e->steer_mu);
@@ -286,7 +286,7 @@ static void sched_steer(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 
 void zlb_sched_post_steer(zlb_work_t *e)
 {
-    if (atomic_exchange_explicit(&e->sched_steer_queued, true, memory_order_relaxed))
+    if (atomic_exchange_explicit(&e->sched_steer_queued, true, memory_order_acq_rel))
         return;
     zlb_loop_post(e->sched.loop, &e->sched.steer_task);
 }

@@ -99,6 +99,9 @@ typedef struct zlb_worker {
     /* Cross-thread, each on its own line so the poller's writes do not bounce the rest. */
     _Alignas(64) _Atomic uint64_t busy;     /* open + in_flight, for zlb_work_idle */
     _Alignas(64) _Atomic uint64_t consumed; /* batches taken by the poller */
+    /* "This embedded task is queued": the task clears it (release) after the loop has unlinked
+     * its node, and a poster sets it (acq_rel) before linking the node again, so the relink never
+     * races the unlink (TSan caught it with relaxed order on the steer task). */
     _Atomic bool close_queued;
     _Atomic bool snap_queued;
     _Atomic bool steer_queued;

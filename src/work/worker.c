@@ -610,7 +610,7 @@ static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_worker_t *w = ZLB_CONTAINER_OF(t, zlb_worker_t, close_task);
 
     (void)loop;
-    atomic_store_explicit(&w->close_queued, false, memory_order_relaxed);
+    atomic_store_explicit(&w->close_queued, false, memory_order_release);
     if (discarded) {
         zlb_worker_unref(w);
         return;
@@ -642,7 +642,7 @@ static void close_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
 
 void zlb_worker_post_close(zlb_worker_t *w)
 {
-    if (atomic_exchange_explicit(&w->close_queued, true, memory_order_relaxed))
+    if (atomic_exchange_explicit(&w->close_queued, true, memory_order_acq_rel))
         return;
     zlb_worker_ref(w);
     zlb_loop_post(w->loop, &w->close_task);
