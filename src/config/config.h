@@ -404,6 +404,27 @@ uint64_t zlb_config_stages_length(const zlb_stage_t *st, size_t n, bool *forever
 /** The most connections the run asks for at any time (the top level and every stage's). */
 uint64_t zlb_config_peak_connections(const zlb_config_t *cfg);
 
+/* A PATCH /run body: the live values it sets (has_* says which keys it named). */
+typedef struct zlb_config_patch {
+    bool has_connections, has_connect_rate, has_close_rate, has_rate, has_paused;
+    uint64_t connections;
+    double connect_rate, close_rate;
+    double rate; /* the workload's whole-run rate, under zlb_config_rate_key */
+    bool paused;
+    zlb_stage_t *stages; /* owned: stages to append (nstages >= 1), or NULL */
+    size_t nstages;
+} zlb_config_patch_t;
+
+/** Parses and checks a PATCH /run body against cfg (the run's config, read only) with the
+ * config file's rules and words: keys connections, connect_rate, close_rate, paused, stages
+ * (zlb_config_parse_stages) and the workload's rate key (another workload's, or its own in a
+ * closed loop, is refused by name). 0 (release *out with zlb_config_patch_dispose), or -EINVAL
+ * with err "key.path: reason" ("line L, column C: invalid JSON: ..." for bad JSON) and *out
+ * zeroed. Any thread. */
+int zlb_config_parse_patch(const zlb_config_t *cfg, const char *text, size_t len,
+                           zlb_config_patch_t *out, char *err, size_t errlen);
+void zlb_config_patch_dispose(zlb_config_patch_t *p);
+
 /** "echo", "sink", "http", "redis" (NULL for a value out of range); the config's own name table. */
 const char *zlb_config_serve_mode_name(zlb_serve_mode_t mode);
 /** Exact (case-sensitive) names as above. 0 or -EINVAL. */

@@ -159,11 +159,14 @@ static enum MHD_Result reply_not_allowed(zlb_control_t *c, struct MHD_Connection
     return send_response(c, conn, MHD_HTTP_METHOD_NOT_ALLOWED, JSON_TYPE, r);
 }
 
-static enum MHD_Result reply_unauthorized(zlb_control_t *c, struct MHD_Connection *conn)
+/* close: the request's body is left unread (it must not be parsed as the next request). */
+static enum MHD_Result reply_unauthorized(zlb_control_t *c, struct MHD_Connection *conn, bool close)
 {
     struct MHD_Response *r = json_response("{\"error\":\"unauthorized\"}");
-    if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                     "Bearer realm=\"zlbench\"") != MHD_YES) {
+    if (r &&
+        (MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"zlbench\"") !=
+             MHD_YES ||
+         (close && MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES))) {
         MHD_destroy_response(r);
         return MHD_NO;
     }
@@ -255,6 +258,24 @@ static enum MHD_Result reply_series(zlb_control_t *c, struct MHD_Connection *con
 
 /* ---- request routing ---------------------------------------------------------------------- */
 
+/* The announced length of the body, UINT64_MAX when it comes chunked (or the header is not a
+ * plain number: then has_body says there is one and the length is unknown). */
+static uint64_t body_len(struct MHD_Connection *conn)
+{
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t n = 0;
+    if (!cl || !*cl ||
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return UINT64_MAX;
+    for (; *cl; cl++) {
+        if (*cl < '0' || *cl > '9' || n > UINT64_MAX / 20)
+            return UINT64_MAX;
+        n = n * 10 + (uint64_t)(*cl - '0');
+    }
+    return n;
+}
+
 static bool has_body(struct MHD_Connection *conn)
 {
     if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
@@ -325,8 +346,21 @@ static void client_of(struct MHD_Connection *conn, char *buf, size_t len)
 }
 
 /* Markers in *req_cls: the raw request target (before percent-decoding) was clean or not, then
- * "headers seen". The URI callback runs first, once per request. */
+ * "headers seen". The URI callback runs first, once per request. A PATCH /run's *req_cls is its
+ * body (req_body_t) from the headers on, freed when the request ends. */
 static int uri_ok, uri_bad, headers_seen;
+
+typedef struct req_body {
+    size_t len;
+    char data[ZLB_CONTROL_BODY_MAX];
+} req_body_t;
+
+static req_body_t *body_of(void *req_cls)
+{
+    return req_cls && req_cls != &uri_ok && req_cls != &uri_bad && req_cls != &headers_seen
+               ? req_cls
+               : NULL;
+}
 
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
@@ -338,17 +372,53 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 static void request_done_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
                             enum MHD_RequestTerminationCode toe)
 {
-    (void)req_cls;
     (void)toe;
+    free(body_of(*req_cls));
+    *req_cls = NULL;
     /* A kept-alive connection now waits for its next request: the header deadline applies
      * again from here. */
     set_waiting(cls, conn, true);
 }
 
-/* MHD calls this once when the headers are in and again when the request is complete. Nothing
- * here takes a body, so every refusal is answered on the first call, before a body is read
- * (MHD then closes the connection). Everything else is answered on the second call: a response
- * queued before MHD knows the request is complete would cost the connection its keep-alive. */
+/* PATCH /run once its body is in: the run thread validates and applies it (on_patch blocks until
+ * it has, briefly); its answer goes back as is. */
+static enum MHD_Result reply_patch(zlb_control_t *c, struct MHD_Connection *conn,
+                                   const req_body_t *body)
+{
+    char client[ZLB_CONTROL_ADDR_MAX];
+    char *answer = NULL;
+    client_of(conn, client, sizeof(client));
+    unsigned status = c->on_patch(c->arg, body->data, body->len, client, &answer);
+    if (!answer || status < 100 || status > 599)
+        zlb_fatal("control: PATCH /run answered %u without a document", status);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(strlen(answer), answer, free);
+    if (!r) {
+        free(answer);
+        return MHD_NO;
+    }
+    return send_response(c, conn, status, JSON_TYPE, r);
+}
+
+/* Takes one piece of a PATCH /run body. Its Content-Length was checked against the bound at the
+ * headers, and libmicrohttpd hands over no more than that; more would be a broken promise, and
+ * the connection is dropped (libmicrohttpd takes no answer in mid-body). */
+static enum MHD_Result take_body(req_body_t *body, const char *data, size_t *size)
+{
+    size_t n = *size;
+    *size = 0;
+    if (n > ZLB_CONTROL_BODY_MAX - body->len)
+        return MHD_NO;
+    memcpy(body->data + body->len, data, n);
+    body->len += n;
+    return MHD_YES;
+}
+
+/* MHD calls this once when the headers are in, then once per piece of a body, and once more when
+ * the request is complete. Only PATCH /run takes a body, so every refusal is answered on the
+ * first call, before a body is read (MHD then closes the connection). Everything else is
+ * answered on the last call: a response queued before MHD knows the request is complete would
+ * cost the connection its keep-alive. */
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -356,7 +426,6 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 {
     zlb_control_t *c = cls;
     (void)version;
-    (void)upload_data;
 
     const char *auth =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -365,6 +434,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         .path = url,
         .uri_clean = *req_cls != &uri_bad,
         .has_body = has_body(conn),
+        .body_len = body_len(conn),
         .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
         .origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
         .content_type =
@@ -376,18 +446,29 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         .published = true, /* looked up below, once the request may be served */
         .asset = asset_of(c, url) != NULL,
     };
+    req_body_t *body = body_of(*req_cls);
 
-    if (*req_cls != &headers_seen) {
+    if (*req_cls != &headers_seen && !body) {
         zlb_control_name_thread();
         set_waiting(c, conn, false);
         *req_cls = &headers_seen;
         zlb_control_verdict_t v = zlb_control_decide(&c->policy, &rq);
         if (v.action == ZLB_CONTROL_REFUSE)
             return reply_refused(c, conn, v.status, v.reason);
+        /* A body that will not be read: refused now, not read and thrown away. */
+        if (v.action == ZLB_CONTROL_UNAUTHORIZED && rq.has_body)
+            return reply_unauthorized(c, conn, true);
+        if (v.action == ZLB_CONTROL_PATCH) {
+            body = zlb_xmalloc(sizeof(*body));
+            body->len = 0;
+            *req_cls = body;
+        }
         return MHD_YES;
     }
     if (*upload_data_size) {
-        /* Unreachable without a Content-Length or Transfer-Encoding, both refused above. */
+        if (body)
+            return take_body(body, upload_data, upload_data_size);
+        /* Unreachable: a body is refused above unless it is a PATCH /run's. */
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -425,12 +506,16 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         return send_response(c, conn, MHD_HTTP_OK, JSON_TYPE,
                              json_response(paused ? "{\"paused\":true}" : "{\"paused\":false}"));
     }
+    case ZLB_CONTROL_PATCH:
+        if (!body) /* decided PATCH now but not at the headers: cannot be (same inputs) */
+            return reply_refused(c, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "no body context");
+        return reply_patch(c, conn, body);
     case ZLB_CONTROL_NOT_FOUND:
         return reply_not_found(c, conn, url);
     case ZLB_CONTROL_NOT_ALLOWED:
         return reply_not_allowed(c, conn, v.reason);
     case ZLB_CONTROL_UNAUTHORIZED:
-        return reply_unauthorized(c, conn);
+        return reply_unauthorized(c, conn, false);
     case ZLB_CONTROL_REFUSE:
         break;
     }
@@ -569,11 +654,13 @@ int zlb_control_start(const zlb_control_opts_t *opts, zlb_control_t **out, char 
     c->policy.exposed = !loopback;
     c->policy.has_token = opts->token != NULL;
     c->policy.can_pause = opts->on_pause != NULL;
+    c->policy.can_patch = opts->on_patch != NULL;
     atomic_init(&c->quit, false);
     pthread_mutex_init(&c->track_lock, NULL);
     c->window_start_ns = zlb_now_ns();
     c->on_stop = opts->on_stop;
     c->on_pause = opts->on_pause;
+    c->on_patch = opts->on_patch;
     c->arg = opts->arg;
     c->assets = opts->assets;
     c->nassets = opts->nassets;

@@ -16,6 +16,17 @@ typedef void (*zlb_control_stop_cb)(void *arg, const char *client);
 /** POST /pause (paused true) or POST /resume; called on the control thread. */
 typedef void (*zlb_control_pause_cb)(void *arg, bool paused, const char *client);
 
+/** PATCH /run with its body (at most ZLB_CONTROL_BODY_MAX bytes, not NUL-terminated); called
+ * on the control thread, which it may block briefly (the run applies the change). Returns the
+ * HTTP status and sets *answer to a malloc'd JSON document (freed by the control port). */
+typedef unsigned (*zlb_control_patch_cb)(void *arg, const char *body, size_t len,
+                                         const char *client, char **answer);
+
+/* The largest request body read (PATCH /run only; every other request with a body is refused
+ * unread). A longer Content-Length is answered 413 and a chunked body 411, both before any of
+ * the body is read. */
+#define ZLB_CONTROL_BODY_MAX (64u * 1024u)
+
 /* A static file built into the binary (the dashboard page and its script). Served to anyone,
  * token or not, since it holds no data: the page asks for the token itself, once a data
  * endpoint answers 401. */
@@ -32,6 +43,8 @@ typedef struct zlb_control_opts {
     const char *address_file;      /* write the bound "host:port" here once listening, or NULL */
     zlb_control_stop_cb on_stop;   /* POST /stop; called on the control thread */
     zlb_control_pause_cb on_pause; /* POST /pause, /resume (same guards as /stop); NULL: 404 */
+    zlb_control_patch_cb on_patch; /* PATCH /run (guards of /stop but the content type); NULL:
+                                      405 */
     void *arg;
     const zlb_control_asset_t *assets; /* static files, borrowed for the server's life */
     size_t nassets;

@@ -39,6 +39,7 @@ typedef struct zlb_control_policy {
     bool has_token; /* a token is configured */
     uint16_t port;  /* the bound port (a Host or Origin naming another port is not us) */
     bool can_pause; /* POST /pause and /resume are routed (an on_pause callback is set) */
+    bool can_patch; /* PATCH /run is routed (an on_patch callback is set) */
 } zlb_control_policy_t;
 
 /* One request as the policy sees it. Header values are NULL when absent. */
@@ -47,6 +48,7 @@ typedef struct zlb_control_req {
     const char *path; /* percent-decoded, without the query */
     bool uri_clean;   /* zlb_control_uri_clean() of the raw request target */
     bool has_body;
+    uint64_t body_len; /* its Content-Length, or UINT64_MAX when unknown (chunked) */
     const char *host, *origin, *content_type, *authorization;
     bool custom_header; /* X-Zlbench-Request present */
     bool authorized;    /* the bearer token matched */
@@ -60,6 +62,7 @@ typedef enum {
     ZLB_CONTROL_STOP,         /* call on_stop, answer 202 */
     ZLB_CONTROL_PAUSE,        /* call on_pause(true), answer 200 */
     ZLB_CONTROL_RESUME,       /* call on_pause(false), answer 200 */
+    ZLB_CONTROL_PATCH,        /* read the body, call on_patch, answer what it says */
     ZLB_CONTROL_NOT_FOUND,    /* 404 */
     ZLB_CONTROL_NOT_ALLOWED,  /* 405, reason is the Allow header */
     ZLB_CONTROL_UNAUTHORIZED, /* 401 with WWW-Authenticate */
@@ -179,6 +182,7 @@ struct zlb_control {
     size_t token_len;
     zlb_control_stop_cb on_stop;
     zlb_control_pause_cb on_pause;
+    zlb_control_patch_cb on_patch;
     void *arg;
     const zlb_control_asset_t *assets; /* borrowed */
     size_t nassets;

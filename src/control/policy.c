@@ -122,10 +122,22 @@ static zlb_control_verdict_t verdict(zlb_control_action_t a, unsigned status, co
 zlb_control_verdict_t zlb_control_decide(const zlb_control_policy_t *pol,
                                          const zlb_control_req_t *rq)
 {
+    bool patch_run = pol->can_patch && strcmp(rq->path, "/run") == 0;
+    bool is_patch = strcmp(rq->method, "PATCH") == 0;
+
     if (!rq->uri_clean)
         return verdict(ZLB_CONTROL_REFUSE, 400, "control characters in the request target");
-    if (rq->has_body)
+    /* A body is read for PATCH /run alone, and never past the bound: one announced as longer
+     * is refused before a byte of it is read. */
+    if (rq->has_body && !(patch_run && is_patch))
         return verdict(ZLB_CONTROL_REFUSE, 413, "request bodies are not accepted");
+    if (rq->has_body && rq->body_len > ZLB_CONTROL_BODY_MAX)
+        return rq->body_len == UINT64_MAX
+                   /* libmicrohttpd takes no answer in mid-body, so a chunked body could only
+                    * be read to its end or cut off unanswered: refused before it starts. */
+                   ? verdict(ZLB_CONTROL_REFUSE, 411,
+                             "a request body needs a Content-Length (chunked is not read)")
+                   : verdict(ZLB_CONTROL_REFUSE, 413, "request body over 65536 bytes");
     /* On loopback the browser is the threat (DNS rebinding, cross-site requests): only a local
      * Host is served. Once exposed, every request needs the token, which a page cannot know. */
     if (!pol->exposed && rq->host && !zlb_control_host_is_local(rq->host, pol->port))
@@ -145,6 +157,18 @@ zlb_control_verdict_t zlb_control_decide(const zlb_control_policy_t *pol,
      * request needs the token. On loopback only the state change does. */
     if (need_token && pol->exposed)
         return verdict(ZLB_CONTROL_UNAUTHORIZED, 401, "unauthorized");
+    /* GET /run is the published document; PATCH changes it, with the guards of POST /stop
+     * but the content type's: a browser sends a cross-site PATCH only after a CORS preflight,
+     * which this port never answers, so no form can forge one (and `curl -X PATCH -d` works). */
+    if (patch_run && !is_get) {
+        if (!is_patch)
+            return verdict(ZLB_CONTROL_NOT_ALLOWED, 405, "GET, HEAD, PATCH");
+        if (rq->origin && !origin_is_local(rq->origin, pol->port))
+            return verdict(ZLB_CONTROL_REFUSE, 403, "cross-origin request refused");
+        if (need_token)
+            return verdict(ZLB_CONTROL_UNAUTHORIZED, 401, "unauthorized");
+        return verdict(ZLB_CONTROL_PATCH, 200, NULL);
+    }
     bool pause = strcmp(rq->path, "/pause") == 0, resume = strcmp(rq->path, "/resume") == 0;
     if (strcmp(rq->path, "/stop") == 0 || ((pause || resume) && pol->can_pause)) {
         if (!is_post)

@@ -346,6 +346,7 @@ static void handle_signals(zlb_runner_t *r)
     if (read(r->stopfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
         if (r->state != ZLB_STATE_DRAINING)
             zlb_runner_take_pause(r);
+        zlb_runner_take_patch(r); /* answered 409 while draining */
         if (atomic_exchange(&r->stop_req, false)) {
             char client[ZLB_EVENT_CLIENT_MAX];
             pthread_mutex_lock(&r->mail_lock);
@@ -548,8 +549,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
     r->sigfd = r->stopfd = -1;
     r->state = ZLB_STATE_STARTING;
     r->tty = isatty(STDERR_FILENO);
-    pthread_mutex_init(&r->mail_lock, NULL);
-    r->mail_lock_init = true;
+    zlb_runner_mail_init(r);
     zlb_events_init(&r->events, ZLB_EVENTS_MAX);
     zlb_stager_init(r);
     /* The config checked the range. */
@@ -712,6 +712,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
             }
         }
     }
+    zlb_runner_close_mail(r); /* the run is over: no change can apply now */
     /* Every poller has answered its last task: a final snapshot after the pool stops sees
      * exactly what each poller recorded. */
     if (r->src)

@@ -147,6 +147,16 @@ typedef struct zlb_runner {
     bool mail_lock_init;
     char pause_client[ZLB_EVENT_CLIENT_MAX]; /* the latest pause/resume's client */
     char stop_client[ZLB_EVENT_CLIENT_MAX];  /* the first POST /stop's client */
+    /* PATCH /run (patch.c): the control thread posts the body (borrowed: it waits until the
+     * answer is made) and waits on patch_cond; the run thread takes it, answers, signals. */
+    pthread_cond_t patch_cond;
+    int patch_state;
+    bool mail_closed; /* the run loop is over: a PATCH is answered 409 at once */
+    const char *patch_body;
+    size_t patch_len;
+    char patch_client[ZLB_EVENT_CLIENT_MAX];
+    unsigned patch_status;
+    char *patch_answer; /* owned until the control thread takes it */
 
     zlb_state_t state;
     uint64_t t_start, t_measure_start, t_stop_requested, t_end;
@@ -220,6 +230,19 @@ int zlb_runner_stages_append(zlb_runner_t *r, const zlb_stage_t *st, size_t n);
 /** A PATCH set live values directly (call after zlb_work_steer with them): each value that
  * differs from the profile's holds until the next stage boundary, whose move starts from it. */
 void zlb_runner_stages_override(zlb_runner_t *r, const zlb_work_live_t *now);
+
+/* patch.c: PATCH /run's mailbox. */
+void zlb_runner_mail_init(zlb_runner_t *r);
+/** Frees the mailbox; after the control port is destroyed. Accepts a runner without one. */
+void zlb_runner_mail_dispose(zlb_runner_t *r);
+/** The control port's on_patch (control thread): posts the body, waits for the run thread's
+ * answer (or 503 with nothing changed when it did not take it within 2 s). */
+unsigned zlb_runner_on_patch(void *arg, const char *body, size_t len, const char *client,
+                             char **answer);
+/** Applies a posted PATCH, if any, and answers it. Run thread. */
+void zlb_runner_take_patch(zlb_runner_t *r);
+/** The run takes no more changes: a PATCH posted or to come is answered 409. Any thread. */
+void zlb_runner_close_mail(zlb_runner_t *r);
 
 /** Applies a pause or resume posted by the control thread (pause_req), if any. Run thread. */
 void zlb_runner_take_pause(zlb_runner_t *r);

@@ -57,6 +57,8 @@ json_t *zlb_runner_live_json(zlb_runner_t *r)
                           "connect_rate", v.connect_rate, "close_rate", v.close_rate);
     if (key)
         json_object_set_new(j, key, json_real(v.rate));
+    /* The dashboard shows its rate field where this says PATCH /run is served. */
+    json_object_set_new(j, "patch", json_true());
     return j;
 }
 
@@ -206,6 +208,7 @@ int zlb_runner_start_control(zlb_runner_t *r)
         .address_file = NULL, /* written once /stats has something to serve: see zlb_run */
         .on_stop = on_control_stop,
         .on_pause = on_control_pause,
+        .on_patch = zlb_runner_on_patch,
         .arg = r,
     };
     o.assets = zlb_dash_assets(&o.nassets);
@@ -258,6 +261,10 @@ int zlb_runner_open_signal_fds(zlb_runner_t *r)
 
 void zlb_runner_teardown(zlb_runner_t *r)
 {
+    /* A PATCH waiting for this thread is answered now rather than after its 2 s wait, which
+     * destroying the control port would sit through. */
+    if (r->mail_lock_init)
+        zlb_runner_close_mail(r);
     zlb_control_destroy(r->control); /* first: no control thread posts to the mailbox after */
     r->control = NULL;
     zlb_pool_stop(r->pool);
@@ -293,8 +300,7 @@ void zlb_runner_teardown(zlb_runner_t *r)
         close(r->stopfd);
     zlb_events_dispose(&r->events);
     zlb_stager_dispose(&r->stager);
-    if (r->mail_lock_init)
-        pthread_mutex_destroy(&r->mail_lock);
+    zlb_runner_mail_dispose(r);
 }
 
 /* Says so at start when the run cannot hold its connections within the open-files limit: the
