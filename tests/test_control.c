@@ -789,7 +789,11 @@ static void test_read_token(void)
 
 /* ---- concurrent readers and a republishing writer ----------------------------------------- */
 
-#define READERS 50
+/* Under the connection limit (64) even with closed connections the control thread has not
+ * reaped yet: at the limit, a reader starved between connect() and send() for over the eviction
+ * floor is a slow client by the port's rule and goes (seen with 50 readers under TSan at load 39).
+ * This test is about republishing under readers; eviction has its own tests. */
+#define READERS 24
 #define MIN_GETS_PER_READER 5
 #define REPUBLISHES 1000
 
