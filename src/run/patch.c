@@ -110,7 +110,7 @@ static unsigned apply_patch(zlb_runner_t *r, const char *body, size_t len, const
     /* Whole or not at all: what would make the append fail is refused before anything
      * changes (zlb_runner_stages_append's own refusals, asked first). */
     const zlb_stager_t *sg = &r->stager;
-    if (p.nstages && (sg->stopped || (sg->on && sg->index >= sg->n))) {
+    if (p.nstages && (sg->stopped || (sg->on && sg->ends_run && sg->index >= sg->n))) {
         zlb_config_patch_dispose(&p);
         *answer = error_doc("stages: the profile has ended: nothing changed");
         return 409;

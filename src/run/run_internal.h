@@ -227,6 +227,8 @@ uint64_t zlb_runner_stages_target(const zlb_runner_t *r);
  * in force, and keeps its own length. 0, -ESRCH (the run is ending), -E2BIG (more than
  * ZLB_CONFIG_MAX_STAGES in all) or -EINVAL (n == 0). st is copied. */
 int zlb_runner_stages_append(zlb_runner_t *r, const zlb_stage_t *st, size_t n);
+/** The same at a given monotonic time (tests drive the clock). */
+int zlb_runner_stages_append_at(zlb_runner_t *r, const zlb_stage_t *st, size_t n, uint64_t now);
 /** A PATCH set live values directly (call after zlb_work_steer with them): each value that
  * differs from the profile's holds until the next stage boundary, whose move starts from it. */
 void zlb_runner_stages_override(zlb_runner_t *r, const zlb_work_live_t *now);

@@ -275,11 +275,14 @@ json_t *zlb_runner_stages_json(zlb_runner_t *r)
             json_array_append(a, s->entry[i]);
             continue;
         }
-        /* Never reached (the run stopped first): its plan, no figures, so that a threshold on
-         * it finds nothing rather than a zero. */
+        /* In force (its figures come at its end) or never reached (the run stopped first): its
+         * plan, no figures, so that a threshold on it finds nothing rather than a zero. */
         json_t *j = json_object();
         json_object_set_new(j, "index", json_integer((json_int_t)i));
-        json_object_set_new(j, "start_s", json_null());
+        json_object_set_new(j, "start_s",
+                            s->start_ns[i]
+                                ? zlb_json_real((double)(s->start_ns[i] - r->t_start) / 1e9)
+                                : json_null());
         json_object_set_new(j, "end_s", json_null());
         json_object_set_new(j, "duration_s", zlb_json_real((double)s->st[i].duration_ns / 1e9));
         json_object_set_new(j, "completed", json_false());
@@ -335,45 +338,51 @@ void zlb_runner_stages_override(zlb_runner_t *r, const zlb_work_live_t *now)
 
 int zlb_runner_stages_append(zlb_runner_t *r, const zlb_stage_t *st, size_t n)
 {
+    return zlb_runner_stages_append_at(r, st, n, zlb_now_ns());
+}
+
+int zlb_runner_stages_append_at(zlb_runner_t *r, const zlb_stage_t *st, size_t n, uint64_t now)
+{
     zlb_stager_t *s = &r->stager;
     if (n == 0)
         return -EINVAL;
+    /* A profile from the config that has ended has ended the run. */
     if (s->stopped || r->state == ZLB_STATE_DRAINING || r->state == ZLB_STATE_DONE ||
-        (s->on && s->index >= s->n))
-        return -ESRCH; /* the run is ending: nothing left to append to */
+        (s->on && s->ends_run && s->index >= s->n))
+        return -ESRCH;
     if (s->n + n > ZLB_CONFIG_MAX_STAGES)
         return -E2BIG;
-    uint64_t now = zlb_now_ns();
-    if (!s->on) {
-        /* A run without a profile: the stages start now, from the values in force, and the
-         * run keeps its own length (the last stage's values then hold). */
-        zlb_work_live_t live;
-        if (r->engine) {
-            zlb_work_get_live(r->engine, &live);
-            values_of(&live, &s->from);
-        } else {
-            zlb_config_stage_start(r->cfg, &s->from);
-        }
-        s->now = s->from;
-        s->steered = true;
-        s->on = true;
-        s->began_ns = stage_clock(s, r->t_start, now);
-        s->index = 0;
-        reserve(s, n);
-        memcpy(s->st, st, n * sizeof(*st));
-        s->n = n;
-        zlb_stats_copy(&s->base, &r->snap.total);
-        begin_stage(r, 0, NULL);
-        return 0;
-    }
+    /* No profile running (none yet, or one a PATCH appended that has ended): the new stages
+     * start now, from the values in force, and the run keeps its own length. */
+    bool fresh = !s->on || s->index >= s->n;
     reserve(s, s->n + n);
     /* A last stage that holds until stopped, in force, ends now: the new ones follow it (one
      * not reached yet becomes a jump). */
-    if (s->index == s->n - 1 && holds_forever(s, s->n - 1)) {
+    if (!fresh && s->index == s->n - 1 && holds_forever(s, s->n - 1)) {
         uint64_t clock = stage_clock(s, r->t_start, now);
         s->st[s->n - 1].duration_ns = clock > s->began_ns ? clock - s->began_ns : 0;
     }
     memcpy(s->st + s->n, st, n * sizeof(*st));
+    size_t first = s->n;
     s->n += n;
+    if (!fresh)
+        return 0;
+    if (!s->on) {
+        zlb_work_live_t live;
+        if (r->engine) {
+            zlb_work_get_live(r->engine, &live);
+            values_of(&live, &s->now);
+        } else {
+            zlb_config_stage_start(r->cfg, &s->now);
+        }
+        s->steered = true;
+        s->on = true;
+    }
+    s->from = s->now; /* what was handed to the engine last, a PATCH's values included */
+    s->overridden = 0;
+    s->began_ns = stage_clock(s, r->t_start, now);
+    s->index = first;
+    zlb_stats_copy(&s->base, &r->snap.total);
+    begin_stage(r, first, NULL);
     return 0;
 }

@@ -79,9 +79,11 @@ jq -e '(.stages | length) == 4 and all(.stages[]; .completed)
        and ([.stages[].index] == [0, 1, 2, 3])
        and ([range(1; 4) as $i | .stages[$i].start_s == .stages[$i - 1].end_s] | all)' "$R" >/dev/null \
     || fail "stages: $(jq -c '[.stages[] | {index, start_s, end_s, completed}]' "$R")"
-jq -e --argjson slow "$SLOW" '[.stages[] | (.seconds - .duration_s) as $d
-        | if .index == 1 then ($d > 0.8 and $d < 1.6 * $slow) else ($d > -0.05 and $d < 0.4 * $slow) end] | all' "$R" >/dev/null \
-    || fail "stage lengths: $(jq -c '[.stages[] | {duration_s, seconds}]' "$R")"
+# (The pause's length from its events: POST /pause to POST /resume.)
+jq -e --argjson slow "$SLOW" '([.events[] | select(.what == "resume")][0].t_s - [.events[] | select(.what == "pause")][0].t_s) as $p
+        | [.stages[] | (.seconds - .duration_s) - (if .index == 1 then $p else 0 end)
+           | . > -0.15 and . < 0.4 * $slow] | all' "$R" >/dev/null \
+    || fail "stage lengths: $(jq -c '[.stages[] | {duration_s, seconds}], [.events[] | select(.what == "pause" or .what == "resume") | .t_s]' "$R")"
 jq -e '.stages[0].rates.connects_per_s > 0 and .stages[0].latency_us.connect.count > 0
        and .stages[1].rates.messages_per_s > 0 and .stages[1].latency_us.message_rt.count > 0
        and .stages[2].connections.established > 0 and .stages[3].connections.closed_by_us > 0' "$R" >/dev/null \
