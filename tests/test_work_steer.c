@@ -280,7 +280,7 @@ static void test_pause_ramp(void)
     sleep_ms(50);
     snap(&r);
     uint64_t a = r.s.total.c.attempted;
-    sleep_ms(400);
+    sleep_ms(750);
     snap(&r);
     dump("paused in the ramp", &r.s);
     ASSERT_UEQ(r.s.total.c.attempted, a);
@@ -288,8 +288,11 @@ static void test_pause_ramp(void)
     zlb_work_steer(r.e, &v);
     ASSERT(WAIT_SNAP(&r, r.s.total.c.open == 200, 5000));
     uint64_t lag = zlb_hist_max(r.s.total.lat[ZLB_LAT_SCHEDULE_LAG]);
-    fprintf(stderr, "   schedule lag max %.1f ms (want < 100)\n", (double)lag / 1e6);
-    ASSERT_CMP_UINT(lag, <, 100 * ZLB_NS_PER_MS);
+    /* Counted, the 800 ms pause would show as at least that much lag; half of it leaves room
+     * for a loaded host's own stalls (142 ms seen at load 20). */
+    fprintf(stderr, "   schedule lag max %.1f ms (want < 400: the pause was 800)\n",
+            (double)lag / 1e6);
+    ASSERT_CMP_UINT(lag, <, 400 * ZLB_NS_PER_MS);
     rig_finish(&r);
 }
 
