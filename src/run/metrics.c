@@ -227,8 +227,7 @@ static void run_facts(const zlb_view_t *v, zlb_buf_t *b)
     for (int s = ZLB_STATE_STARTING; s <= ZLB_STATE_DONE; s++)
         zlb_buf_printf(b, "zlbench_run_state{state=\"%s\"} %d\n", zlb_state_name((zlb_state_t)s),
                        v->state == (zlb_state_t)s);
-    gauge(b, "zlbench_connections_goal", "Connections the run aims to hold.",
-          (double)v->cfg->connections);
+    gauge(b, "zlbench_connections_goal", "Connections the run aims to hold.", (double)v->target);
     gauge(b, "zlbench_generator_saturated",
           "1 when the generator itself is the bottleneck (its figures are suspect).",
           v->saturation && v->saturation->saturated ? 1.0 : 0.0);

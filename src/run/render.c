@@ -143,7 +143,7 @@ json_t *zlb_render_stats(const zlb_view_t *v)
                                       "count", (json_int_t)cfg->shard.count, "config_hash",
                                       v->config_hash));
     zlb_report_level_t lv = {.stats = t,
-                             .target = cfg->connections,
+                             .target = v->target,
                              .rates = v->rates,
                              .percentiles = cfg->report.percentiles,
                              .npercentiles = cfg->report.npercentiles,

@@ -114,6 +114,7 @@ static zlb_view_t make_view(zlb_runner_t *r)
         .started_unix_s = (double)(r->t_start_wall_ns / ZLB_NS_PER_MS) / 1e3,
         .buckets = &r->buckets,
         .poller_process = r->poller_process,
+        .target = zlb_runner_stages_target(r),
     };
     return v;
 }

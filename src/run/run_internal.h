@@ -46,6 +46,7 @@ typedef struct zlb_view {
     double started_unix_s;             /* wall clock at the run's start (0 before) */
     const zlb_prom_buckets_t *buckets; /* /metrics histogram bounds */
     const uint32_t *poller_process;    /* per poller row: its process (--processes), or NULL */
+    uint64_t target; /* connections the run aims for now (stages, PATCH /run move it) */
 } zlb_view_t;
 
 /** The /stats document. New reference. */
