@@ -221,6 +221,56 @@ static zlb_config_t *first_config(json_t *report, const char *file)
     return cfg;
 }
 
+/* One event of one source, for the merged order. */
+typedef struct merged_event {
+    double t;
+    size_t src, at;
+    json_t *e; /* borrowed */
+} merged_event_t;
+
+static int cmp_event(const void *a, const void *b)
+{
+    const merged_event_t *x = a, *y = b;
+    if (x->t != y->t)
+        return x->t < y->t ? -1 : 1;
+    if (x->src != y->src)
+        return x->src < y->src ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Every source's events in one time order, each naming its source (an index into "sources").
+ * t_s is each run's own clock: side-by-side runs start together, within their start-up spread.
+ * Ties keep each source's own order. */
+static void merge_events(json_t **in, size_t n, json_t *merged)
+{
+    size_t total = 0, k = 0, i, j;
+    json_int_t dropped = 0;
+    json_t *e;
+
+    for (i = 0; i < n; i++) {
+        total += json_array_size(json_object_get(in[i], "events"));
+        dropped += json_integer_value(json_object_get(in[i], "events_dropped"));
+    }
+    merged_event_t *v = zlb_xcalloc(total ? total : 1, sizeof(*v));
+    for (i = 0; i < n; i++) {
+        json_array_foreach(json_object_get(in[i], "events"), j, e)
+        {
+            v[k] = (merged_event_t){json_number_value(json_object_get(e, "t_s")), i, j, e};
+            k++;
+        }
+    }
+    qsort(v, k, sizeof(*v), cmp_event);
+    json_t *out = json_array();
+    for (i = 0; i < k; i++) {
+        json_t *c = json_deep_copy(v[i].e);
+        json_object_set_new(c, "source", json_integer((json_int_t)v[i].src));
+        json_array_append_new(out, c);
+    }
+    free(v);
+    json_object_set_new(merged, "events", out);
+    json_object_set_new(merged, "events_dropped", json_integer(dropped));
+}
+
 int zlb_gate_merge(int argc, char **argv)
 {
     static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
@@ -353,6 +403,7 @@ int zlb_gate_merge(int argc, char **argv)
     }
     if (mcfg)
         json_object_set_new(merged, "config", mcfg);
+    merge_events(in, n, merged);
     const char *no_timeline;
     json_t *timeline = zlb_gate_merge_timelines(in, n, &no_timeline);
     if (timeline)

@@ -41,7 +41,12 @@ errs=$(validate "$T/merged.json")
 jq -e --slurpfile one "$T/report.json" '.connections.established == 2 * $one[0].connections.established
     and .histograms.connect.count == 2 * $one[0].histograms.connect.count' "$T/merged.json" >/dev/null \
     || fail "merged counts are not the sum"
-pass "merged report valid, counts doubled"
+jq -e --slurpfile one "$T/report.json" '($one[0].events | length) >= 2
+    and (.events | length) == 2 * ($one[0].events | length)
+    and ([.events[].source] | unique) == [0, 1] and ([.events[].t_s] as $t | $t == ($t | sort))
+    and ([.events[] | select(.source == 1) | del(.source)] == $one[0].events)' "$T/merged.json" >/dev/null \
+    || fail "merged events: $(jq -c .events "$T/merged.json")"
+pass "merged report valid, counts doubled, events of both in time order"
 
 jq '.connections.attempted = "many" | del(.ramp) | .state = "odd"' "$T/report.json" > "$T/broken.json"
 errs=$(validate "$T/broken.json")
