@@ -85,7 +85,11 @@ static void test_boundaries_and_windows(void)
     ASSERT_CMP_DBL(r.stager.now.connect_rate, ==, 50);
     ASSERT(!tick(&r, 17, 300));
     ASSERT_UEQ(r.stager.now.connections, 200);
-    ASSERT_UEQ(zlb_runner_stage_json(&r) != NULL, 1);
+    json_t *now = zlb_runner_stage_json(&r); /* GET /run's "stage" */
+    ASSERT_EQ(json_integer_value(json_object_get(now, "index")), 3);
+    ASSERT_EQ(json_integer_value(json_object_get(now, "count")), 4);
+    ASSERT_NEAR(json_number_value(json_object_get(now, "duration_s")), 4, 1e-9);
+    json_decref(now);
     ASSERT(tick(&r, 19.001, 300));
     ASSERT_UEQ(r.stager.index, 4);
     ASSERT_UEQ(zlb_runner_stages_next_ns(&r), UINT64_MAX);
