@@ -49,22 +49,31 @@ curl -sf "$URL/stats" -o "$T/a.stats.json"
 check_invariant "$T/a.stats.json" || fail "(a) invariant at $N open"
 # On a crowded host the two server threads can fall behind the rate: a handshake that outlives its
 # deadline is failed_before[timeout] and its slot retried (seen: 648 of 5,648 attempts under load
-# 6). That is the target's capacity, not a client fault; any other failure is. Each TCP connect is
-# timed once (connect.count == attempted) and each handshake done once (== established).
-jq -e --argjson n "$N" '
-    .connections.established == $n
-    and .connections.failed.total == .connections.failed_before_established.timeout
-    and .tls.handshakes == $n and (.tls.resumed_ratio | type == "number")
-    and .latency_us.tls_handshake_full.count == $n
+# 6). That is the target's capacity, not a client fault; any other failure is. So is a server
+# that gave up on a handshake the client had just finished (TLS 1.3: the client is done before
+# the server reads its Finished): the connection ends right after it was established (seen: 5 of
+# 1,005 under TSan at load 10), and its slot reopens. Each TCP connect is timed once
+# (connect.count == attempted) and each handshake done once (== established).
+jq -e --argjson n "$N" '.connections as $c
+    | $c.open == $n
+    and $c.established == $n + $c.closed_by_peer + $c.failed_after_established.total
+    and $c.failed_after_established.total == $c.failed_after_established.eof + $c.failed_after_established.reset
+    and $c.established - $n <= $n / 50
+    and $c.failed_before_established.total == $c.failed_before_established.timeout
+    and .tls.handshakes == $c.established and (.tls.resumed_ratio | type == "number")
+    and .latency_us.tls_handshake_full.count == $c.established
     and .latency_us.connect.count == .connections.attempted and .latency_us.connect.p50 > 0
     and (.tls.openssl | startswith("OpenSSL"))
     and .targets[0].tls == true and .targets[0].tls_verify == true' "$T/a.stats.json" >/dev/null \
-    || fail "(a) /stats: $(jq -c '{c: .connections | {attempted, established, failed: .failed_before_established}, tls, full: .latency_us.tls_handshake_full.count, connect: .latency_us.connect.count, t: .targets[0] | {tls, tls_verify}}' "$T/a.stats.json")"
+    || fail "(a) /stats: $(jq -c '{c: .connections | {attempted, established, open, closed_by_peer, failed: .failed_before_established, after: .failed_after_established}, tls, full: .latency_us.tls_handshake_full.count, connect: .latency_us.connect.count, t: .targets[0] | {tls, tls_verify}}' "$T/a.stats.json")"
 kill -TERM "$APID"
 wait_exit "$APID" 60
 check_invariant "$T/a.report.json" || fail "(a) invariant in the report"
-jq -e --argjson n "$N" '.connections.established == $n and .tls.handshakes == $n
-    and .connections.failed.total == .connections.failed_before_established.timeout' "$T/a.report.json" >/dev/null \
+jq -e --argjson n "$N" '.connections as $c | $c.established - $n <= $n / 50
+    and .tls.handshakes == $c.established
+    and $c.failed_before_established.total == $c.failed_before_established.timeout
+    and $c.failed_after_established.total == $c.failed_after_established.eof + $c.failed_after_established.reset' \
+    "$T/a.report.json" >/dev/null \
     || fail "(a) report: $(jq -c '{c: .connections, tls}' "$T/a.report.json")"
 errs=$(validate "$T/a.report.json")
 [ -z "$errs" ] || fail "(a) the report does not match the schema: $errs"
