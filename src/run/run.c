@@ -301,10 +301,24 @@ static void check_abort(zlb_runner_t *r)
     steady_stats(r, &steady);
     json_object_set_new(live, "steady", steady_json(r, &steady));
     zlb_stats_dispose(&steady);
+    if (r->stager.on)
+        json_object_set_new(live, "stages", zlb_runner_stages_json(r));
     int failed = zlb_gate_thresholds(cfg, live);
+    size_t i;
+    json_t *row;
+    /* A stage that has not ended has no figures yet: its thresholds are judged at its end (or
+     * in the report), never read as failed before. */
+    json_array_foreach(json_object_get(live, "thresholds"), i, row)
+    {
+        if (!json_is_true(json_object_get(row, "passed")) &&
+            json_is_null(json_object_get(row, "observed")) &&
+            strncmp(json_string_value(json_object_get(row, "path")), "stages.", 7) == 0) {
+            json_object_set_new(row, "passed", json_true());
+            failed--;
+        }
+    }
     if (failed) {
-        size_t i;
-        json_t *row, *which = json_array();
+        json_t *which = json_array();
         json_array_foreach(json_object_get(live, "thresholds"), i, row)
         {
             if (json_is_true(json_object_get(row, "passed")))

@@ -137,3 +137,20 @@ jq -e '[.events[] | select(.what == "stage") | .to.index] == [0, 1, 2, 3]
 jq -e '[.thresholds[] | select(.path | startswith("stages.")) | (.observed | type) == "number" and .passed] == [true, true, true]' "$R" >/dev/null \
     || fail "stage thresholds: $(jq -c '.thresholds' "$R")"
 pass "events in order; thresholds on stages.N evaluated: $(jq -c '[.thresholds[] | select(.path | startswith("stages.")) | [.path, .observed]]' "$R")"
+
+# abort_on_fail with a threshold on a stage: judged once that stage has ended, never before (a
+# stage in force has no figures yet), and then it stops the run (exit 3).
+cat > "$T/abort.json" <<JSON
+{ "embedded_target": {"mode": "echo"}, "connect_rate": 500, "workload": {"type": "echo", "message_rate": 0},
+  "control": {"listen": null}, "report": {"file": "$T/abort.report.json"},
+  "abort_on_fail": true, "abort_grace": "0s",
+  "thresholds": {"stages.1.latency_us.message_rt.p99": "< 1", "stages.0.rates.connects_per_s": "> 0"},
+  "stages": [{"duration": "1s", "connections": 10, "message_rate": 100}, {"duration": "1s"}, {"duration": "5s"}] }
+JSON
+set +e; "$ZLB" -c "$T/abort.json" -q >/dev/null 2>"$T/abort.err"; rc=$?; set -e
+A="$T/abort.report.json"
+[ $rc = 3 ] || fail "abort on a stage threshold: exit $rc: $(tail -3 "$T/abort.err")"
+jq -e '.stop_reason == "threshold_failed" and ([.stages[].completed] == [true, true, false])
+       and ([.events[] | select(.what == "threshold_abort")][0].t_s >= .stages[1].end_s)' "$A" >/dev/null \
+    || fail "abort: $(jq -c '{stop_reason, stages: [.stages[] | {end_s, completed}], ev: [.events[] | [.t_s, .what]]}' "$A")"
+pass "abort_on_fail on stages.1: judged after stage 1 ended ($(jq '[.events[] | select(.what == "threshold_abort")][0].t_s' "$A") s), exit 3"
