@@ -211,8 +211,17 @@
 
   if ((R.events || []).length || (R.stages || []).length) {
     var ev = section('Stages and events');
-    if ((R.stages || []).length) table(ev, null, R.stages.map(function (s, i) {
-      return ['stage ' + (i + 1), JSON.stringify(s)];
+    /* One row per stage: its window, what it moved to, and its own figures (stages[] in the
+     * report; a stage never reached has its plan only). */
+    if ((R.stages || []).length) table(ev, ['stage', 'window', 'targets', 'open at end', 'connects/s',
+      'closes/s', 'failures/s', 'messages/s'], R.stages.map(function (s) {
+      var r = s.rates || {}, c = s.connections || {};
+      var win = typeof s.start_s === 'number' && typeof s.end_s === 'number'
+        ? ZC.secs(s.start_s) + ' - ' + ZC.secs(s.end_s) + (s.completed ? '' : ' (cut short)')
+        : 'not reached (' + ZC.secs(s.duration_s) + ' planned)';
+      var tg = Object.keys(s.targets || {}).map(function (k) { return k + ' ' + s.targets[k]; }).join(', ') || 'hold';
+      return [String(s.index), win, tg, c.open, n(r.connects_per_s), n(r.closes_per_s),
+        n(r.failures_per_s), n(r.messages_per_s)];
     }));
     var ol = H('ol', 'events', ev);
     (R.events || []).forEach(function (e) {
