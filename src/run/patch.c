@@ -143,6 +143,7 @@ static unsigned apply_patch(zlb_runner_t *r, const char *body, size_t len, const
     size_t had = sg->n;
     if (json_object_size(to) > 0) {
         zlb_work_steer(r->engine, &v);
+        r->connects_unlimited |= v.connect_rate <= 0; /* even if changed back before a tick */
         /* Held against the stage in force until its end; the next stage moves from them. */
         zlb_runner_stages_override(r, &v);
     }

@@ -53,17 +53,25 @@ static void monitor_sample(zlb_runner_t *r)
  * lag is no measure of them, as a timer armed for a deadline already past reads as late. */
 static void check_saturation(zlb_runner_t *r)
 {
+    /* The rate in force: a PATCH or a stage may have made it 0 ("as fast as possible"). */
+    double rate = r->cfg->connect_rate;
+    if (r->engine) {
+        zlb_work_live_t v;
+        zlb_work_get_live(r->engine, &v);
+        rate = v.connect_rate;
+    }
+    r->connects_unlimited |= rate <= 0;
     if (!r->measuring || r->state == ZLB_STATE_DRAINING)
         return;
-    zlb_monitor_check_sustained(&r->mon, r->snap.taken_ns, r->snap.scheduler_backlog,
-                                r->cfg->connect_rate > 0);
+    zlb_monitor_check_sustained(&r->mon, r->snap.taken_ns, r->snap.scheduler_backlog, rate > 0);
 }
 
 /* Lateness phases not judged in this run: a connect schedule with no rate ("as fast as
- * possible") has every attempt due at the start, so its schedule lag is no lateness. */
+ * possible", from the config or, for a while, live) has its attempts due at once, so their
+ * schedule lag is no lateness. */
 static uint32_t lateness_ignored(const zlb_runner_t *r)
 {
-    return r->cfg->connect_rate > 0 ? 0 : 1u << ZLB_LAT_SCHEDULE_LAG;
+    return r->cfg->connect_rate > 0 && !r->connects_unlimited ? 0 : 1u << ZLB_LAT_SCHEDULE_LAG;
 }
 
 /* ---- the engine, or the processes that stand in for it ---------------------------------- */

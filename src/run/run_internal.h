@@ -165,6 +165,7 @@ typedef struct zlb_runner {
     zlb_prom_buckets_t buckets;
     bool measuring; /* the warm-up is over: the base snapshot was taken */
     bool ramp_done;
+    bool connects_unlimited; /* the live connect_rate was 0 at some time (a PATCH, a stage) */
     int signals_seen;
     bool immediate;
     const char *stop_reason;

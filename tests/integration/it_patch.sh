@@ -146,6 +146,26 @@ jq -e '.connections.failed_before_established.total == 0 and .connections.failed
     "$T/report.json" >/dev/null || fail "failures in the report: $(jq -c .connections "$T/report.json")"
 pass "report: events in order, balanced, exit $EXIT_CODE"
 
+# connect_rate 0 live ("as fast as possible", as a config's 0): 1,900 attempts due at once are
+# no lateness, so the report does not call the generator saturated for their schedule lag.
+cat > "$T/burst.json" <<JSON
+{ "embedded_target": {"mode": "echo"}, "connections": 100, "connect_rate": 1000, "duration": "0s",
+  "control": {"listen": "127.0.0.1:0", "address_file": "$T/ctlb.addr"}, "report": {"file": "$T/burst.r.json"} }
+JSON
+start_bg burst "$ZLB" -c "$T/burst.json" -q
+BPID=$BG_PID
+wait_for test -s "$T/ctlb.addr" || fail "burst run did not start: $(cat "$T/burst.err")"
+BURL="http://$(cat "$T/ctlb.addr")"
+wait_for bash -o pipefail -c "curl -sf '$BURL/stats' | jq -e '.connections.open == 100' >/dev/null" || fail "burst: no 100 open"
+curl -sf -X PATCH --data-binary '{"connections": 2000, "connect_rate": 0}' "$BURL/run" >/dev/null || fail "burst PATCH"
+wait_for bash -o pipefail -c "curl -sf '$BURL/stats' | jq -e '.connections.open == 2000' >/dev/null" \
+    || fail "burst: 2000 never open: $(curl -s "$BURL/stats" | jq -c .connections)"
+curl -sf -X POST -H 'X-Zlbench-Request: 1' "$BURL/stop" >/dev/null || fail "POST /stop (burst)"
+wait_exit "$BPID" 30
+jq -e '[.generator.reasons[] | select(test("schedule_lag"))] | length == 0' "$T/burst.r.json" >/dev/null \
+    || fail "a live connect_rate 0 judged as lateness: $(jq -c .generator "$T/burst.r.json")"
+pass "connect_rate 0 live: 2000 open, no schedule-lag verdict (exit $EXIT_CODE)"
+
 # --processes: the engines are in the children, which take their values at the start: 409, said
 # so, and nothing changes.
 cat > "$T/procs.json" <<JSON
