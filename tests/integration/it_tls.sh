@@ -49,10 +49,11 @@ curl -sf "$URL/stats" -o "$T/a.stats.json"
 check_invariant "$T/a.stats.json" || fail "(a) invariant at $N open"
 # On a crowded host the two server threads can fall behind the rate: a handshake that outlives its
 # deadline is failed_before[timeout] and its slot retried (seen: 648 of 5,648 attempts under load
-# 6). That is the target's capacity, not a client fault; any other failure is. So is a server
-# that gave up on a handshake the client had just finished (TLS 1.3: the client is done before
-# the server reads its Finished): the connection ends right after it was established (seen: 5 of
-# 1,005 under TSan at load 10), and its slot reopens. Each TCP connect is timed once
+# 6). That is the target's capacity, not a client fault; any other failure is. Under TSan at
+# load 10 a few connections (5 of 1,005) also ended from the target's side after the client had
+# finished its handshake, and their slots reopened; which server path closed them is not known
+# yet (its handshake timeout is 10 s, so not that). Accepted as eof/reset/closed_by_peer after
+# establishment, at most 2% of N. Each TCP connect is timed once
 # (connect.count == attempted) and each handshake done once (== established).
 jq -e --argjson n "$N" '.connections as $c
     | $c.open == $n
