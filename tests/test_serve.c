@@ -1161,20 +1161,22 @@ static void test_destroy_with_open_connections(void)
 
     for (int i = 0; i < N; i++) {
         fds[i] = client(t);
-        if (i % 3 == 0) {
-            /* back up: send until the server stops taking it */
+        if (i % 3 == 0)
             ASSERT_EQ(fcntl(fds[i], F_SETFL, O_NONBLOCK), 0);
-            for (;;) {
-                ssize_t n = send(fds[i], buf, chunk, MSG_NOSIGNAL);
-                if (n > 0)
-                    continue;
-                struct pollfd p = {.fd = fds[i], .events = POLLOUT};
-                if (poll(&p, 1, 100) == 0)
-                    break;
-            }
-            ASSERT_EQ(fcntl(fds[i], F_SETFL, 0), 0);
-        }
     }
+    /* Back every third one up: send until none of them has taken a byte for 1 s, so the server
+     * has stopped reading them, not merely lost its CPU for a moment (a 100 ms wait per socket
+     * broke off early on a loaded host and the echo never blocked). */
+    uint64_t took_at = zlb_now_ns();
+    while (zlb_now_ns() - took_at < ZLB_NS_PER_SEC) {
+        for (int i = 0; i < N; i += 3)
+            while (send(fds[i], buf, chunk, MSG_NOSIGNAL) > 0)
+                took_at = zlb_now_ns();
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < N; i += 3)
+        ASSERT_EQ(fcntl(fds[i], F_SETFL, 0), 0);
     WAIT_FOR(info(t, 0).blocked + info(t, 1).blocked == (N + 2) / 3, 5000);
     hfd = client(th);
     write_all(hfd, "GET / HTTP/1.1\r\nHo", 18);
