@@ -65,8 +65,11 @@ echo "(b) the source wrote $SRV_OUT bytes, zlbench read $IN; first messages: $SR
 [ "$SRV_IN" = $((20 * 15)) ] || fail "(b) the source read $SRV_IN bytes, not 20 first messages of 15"
 jq -e '.bytes.out == 300' "$T/b-report.json" >/dev/null || fail "(b) bytes.out $(jq .bytes.out "$T/b-report.json")"
 [ "$IN" -gt 10000000 ] && [ "$IN" -le "$SRV_OUT" ] || fail "(b) read $IN of $SRV_OUT"
-# What was still in the kernel's buffers at the close: a few MiB per connection at most.
-[ $((SRV_OUT - IN)) -le $((20 * 8 * 1048576)) ] || fail "(b) $((SRV_OUT - IN)) bytes unaccounted"
+# What was still in the kernel's buffers at the close: at most the source's send buffer and our
+# receive buffer per connection, as this kernel bounds them (autotuned; 8 MiB each was too few
+# for a loaded host: 169 MiB over 20 connections).
+BUF=$(( $(awk '{print $3}' /proc/sys/net/ipv4/tcp_rmem) + $(awk '{print $3}' /proc/sys/net/ipv4/tcp_wmem) ))
+[ $((SRV_OUT - IN)) -le $((20 * BUF)) ] || fail "(b) $((SRV_OUT - IN)) bytes unaccounted (buffers hold at most $((20 * BUF)))"
 pass "(b) receive: first message once per connection, $IN of $SRV_OUT bytes read"
 
 # (c) the example as written (built-in sink, nothing else installed)
