@@ -13,16 +13,8 @@
 # (default localhost/zlbench:ci); ZLB_IT_NO_BUILD=1 uses the images built before (.ci/run: the
 # image it_image.sh just built) instead of running docker/build.sh.
 set -euo pipefail
-REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-CHECKS=5
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: $CHECKS compose checks: podman runs as root here and this is uid $(id -u)"
-    exit 77
-fi
-if ! command -v podman >/dev/null && ! command -v apt-get >/dev/null; then
-    echo "SKIP: $CHECKS compose checks: no podman, and no apt-get to install it"
-    exit 77
-fi
+CHECKS=5 WHAT=compose
+source "$(dirname "$0")/lib.sh"
 # What the stack needs beyond podman (.ci/deps installs them; so does this, as build.sh does podman).
 need=()
 command -v podman-compose >/dev/null || need+=(podman-compose)
@@ -33,9 +25,6 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
         --no-install-recommends "${need[@]}" >/dev/null
 fi
-# lib.sh wants a zlbench binary; the one under test is inside the image, so it gets podman's path.
-source "$REPO/tests/integration/lib.sh" "$(command -v podman || echo /usr/bin/podman)"
-export CONTAINERS_CONF=${CONTAINERS_CONF:-$REPO/docker/containers.conf}
 IMAGE=${ZLB_IMAGE:-localhost/zlbench:ci}
 PROM_IMAGE=localhost/zlbench-prometheus:latest
 PROJECT=zlbit$$
@@ -71,21 +60,6 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# A port below the kernel's ephemeral range (the other tests' client sockets take theirs from it,
-# and binding 0.0.0.0 fails on a port a connected socket holds), used by no socket in any state.
-free_port() {
-    local p low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-    [ "$low" -gt 12000 ] || low=32768
-    while :; do
-        p=$((10000 + RANDOM % (low - 10000)))
-        ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return; }
-    done
-}
-validate() {
-    jq -r --slurpfile schema "$REPO/configs/report.schema.json" \
-        -f "$REPO/tests/integration/schema.jq" "$1"
-}
 
 # ---- 1. the images: zlbench's and the stack's Prometheus ------------------------------------
 if [ -z "${ZLB_IT_NO_BUILD:-}" ]; then

@@ -9,19 +9,8 @@
 # SKIP line with the number of checks skipped and exits 77. ZLB_IMAGE names the image to build
 # (default localhost/zlbench:ci); ZLB_IT_NO_BUILD=1 tests an image built before.
 set -euo pipefail
-REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-CHECKS=7
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: $CHECKS container checks: podman runs as root here and this is uid $(id -u)"
-    exit 77
-fi
-if ! command -v podman >/dev/null && ! command -v apt-get >/dev/null; then
-    echo "SKIP: $CHECKS container checks: no podman, and no apt-get to install it"
-    exit 77
-fi
-# lib.sh wants a zlbench binary; the one under test is inside the image, so it gets podman's path.
-source "$REPO/tests/integration/lib.sh" "$(command -v podman || echo /usr/bin/podman)"
-export CONTAINERS_CONF=${CONTAINERS_CONF:-$REPO/docker/containers.conf}
+CHECKS=7 WHAT=container
+source "$(dirname "$0")/lib.sh"
 IMAGE=${ZLB_IMAGE:-localhost/zlbench:ci}
 RUN_NAME=zlb-it-run-$$
 EXPOSED_NAME=zlb-it-exposed-$$
@@ -33,21 +22,6 @@ cleanup_containers() {
 }
 trap cleanup_containers EXIT
 
-# A port below the kernel's ephemeral range (the other tests' client sockets take theirs from it,
-# and binding 0.0.0.0 fails on a port a connected socket holds), used by no socket in any state.
-free_port() {
-    local p low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-    [ "$low" -gt 12000 ] || low=32768
-    while :; do
-        p=$((10000 + RANDOM % (low - 10000)))
-        ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return; }
-    done
-}
-validate() {
-    jq -r --slurpfile schema "$REPO/configs/report.schema.json" \
-        -f "$REPO/tests/integration/schema.jq" "$1"
-}
 crun() { podman run --rm --no-healthcheck "$@"; }
 
 # ---- 1. the image builds from the checkout, warnings as errors ------------------------------
