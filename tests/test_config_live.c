@@ -69,6 +69,7 @@ static void test_refusals(void)
     zlb_config_t *http = parse_ok(HTTP_CFG("\"request_rate\": 100"));
     zlb_config_t *closed = parse_ok(HTTP_CFG("\"keepalive\": true"));
     zlb_config_t *hold = parse_ok("{\"workload\": {\"type\": \"hold\"}}");
+    zlb_config_t *stream = parse_ok("{\"workload\": {\"type\": \"stream\", \"rate\": 1000}}");
     zlb_config_t *echo =
         parse_ok("{\"workload\": {\"type\": \"echo\", \"message_rate\": 10, \"message_size\": 8}}");
 
@@ -102,6 +103,9 @@ static void test_refusals(void)
                  "request_rate: the echo workload's rate is message_rate, not request_rate");
     expect_error(hold, "{\"request_rate\": 5}",
                  "request_rate: the hold workload has no whole-run rate to change");
+    expect_error(stream, "{\"rate\": 5}",
+                 "rate: a stream's rate (workload.rate, bytes/s per connection) is fixed for the "
+                 "run: stages and PATCH /run change its connections, connect_rate and close_rate");
     expect_error(closed, "{\"request_rate\": 5}",
                  "request_rate: this run is a closed loop (request_rate 0 in its config): only a "
                  "run started with a rate can change it");
@@ -124,6 +128,7 @@ static void test_refusals(void)
     zlb_config_destroy(http);
     zlb_config_destroy(closed);
     zlb_config_destroy(hold);
+    zlb_config_destroy(stream);
     zlb_config_destroy(echo);
 }
 

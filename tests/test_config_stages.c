@@ -89,6 +89,12 @@ static void test_refusals(void)
         "'connections'?)");
     expect_error("{\"stages\": [{\"duration\": \"1s\", \"request_rate\": 5}]}",
                  "stages[0].request_rate: the hold workload has no rate to set");
+    expect_error(
+        "{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
+        "\"stream_rate\": 5}]}",
+        "stages[0].stream_rate: a stream's rate (workload.rate, bytes/s per connection) is "
+        "fixed for the run: stages and PATCH /run change its connections, connect_rate "
+        "and close_rate");
     expect_error("{\"workload\": {\"type\": \"echo\"}, \"stages\": [{\"duration\": \"1s\", "
                  "\"request_rate\": 5}]}",
                  "stages[0].request_rate: the echo workload's rate is message_rate, not "

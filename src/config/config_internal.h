@@ -222,4 +222,10 @@ void zlb_config_ip_next(zlb_config_ip_t *ip);
 /** Fills ss with ip and port 0. */
 void zlb_config_ip_to_sockaddr(const zlb_config_ip_t *ip, struct sockaddr_storage *ss);
 
+/* Stages and PATCH /run refuse a stream's rate with this: its pacing schedule is made once per
+ * connection at establishment, and nothing re-times a running stream yet. */
+#define ZLB_STREAM_RATE_FIXED                                                                      \
+    "a stream's rate (workload.rate, bytes/s per connection) is fixed for the run: stages and "    \
+    "PATCH /run change its connections, connect_rate and close_rate"
+
 #endif

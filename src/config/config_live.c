@@ -10,7 +10,7 @@
 #include "config/config_internal.h"
 
 /* Every workload's whole-run rate key, for the message that names the one a workload lacks. */
-static const char *const rate_keys[] = {"request_rate", "message_rate", "stream_rate"};
+static const char *const rate_keys[] = {"request_rate", "message_rate", "stream_rate", "rate"};
 
 static bool all_space(const char *s, size_t n)
 {
@@ -33,7 +33,9 @@ static int check_rate_keys(zlb_config_ctx_t *c, const json_t *root, const zlb_co
             continue;
         size_t mark = zlb_config_push(c, k);
         int rc = 0;
-        if (!mine)
+        if (!mine && cfg->workload.type == ZLB_WORK_STREAM)
+            rc = zlb_config_fail_key(c, ZLB_STREAM_RATE_FIXED);
+        else if (!mine)
             rc = zlb_config_fail_key(c, "the %s workload has no whole-run rate to change", wl);
         else if (strcmp(k, mine) != 0)
             rc = zlb_config_fail_key(c, "the %s workload's rate is %s, not %s", wl, mine, k);

@@ -65,7 +65,7 @@ bool zlb_config_rate_is_live(const zlb_config_t *cfg)
 
 /* The rate keys some workload has: one a stage may not use with another workload is named as
  * what it is, not as an unknown key. */
-static const char *const rate_keys[] = {"request_rate", "message_rate"};
+static const char *const rate_keys[] = {"request_rate", "message_rate", "stream_rate", "rate"};
 
 static int parse_stage(zlb_config_ctx_t *c, const zlb_config_t *cfg, const json_t *o,
                        zlb_stage_t *st)
@@ -86,7 +86,9 @@ static int parse_stage(zlb_config_ctx_t *c, const zlb_config_t *cfg, const json_
         size_t mark = zlb_config_push(c, rate_keys[k]);
         int rc = rate_key ? zlb_config_fail_key(c, "the %s workload's rate is %s, not %s", wl,
                                                 rate_key, rate_keys[k])
-                          : zlb_config_fail_key(c, "the %s workload has no rate to set", wl);
+                 : cfg->workload.type == ZLB_WORK_STREAM
+                     ? zlb_config_fail_key(c, ZLB_STREAM_RATE_FIXED)
+                     : zlb_config_fail_key(c, "the %s workload has no rate to set", wl);
         zlb_config_pop(c, mark);
         return rc;
     }
