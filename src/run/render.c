@@ -41,10 +41,15 @@ static json_t *ramp_json(const zlb_view_t *v)
                                   : s->total.c.established;
     double seconds =
         s->first_attempt_ns && end > s->first_attempt_ns ? ns_to_s(end - s->first_attempt_ns) : 0.0;
-    return json_pack("{s:b, s:o, s:I, s:o, s:o}", "target_reached", reached, "seconds",
-                     zlb_json_real(seconds), "established", (json_int_t)n, "connects_per_s",
-                     zlb_json_real(seconds > 0 ? (double)n / seconds : 0.0),
-                     "requested_connects_per_s", zlb_json_real(v->cfg->connect_rate));
+    json_t *o = json_pack("{s:b, s:o, s:I, s:o, s:o}", "target_reached", reached, "seconds",
+                          zlb_json_real(seconds), "established", (json_int_t)n, "connects_per_s",
+                          zlb_json_real(seconds > 0 ? (double)n / seconds : 0.0),
+                          "requested_connects_per_s", zlb_json_real(v->cfg->connect_rate));
+    /* A profile has no ramp of its own (its first stage is one): these figures are of the
+     * top-level connections, often 0, so a reader is told to look at stages[] instead. */
+    if (v->cfg->nstages)
+        json_object_set_new(o, "staged", json_true());
+    return o;
 }
 
 static json_t *generator_json(const zlb_view_t *v)

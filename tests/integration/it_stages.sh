@@ -76,6 +76,7 @@ fi
 check_invariant "$R" || fail "report invariant: $(jq -c .connections "$R")"
 errs=$(jq -r --slurpfile schema "$REPO/configs/report.schema.json" -f "$REPO/tests/integration/schema.jq" "$R")
 [ -z "$errs" ] || fail "report does not match the schema: $errs"
+jq -e '.ramp.staged == true' "$R" >/dev/null || fail "the report's ramp does not say the run was staged: $(jq -c .ramp "$R")"
 
 # Four stages, in order, each its planned length (stage 1 one pause longer), with figures.
 jq -c '.stages[] | {index, start_s, end_s, duration_s, seconds, completed, targets, open: .connections.open,
