@@ -261,6 +261,25 @@ static void pollers(const zlb_view_t *v, zlb_buf_t *b)
         zlb_buf_printf(b, "zlbench_poller_cpu_seconds_total{%s} %s\n",
                        poller_label(v, i, label, sizeof(label)), num);
     }
+    /* rate() of this over rate() of wall time is the share of time a poller was runnable but
+     * had no CPU: the generator's own saturation, which the load ratio does not show. A kernel
+     * without schedstat says nothing, so neither does this. */
+    header(b, "zlbench_poller_runqueue_wait_seconds_total", "counter",
+           "Time a poller was runnable but waiting for a CPU (kernel schedstat).");
+    for (size_t i = 0; i < v->snap->npollers; i++) {
+        if (v->snap->info[i].runq_wait_ns == UINT64_MAX)
+            continue;
+        zlb_format_double((double)v->snap->info[i].runq_wait_ns / 1e9, num, sizeof(num));
+        zlb_buf_printf(b, "zlbench_poller_runqueue_wait_seconds_total{%s} %s\n",
+                       poller_label(v, i, label, sizeof(label)), num);
+    }
+    header(b, "zlbench_poller_loop_lag_seconds", "gauge",
+           "How late the last timer of a poller fired (its event loop's lag).");
+    for (size_t i = 0; i < v->snap->npollers; i++) {
+        zlb_format_double((double)v->snap->info[i].stats.lag_last_ns / 1e9, num, sizeof(num));
+        zlb_buf_printf(b, "zlbench_poller_loop_lag_seconds{%s} %s\n",
+                       poller_label(v, i, label, sizeof(label)), num);
+    }
 }
 
 void zlb_render_metrics(const zlb_view_t *v, zlb_buf_t *b)

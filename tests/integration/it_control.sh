@@ -84,7 +84,8 @@ nb=$(grep -c '^zlbench_connect_seconds_bucket' "$T/metrics.txt")
 # Prometheus conventions: base units, _total counters, build info, start time, run state, target.
 for m in 'zlbench_build_info{version="' 'zlbench_start_time_seconds ' 'zlbench_run_state{state="steady"} 1' \
          'zlbench_received_bytes_total{target="127.0.0.1:' 'zlbench_sent_bytes_total{target="' \
-         'zlbench_connections_established_total{target="'; do
+         'zlbench_connections_established_total{target="' 'zlbench_poller_loop_lag_seconds{poller="0"} ' \
+         'zlbench_poller_runqueue_wait_seconds_total{poller="0"} '; do
     grep -qF "$m" "$T/metrics.txt" || fail "/metrics lacks $m"
 done
 grep -E '^[a-z_]+(\{[^}]*\})? [0-9.]*[0-9]{16,}' "$T/metrics.txt" && fail "float noise in /metrics"
