@@ -159,6 +159,32 @@ void zlb_worker_steer_run(zlb_loop_t *loop, zlb_task_t *t, bool discarded)
     zlb_worker_unref(w);
 }
 
+void zlb_wl_pace_set_rate(zlb_worker_t *w, double rate)
+{
+    w->wl_gap_ns = 0;
+    if (rate > 0) {
+        double gap = (double)ZLB_MAX(w->live.connections, 1) / rate * 1e9;
+        w->wl_gap_ns = gap < 1 ? 1 : gap > 1e18 ? (uint64_t)1e18 : (uint64_t)gap;
+    }
+}
+
+void zlb_wl_pace_rephase(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t *gap_ns, uint64_t *next_ns,
+                         uint32_t queued)
+{
+    uint64_t now = zlb_loop_update_time(w->loop), gap = w->wl_gap_ns;
+
+    if (!gap)
+        return; /* rate 0: the timer, when it fires, arms nothing more */
+    if (queued)
+        return; /* behind already: the queue's intended times follow its old interval, and the
+                   new one applies once the queue is empty (the workload's timer) */
+    *gap_ns = gap;
+    if (!zlb_timer_active(&s->timer) || *next_ns > now + gap) {
+        *next_ns = now + zlb_wl_rand(w) % gap;
+        zlb_wl_timer_at(w, s, *next_ns);
+    }
+}
+
 void zlb_worker_post_steer(zlb_worker_t *w)
 {
     if (atomic_exchange_explicit(&w->steer_queued, true, memory_order_acq_rel))

@@ -346,23 +346,10 @@ static void http_established(zlb_worker_t *w, zlb_work_slot_t *s)
     (void)pump(w, s, 0);
 }
 
-/* A new interval (or the resume): the connection's schedule starts again at a random phase
- * when its next send is further off than the interval, or nothing is armed. */
 static void http_rephase(zlb_worker_t *w, zlb_work_slot_t *s)
 {
     http_state_t *st = s->ws;
-    uint64_t now = zlb_loop_update_time(w->loop), gap = w->wl_gap_ns;
-
-    if (!gap)
-        return; /* rate 0: the timer, when it fires, arms nothing more */
-    if (st->queued)
-        return; /* behind already: its queue's intended times follow its old interval, and the
-                   new one applies once the queue is empty (http_timer) */
-    st->gap_ns = gap;
-    if (!zlb_timer_active(&s->timer) || st->next_ns > now + gap) {
-        st->next_ns = now + zlb_wl_rand(w) % gap;
-        zlb_wl_timer_at(w, s, st->next_ns);
-    }
+    zlb_wl_pace_rephase(w, s, &st->gap_ns, &st->next_ns, st->queued);
 }
 
 static void http_set_rate(zlb_worker_t *w, double rate)
@@ -371,11 +358,7 @@ static void http_set_rate(zlb_worker_t *w, double rate)
 
     if (!d->open_loop)
         return; /* a closed loop has no rate */
-    w->wl_gap_ns = 0;
-    if (rate > 0) {
-        double gap = (double)ZLB_MAX(w->live.connections, 1) / rate * 1e9;
-        w->wl_gap_ns = gap < 1 ? 1 : gap > 1e18 ? (uint64_t)1e18 : (uint64_t)gap;
-    }
+    zlb_wl_pace_set_rate(w, rate);
     if (d->keepalive && !zlb_wl_paused(w))
         zlb_wl_each_established(w, http_rephase);
 }

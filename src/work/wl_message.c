@@ -263,23 +263,10 @@ static void msg_established(zlb_worker_t *w, zlb_work_slot_t *s)
         zlb_wl_timer_at(w, s, st->next_ns);
 }
 
-/* A new interval (or the resume): the connection's schedule starts again at a random phase
- * when its next send is further off than the interval, or nothing is armed. */
 static void msg_rephase(zlb_worker_t *w, zlb_work_slot_t *s)
 {
     msg_state_t *st = s->ws;
-    uint64_t now = zlb_loop_update_time(w->loop), gap = w->wl_gap_ns;
-
-    if (!gap)
-        return; /* rate 0: the timer, when it fires, arms nothing more */
-    if (st->queued)
-        return; /* behind already: the queue's intended times follow its old interval, and the
-                   new one applies once the queue is empty (msg_timer) */
-    st->gap_ns = gap;
-    if (!zlb_timer_active(&s->timer) || st->next_ns > now + gap) {
-        st->next_ns = now + zlb_wl_rand(w) % gap;
-        zlb_wl_timer_at(w, s, st->next_ns);
-    }
+    zlb_wl_pace_rephase(w, s, &st->gap_ns, &st->next_ns, st->queued);
 }
 
 static void msg_set_rate(zlb_worker_t *w, double rate)
@@ -288,11 +275,7 @@ static void msg_set_rate(zlb_worker_t *w, double rate)
 
     if (!d->by_rate)
         return; /* a closed loop or a per-connection interval has no whole-run rate */
-    w->wl_gap_ns = 0;
-    if (rate > 0) {
-        double gap = (double)ZLB_MAX(w->live.connections, 1) / rate * 1e9;
-        w->wl_gap_ns = gap < 1 ? 1 : gap > 1e18 ? (uint64_t)1e18 : (uint64_t)gap;
-    }
+    zlb_wl_pace_set_rate(w, rate);
     if (!zlb_wl_paused(w))
         zlb_wl_each_established(w, msg_rephase);
 }

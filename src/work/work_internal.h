@@ -255,6 +255,16 @@ void zlb_wl_timer_at(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t when_ns);
 /** Calls fn for each established connection of this poller (cold path: a rate change, a
  * resume; a walk over every slot). fn may close or fail the connection it is given. */
 void zlb_wl_each_established(zlb_worker_t *w, void (*fn)(zlb_worker_t *w, zlb_work_slot_t *s));
+/* Open-loop pacing shared by the http and message workloads (their set_rate and resume). */
+/** The poller's per-connection interval for a whole-run rate shared by its live connections,
+ * into w->wl_gap_ns (0: rate 0, nothing is due). */
+void zlb_wl_pace_set_rate(zlb_worker_t *w, double rate);
+/** A new interval (or the resume) for one connection whose schedule is *gap_ns and *next_ns:
+ * unless it is behind (queued sends follow the old interval until its queue is empty), it takes
+ * w->wl_gap_ns and starts again at a random phase when its next send is further off than that,
+ * or nothing is armed. */
+void zlb_wl_pace_rephase(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t *gap_ns, uint64_t *next_ns,
+                         uint32_t queued);
 /** True while the run is paused: send nothing. */
 static inline bool zlb_wl_paused(const zlb_worker_t *w)
 {
