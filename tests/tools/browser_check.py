@@ -13,6 +13,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -175,9 +176,10 @@ class Browser:
         self.wait("document.readyState === 'complete'", 20, "the page to load")
 
     def problems(self, origin, allowed_log):
-        """Console errors, exceptions and requests leaving the origin, as lines."""
+        """Console errors, exceptions and requests leaving the origin, as lines.
+        allowed_log(entry, index) -> True for a log entry that is expected at self.events[index]."""
         out = []
-        for e in self.events:
+        for i, e in enumerate(self.events):
             m, p = e["method"], e.get("params", {})
             if m == "Runtime.exceptionThrown":
                 out.append("exception: " + json.dumps(p["exceptionDetails"])[:400])
@@ -185,7 +187,7 @@ class Browser:
                 out.append("console.%s: %s" % (p["type"], json.dumps(p["args"])[:300]))
             elif m == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
                 ent = p["entry"]
-                if not allowed_log(ent):
+                if not allowed_log(ent, i):
                     out.append("log %s (%s): %s %s" % (ent["level"], ent.get("source"),
                                                        ent.get("text"), ent.get("url", "")))
             elif m == "Network.requestWillBeSent":
@@ -283,12 +285,16 @@ def dashboard(args):
                 die(f"chart {c} has no data points")
         if args.shot:
             b.screenshot(args.shot)
+        stop_sent = None  # index in b.events of the page's POST /stop
         if args.stop:
             b.eval("document.getElementById('stop').click(); true")
             deadline, status = time.time() + 10, None
             while status is None and time.time() < deadline:
                 b.call("Runtime.evaluate", expression="1")
-                for e in b.events:
+                for i, e in enumerate(b.events):
+                    if (stop_sent is None and e["method"] == "Network.requestWillBeSent"
+                            and e["params"]["request"]["url"].endswith("/stop")):
+                        stop_sent = i
                     r = e.get("params", {}).get("response", {})
                     if e["method"] == "Network.responseReceived" and r.get("url", "").endswith("/stop"):
                         status = r["status"]
@@ -299,12 +305,18 @@ def dashboard(args):
         time.sleep(0.2)
         b.call("Runtime.evaluate", expression="1")  # collect the events still in flight
 
-        def allowed(ent):
+        def allowed(ent, index):
             # Optional endpoints this binary may not have answer 404; before the token, 401.
+            # Once Stop is sent the daemon writes its report and exits, closing the port: a
+            # poll in flight then fails at the socket (reset, refused, empty), which the page
+            # shows as "the run may have ended". Only such failures, and only after Stop.
             path = urllib.parse.urlparse(ent.get("url", "")).path
             text = ent.get("text", "")
             if ent.get("source") != "network":
                 return False
+            if (stop_sent is not None and index > stop_sent and ent.get("url", "").startswith(origin)
+                    and re.search(r"net::ERR_(CONNECTION_(RESET|REFUSED|CLOSED)|EMPTY_RESPONSE)", text)):
+                return True
             if "status of 404" in text and path in ("/stats/series", "/run"):
                 return True
             return bool(args.token) and "status of 401" in text and path == "/stats"
@@ -335,7 +347,7 @@ def report(args):
         if args.shot:
             b.screenshot(args.shot, full=args.full)
         b.call("Runtime.evaluate", expression="1")
-        probs = b.problems("file://", lambda ent: False)
+        probs = b.problems("file://", lambda ent, index: False)
         if probs:
             die("\n  ".join(["the report had problems:"] + probs))
         print("  no exceptions, console errors or requests outside the file")
