@@ -832,14 +832,16 @@ static uint64_t run_delay_ns(int tid)
     return wait;
 }
 
+typedef struct {
+    double load, duty, cpu, wait; /* percent of the window */
+    uint64_t cpu_time_ns, iterations;
+} load_sample_t;
+
 /* Runs a loop on its own thread with the given spinner pattern (busy_ns 0: idle), waits for a
- * whole load window of it, and checks the load it publishes against the callbacks' own
- * measurement, the nominal pattern, and the thread's CPU time.
- * Busy time is wall time, so on an oversubscribed machine it also holds the time the thread
- * waited for a CPU: the CPU cross-check adds that wait, read from the kernel over (nearly) the
- * same span. Such waits also stretch the spins themselves (preempted at the end of a spin, the
- * callback returns late), so the nominal pattern is only held to when the wait was small. */
-static void check_load(uint64_t busy_ns, double want, double tolerance)
+ * whole load window of it, and returns the load it published beside the callbacks' own
+ * measurement, its CPU time and its wait for a CPU (read from the kernel over nearly the same
+ * span). */
+static void sample_load(uint64_t busy_ns, load_sample_t *m)
 {
     zlb_loop_t *loop = new_loop(LOAD_WINDOW);
     spinner_t s = {.busy_ns = busy_ns};
@@ -864,29 +866,58 @@ static void check_load(uint64_t busy_ns, double want, double tolerance)
     } while (zlb_now_ns() - t0 < LOAD_WINDOW + LOAD_WINDOW / 10 || st.cpu_time_ns == 0);
     read_stats(loop, &st);
     double span = (double)(zlb_now_ns() - t0);
-    double wait_pct = 100.0 * (double)(run_delay_ns(tid) - wait0) / span;
-    double duty_pct = 100.0 * (double)(atomic_load(&s.spent_ns) - spent0) / span;
-
+    m->wait = 100.0 * (double)(run_delay_ns(tid) - wait0) / span;
+    m->duty = 100.0 * (double)(atomic_load(&s.spent_ns) - spent0) / span;
+    m->load = st.load_pct;
+    m->cpu = st.cpu_pct;
+    m->cpu_time_ns = st.cpu_time_ns;
+    m->iterations = st.iterations;
     fprintf(stderr,
             "   busy %" PRIu64 " ms per 10 ms: load %.1f%%, measured duty %.1f%%, cpu %.1f%%, "
             "cpu wait %.1f%%\n",
-            busy_ns == UINT64_MAX ? 10 : (uint64_t)(busy_ns / MS), st.load_pct, duty_pct,
-            st.cpu_pct, wait_pct);
-    ASSERT_NEAR(st.load_pct, duty_pct, 10);
-    if (want <= 0 || want >= 100 || wait_pct < 5) /* idle stays idle, busy stays busy, always */
-        ASSERT_NEAR(st.load_pct, want, tolerance);
-    else
-        fprintf(stderr, "   thread starved of CPU (%.0f%%): nominal %.0f%% not checked\n", wait_pct,
-                want);
-    ASSERT_NEAR(st.cpu_pct + wait_pct, st.load_pct, 15);
-    ASSERT_GT(st.cpu_time_ns, 0);
-    ASSERT_GT(st.iterations, 0);
-
+            busy_ns == UINT64_MAX ? 10 : (uint64_t)(busy_ns / MS), m->load, m->duty, m->cpu,
+            m->wait);
     if (busy_ns)
         zlb_loop_post_fn(loop, stop_spinner_fn, &s);
     zlb_loop_stop(loop);
     ASSERT_EQ(pthread_join(th, NULL), 0);
     zlb_loop_destroy(loop);
+}
+
+static bool near(double a, double b, double tolerance)
+{
+    return a >= b - tolerance && a <= b + tolerance;
+}
+
+/* The published load against the callbacks' measurement, the nominal pattern and the CPU time.
+ * Busy time is wall time, so on an oversubscribed machine it also holds the time the thread
+ * waited for a CPU: the CPU cross-check adds that wait. Such waits also stretch the spins
+ * themselves (preempted at the end of a spin, the callback returns late), so the nominal pattern
+ * is only held to when the wait was small; and a window in which the thread waited for most of
+ * its time (another process's build on a 2-core box) is measured again, up to three windows, as
+ * the kernel books a wait only when the waiting ends. The last window is held to every check. */
+static void check_load(uint64_t busy_ns, double want, double tolerance)
+{
+    load_sample_t m;
+    for (int attempt = 1;; attempt++) {
+        sample_load(busy_ns, &m);
+        bool nominal = want <= 0 || want >= 100 || m.wait < 5;
+        if (near(m.load, m.duty, 10) && (!nominal || near(m.load, want, tolerance)) &&
+            near(m.cpu + m.wait, m.load, 15))
+            break;
+        if (m.wait < 20 || attempt == 3)
+            break;
+        fprintf(stderr, "   starved of CPU (%.0f%% waiting): measuring another window\n", m.wait);
+    }
+    ASSERT_NEAR(m.load, m.duty, 10);
+    if (want <= 0 || want >= 100 || m.wait < 5) /* idle stays idle, busy stays busy, always */
+        ASSERT_NEAR(m.load, want, tolerance);
+    else
+        fprintf(stderr, "   thread starved of CPU (%.0f%%): nominal %.0f%% not checked\n", m.wait,
+                want);
+    ASSERT_NEAR(m.cpu + m.wait, m.load, 15);
+    ASSERT_GT(m.cpu_time_ns, 0);
+    ASSERT_GT(m.iterations, 0);
 }
 
 static void test_load_idle(void)
@@ -1119,10 +1150,25 @@ static void test_pool_least_loaded(void)
         ASSERT_LT(zlb_now_ns(), deadline);
         usleep(5000);
     }
-    bool seen[3] = {false, false, false};
-    for (int i = 0; i < 3; i++) {
-        zlb_loop_t *l = zlb_pool_select(pool);
-        seen[zlb_loop_id(l)] = true;
+    /* Idle means a load that rounds to 0% (selection compares whole percents). On a loaded machine
+     * a poller woken late shows a percent or two for a window: wait for a moment when all three are
+     * idle before and after the three selections (up to 10 s). */
+    bool seen[3];
+    for (;;) {
+        ASSERT_LT(zlb_now_ns(), deadline + 10 * ZLB_NS_PER_SEC);
+        if (zlb_loop_load_pct(zlb_pool_loop(pool, 0)) >= 0.5 ||
+            zlb_loop_load_pct(zlb_pool_loop(pool, 1)) >= 0.5 ||
+            zlb_loop_load_pct(zlb_pool_loop(pool, 2)) >= 0.5) {
+            usleep(5000);
+            continue;
+        }
+        memset(seen, 0, sizeof(seen));
+        for (int i = 0; i < 3; i++)
+            seen[zlb_loop_id(zlb_pool_select(pool))] = true;
+        if (zlb_loop_load_pct(zlb_pool_loop(pool, 0)) < 0.5 &&
+            zlb_loop_load_pct(zlb_pool_loop(pool, 1)) < 0.5 &&
+            zlb_loop_load_pct(zlb_pool_loop(pool, 2)) < 0.5)
+            break;
     }
     ASSERT(seen[0] && seen[1] && seen[2]);
     zlb_pool_destroy(pool);
@@ -1169,18 +1215,26 @@ static void test_pool_run_queue_wait(void)
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, hog_main, &hog), 0);
     usleep(100 * 1000);
-    zlb_pool_info(pool, &a);
-    uint64_t t0 = zlb_now_ns();
-    usleep(1000 * 1000);
-    zlb_pool_info(pool, &b);
-    uint64_t dt = zlb_now_ns() - t0;
+    /* The kernel books a wait when the waiting ends: a window in which other processes kept the
+     * poller off its CPU for most of the time shows less than it waited (on cpu and waiting
+     * add up to well under 100%). Such a window is measured again, up to three. */
+    double runq = 0, run = 0;
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        zlb_pool_info(pool, &a);
+        uint64_t t0 = zlb_now_ns();
+        usleep(1000 * 1000);
+        zlb_pool_info(pool, &b);
+        uint64_t dt = zlb_now_ns() - t0;
+        runq = 100.0 * (double)(b.runq_wait_ns - a.runq_wait_ns) / (double)dt;
+        run = 100.0 * (double)(b.run_ns - a.run_ns) / (double)dt;
+        fprintf(stderr, "poller on cpu %d beside a busy thread: on cpu %.1f%%, waiting %.1f%%\n",
+                a.cpu, run, runq);
+        if ((runq > 25.0 && run < 80.0) || run + runq > 80.0)
+            break;
+    }
     atomic_store(&hog.stop, true);
     pthread_join(th, NULL);
     zlb_loop_post_fn(zlb_pool_loop(pool, 0), stop_spinner_fn, &s);
-    double runq = 100.0 * (double)(b.runq_wait_ns - a.runq_wait_ns) / (double)dt;
-    double run = 100.0 * (double)(b.run_ns - a.run_ns) / (double)dt;
-    fprintf(stderr, "poller on cpu %d beside a busy thread: on cpu %.1f%%, waiting %.1f%%\n", a.cpu,
-            run, runq);
     ASSERT_CMP_DBL(runq, >, 25.0); /* two runnable threads on one CPU: about half each */
     ASSERT_CMP_DBL(run, <, 80.0);
     zlb_pool_destroy(pool);
