@@ -1,5 +1,7 @@
-/* test_procs.c -- --processes: the CPU partition, the auto count and the snapshot wire format. */
+/* test_procs.c -- --processes: the CPU partition, the auto count, the snapshot wire format, the
+ * split of live values over the processes and the parent's command frames. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,10 +169,148 @@ static void test_wire_round_trip(void)
     zlb_work_snapshot_dispose(&empty);
 }
 
+/* The shares of a run's live values add up to the whole for every count: connections and whole-
+ * number rates exactly (as integers, remainders on the first processes, the same rule as
+ * zlb_config_apply_shard), fractional rates and rates below the count within a rounding of the
+ * double sum; paused is every process's. */
+static void test_live_share_sums(void)
+{
+    static const zlb_work_live_t sets[] = {
+        {.connections = 600, .connect_rate = 1000, .close_rate = 0, .rate = 3000},
+        {.connections = 7, .connect_rate = 1001, .close_rate = 500, .rate = 10, .paused = true},
+        {.connections = 1, .connect_rate = 0, .close_rate = 1, .rate = 2.5},
+        {.connections = 0, .connect_rate = 333.3, .close_rate = 7, .rate = 0},
+        {.connections = 10000001, .connect_rate = 5, .close_rate = 1e9, .rate = 999999.75},
+        {.connections = 13, .connect_rate = 0.5, .close_rate = 6, .rate = 7},
+    };
+    for (size_t s = 0; s < sizeof(sets) / sizeof(sets[0]); s++) {
+        const zlb_work_live_t *w = &sets[s];
+        for (uint32_t n = 1; n <= 7; n++) {
+            uint64_t conns = 0;
+            double cr = 0, clr = 0, rate = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                zlb_work_live_t p;
+                zlb_procs_live_share(w, i, n, &p);
+                conns += p.connections;
+                cr += p.connect_rate;
+                clr += p.close_rate;
+                rate += p.rate;
+                ASSERT(p.paused == w->paused);
+                /* Remainders to the first: no share exceeds an earlier one. */
+                if (i > 0) {
+                    zlb_work_live_t q;
+                    zlb_procs_live_share(w, i - 1, n, &q);
+                    ASSERT(p.connections <= q.connections);
+                    ASSERT(p.connect_rate <= q.connect_rate);
+                }
+                /* 0 means unlimited / as fast as allowed / none: every share keeps it. */
+                if (w->connect_rate == 0)
+                    ASSERT(p.connect_rate == 0);
+                if (w->connect_rate > 0)
+                    ASSERT(p.connect_rate > 0);
+                if (w->close_rate > 0)
+                    ASSERT(p.close_rate > 0);
+            }
+            if (n == 3 || n == 7)
+                printf("  set %zu over %u: connections %llu (whole %llu), connect_rate %.9g "
+                       "(%.9g), close_rate %.9g (%.9g), rate %.9g (%.9g)\n",
+                       s, n, (unsigned long long)conns, (unsigned long long)w->connections, cr,
+                       w->connect_rate, clr, w->close_rate, rate, w->rate);
+            ASSERT_UEQ(conns, w->connections);
+            double vals[3][2] = {{cr, w->connect_rate}, {clr, w->close_rate}, {rate, w->rate}};
+            for (int k = 0; k < 3; k++) {
+                double sum = vals[k][0], whole = vals[k][1];
+                /* A whole number at least n: integer shares, the sum exact. */
+                if (whole >= n && whole == (double)(uint64_t)whole)
+                    ASSERT(sum == whole);
+                else
+                    ASSERT_NEAR(sum, whole, whole * 1e-12);
+            }
+        }
+    }
+    /* The worked example of the docs: 1000/s over 3 is 334 + 333 + 333, 600 connections 200
+     * each, 7 over 3 is 3 + 2 + 2. */
+    zlb_work_live_t p;
+    zlb_procs_live_share(&sets[0], 0, 3, &p);
+    ASSERT(p.connect_rate == 334 && p.connections == 200 && p.rate == 1000);
+    zlb_procs_live_share(&sets[0], 2, 3, &p);
+    ASSERT(p.connect_rate == 333 && p.connections == 200);
+    zlb_procs_live_share(&sets[1], 0, 3, &p);
+    ASSERT(p.connections == 3 && p.connect_rate == 334 && p.close_rate == 167);
+    zlb_procs_live_share(&sets[1], 1, 3, &p);
+    ASSERT(p.connections == 2 && p.connect_rate == 334 && p.close_rate == 167);
+}
+
+/* The command stream as a child reads it: single bytes and live frames, cut anywhere. */
+static void test_cmd_frames(void)
+{
+    zlb_work_live_t a = {.connections = 42, .connect_rate = 1.5, .close_rate = 9, .rate = 77};
+    zlb_work_live_t b = {.connections = 0, .paused = true};
+    uint8_t stream[3 * ZLB_PROCS_CMD_FRAME_MAX];
+    size_t len = 0;
+    stream[len++] = 'L';
+    len += zlb_procs_live_encode(&a, stream + len);
+    stream[len++] = 'S';
+    len += zlb_procs_live_encode(&b, stream + len);
+    stream[len++] = 'F';
+    static const uint8_t want[] = {'L', 'V', 'S', 'V', 'F'};
+    /* Fed in pieces of every size from 1 byte to the whole. */
+    for (size_t piece = 1; piece <= len; piece++) {
+        zlb_procs_cmdbuf_t buf = {.len = 0};
+        size_t fed = 0, got = 0;
+        int lives = 0;
+        while (fed < len || buf.len) {
+            size_t take = len - fed < piece ? len - fed : piece;
+            memcpy(buf.buf + buf.len, stream + fed, take);
+            buf.len += take;
+            fed += take;
+            uint8_t cmd;
+            zlb_work_live_t v;
+            int rc;
+            while ((rc = zlb_procs_cmd_next(&buf, &cmd, &v)) == 1) {
+                ASSERT(got < sizeof(want));
+                ASSERT_EQ(cmd, want[got]);
+                got++;
+                if (cmd == ZLB_PROCS_CMD_LIVE) {
+                    const zlb_work_live_t *w = lives++ == 0 ? &a : &b;
+                    ASSERT(v.connections == w->connections && v.connect_rate == w->connect_rate &&
+                           v.close_rate == w->close_rate && v.rate == w->rate &&
+                           v.paused == w->paused);
+                }
+            }
+            ASSERT_EQ(rc, 0);
+            if (fed == len)
+                ASSERT_UEQ(buf.len, 0);
+        }
+        ASSERT_UEQ(got, sizeof(want));
+    }
+    printf("  %zu bytes of commands read back whole in pieces of 1..%zu bytes\n", len, len);
+
+    /* A broken stream is said so, not read on. */
+    zlb_procs_cmdbuf_t bad = {.len = 1};
+    uint8_t cmd;
+    zlb_work_live_t v;
+    bad.buf[0] = 'x';
+    ASSERT_EQ(zlb_procs_cmd_next(&bad, &cmd, &v), -EPROTO);
+    bad.len = zlb_procs_live_encode(&a, bad.buf);
+    bad.buf[1] = ZLB_PROCS_LIVE_VERSION + 1;
+    ASSERT_EQ(zlb_procs_cmd_next(&bad, &cmd, &v), -EPROTO);
+    bad.len = zlb_procs_live_encode(&a, bad.buf);
+    uint16_t huge = 60000;
+    memcpy(bad.buf + 2, &huge, 2);
+    ASSERT_EQ(zlb_procs_cmd_next(&bad, &cmd, &v), -EPROTO);
+    /* A header alone is no command yet. */
+    bad.len = 3;
+    bad.buf[1] = ZLB_PROCS_LIVE_VERSION;
+    ASSERT_EQ(zlb_procs_cmd_next(&bad, &cmd, &v), 0);
+}
+
 int main(void)
 {
     RUN_TEST(test_cpus_partition);
     RUN_TEST(test_auto_count);
     RUN_TEST(test_wire_round_trip);
+    RUN_TEST(test_live_share_sums);
+    RUN_TEST(test_cmd_frames);
     return TEST_EXIT_CODE();
 }

@@ -364,6 +364,11 @@ int zlb_config_apply_shard(zlb_config_t *cfg, uint32_t index, uint32_t count, ch
 uint64_t zlb_config_shard_u64(uint64_t total, uint32_t index, uint32_t count);
 /** Shard `index` of `count` of a rate, by the rule of zlb_config_apply_shard. */
 double zlb_config_shard_rate(double total, uint32_t index, uint32_t count);
+/** Makes v (a stage's values, or a run's live values) shard `index` of `count` of themselves,
+ * by the rule of zlb_config_apply_shard: connections as zlb_config_shard_u64, connect_rate,
+ * rate (a whole-run rate) and close_rate as zlb_config_shard_rate. The sum over the shards is
+ * v. Pure. */
+void zlb_config_shard_values(zlb_stage_values_t *v, uint32_t index, uint32_t count);
 void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);

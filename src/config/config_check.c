@@ -61,13 +61,6 @@ int zlb_config_check_cross(zlb_config_ctx_t *c, const zlb_config_t *cfg)
         return zlb_config_fail_at(c, "ramp.duration",
                                   "a run with stages ramps with its stages (a first stage that "
                                   "raises connect_rate or connections); remove ramp");
-    /* The processes of --processes take no live values yet: their stage values would never
-     * reach them. One process, or shards (each runs the profile's exact part), do. */
-    if (cfg->nstages && cfg->processes != 1)
-        return zlb_config_fail_at(
-            c, "stages",
-            "a staged run takes one process: --processes/\"processes\" must be 1 "
-            "(split a staged run with shards instead)");
     if (cfg->ramp.duration_ns > 0 && cfg->connect_rate == 0)
         return zlb_config_fail_at(
             c, "ramp.duration",

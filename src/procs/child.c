@@ -45,6 +45,8 @@ typedef struct child {
     zlb_work_t *e;
     zlb_work_snapshot_t snap;
     zlb_procs_bytes_t out; /* grown once, then reused: no allocation per push */
+    zlb_procs_cmdbuf_t in; /* the parent's commands: a fixed buffer */
+    bool start, draining, finishing;
 } child_t;
 
 static _Noreturn void die(child_t *c, int code)
@@ -63,37 +65,70 @@ static void push(child_t *c, uint8_t type)
         die(c, ZLB_EXIT_INTERNAL);
 }
 
-/* Applies the parent's commands; false once it asked to finish. */
-static bool commands(child_t *c, bool *draining)
+static void apply(child_t *c, uint8_t cmd, const zlb_work_live_t *live)
 {
-    uint8_t cmd[64];
-    ssize_t n = read(c->fd, cmd, sizeof(cmd));
+    switch (cmd) {
+    case ZLB_PROCS_CMD_START:
+        c->start = true;
+        break;
+    case ZLB_PROCS_CMD_LIVE:
+        /* Its share of the run's values, applied as the one-process runner applies the whole
+         * (before or after the start; ignored once closing). */
+        zlb_work_steer(c->e, live);
+        break;
+    case ZLB_PROCS_CMD_STOP_OPENING:
+        zlb_work_stop_opening(c->e);
+        break;
+    case ZLB_PROCS_CMD_CLOSE_ALL:
+        zlb_work_close_all(c->e);
+        c->draining = true;
+        break;
+    case ZLB_PROCS_CMD_RESET_LAG: {
+        zlb_pool_t *pool = zlb_run_engine_pool(c->h);
+        for (int k = 0; k < zlb_pool_size(pool); k++)
+            zlb_loop_reset_lag_max(zlb_pool_loop(pool, k));
+        break;
+    }
+    case ZLB_PROCS_CMD_FINISH:
+        c->finishing = true;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Applies the whole commands buffered, in order, up to FINISH; and up to START while the engine
+ * has not started (the caller starts it before what follows, as the parent sent them). */
+static void apply_buffered(child_t *c)
+{
+    uint8_t cmd;
+    zlb_work_live_t live;
+    int rc = 0;
+    while (!c->finishing && (rc = zlb_procs_cmd_next(&c->in, &cmd, &live)) > 0) {
+        bool was_started = c->start;
+        apply(c, cmd, &live);
+        if (!was_started && c->start)
+            return;
+    }
+    if (!c->finishing && rc < 0) {
+        zlb_log_error("process %u: the parent's commands do not read (%s): stopping", c->index,
+                      strerror(-rc));
+        die(c, ZLB_EXIT_INTERNAL);
+    }
+}
+
+/* Reads what the parent sent and applies it. */
+static void commands(child_t *c)
+{
+    /* What stays after apply_buffered is less than a frame, so there is room. */
+    size_t room = sizeof(c->in.buf) - c->in.len;
+    ssize_t n = room ? read(c->fd, c->in.buf + c->in.len, room) : -1;
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return true;
+        return;
     if (n <= 0) /* the parent is gone (or broke the protocol): stop without a word */
         die(c, ZLB_EXIT_INTERNAL);
-    for (ssize_t i = 0; i < n; i++) {
-        switch (cmd[i]) {
-        case ZLB_PROCS_CMD_STOP_OPENING:
-            zlb_work_stop_opening(c->e);
-            break;
-        case ZLB_PROCS_CMD_CLOSE_ALL:
-            zlb_work_close_all(c->e);
-            *draining = true;
-            break;
-        case ZLB_PROCS_CMD_RESET_LAG: {
-            zlb_pool_t *pool = zlb_run_engine_pool(c->h);
-            for (int k = 0; k < zlb_pool_size(pool); k++)
-                zlb_loop_reset_lag_max(zlb_pool_loop(pool, k));
-            break;
-        }
-        case ZLB_PROCS_CMD_FINISH:
-            return false;
-        default:
-            break;
-        }
-    }
-    return true;
+    c->in.len += (size_t)n;
+    apply_buffered(c);
 }
 
 static int apply_cpus(const int *cpus, size_t ncpus)
@@ -156,34 +191,36 @@ _Noreturn void zlb_procs_child(zlb_config_t *cfg, uint32_t index, uint32_t count
         die(&c, ZLB_EXIT_INTERNAL);
 
     /* Before START the parent may reset the lag figures (a run with no warm-up measures from
-     * the start) or end a run that never started. */
-    uint8_t cmd = 0;
-    while (cmd != ZLB_PROCS_CMD_START && cmd != ZLB_PROCS_CMD_FINISH) {
-        ssize_t n = read(fd, &cmd, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != 1)
+     * the start), hand over the first stage's values, or end a run that never started. */
+    while (!c.start && !c.finishing) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
             die(&c, ZLB_EXIT_INTERNAL);
+        if (pfd.revents)
+            commands(&c);
     }
-    bool draining = false, told_idle = false, finishing = cmd == ZLB_PROCS_CMD_FINISH;
-    rc = finishing ? 0 : zlb_work_start(c.e);
+    bool told_idle = false;
+    rc = c.finishing ? 0 : zlb_work_start(c.e);
     if (rc != 0) {
         zlb_log_error("process %u: cannot start the scheduler: %s", index, strerror(-rc));
         die(&c, ZLB_EXIT_INTERNAL);
     }
+    apply_buffered(&c); /* what came in the same read as START */
 
     uint64_t next = zlb_now_ns() + ZLB_PROCS_TICK_NS;
-    while (!finishing) {
+    while (!c.finishing) {
         uint64_t now = zlb_now_ns();
-        int wait_ms = draining ? 1 : (int)((next > now ? next - now : 0) / ZLB_NS_PER_MS);
+        int wait_ms = c.draining ? 1 : (int)((next > now ? next - now : 0) / ZLB_NS_PER_MS);
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR)
             die(&c, ZLB_EXIT_INTERNAL);
-        if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) && !commands(&c, &draining))
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+            commands(&c);
+        if (c.finishing)
             break;
         /* A drain that is over shows at once, not at the next tick: the parent ends the run on
          * it, as one process does on its own look. */
-        bool idle_now = draining && !told_idle && zlb_work_idle(c.e);
+        bool idle_now = c.draining && !told_idle && zlb_work_idle(c.e);
         now = zlb_now_ns();
         if (now < next && !idle_now)
             continue;

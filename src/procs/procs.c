@@ -25,6 +25,8 @@
 #define FINISH_TIMEOUT_NS (15 * ZLB_NS_PER_SEC)
 /* A child that closed its end is exiting: this long to reap it before SIGKILL. */
 #define REAP_TIMEOUT_NS (10 * ZLB_NS_PER_SEC)
+/* A command waits this long for room in a child's socket (it reads every tick). */
+#define CMD_SEND_TIMEOUT_NS (2 * ZLB_NS_PER_SEC)
 
 typedef struct kid {
     uint32_t index;
@@ -218,14 +220,65 @@ static void *reader_main(void *arg)
 
 /* ---- the source the run controller drives ---------------------------------------------------- */
 
+/* Under mu (the reader closes a gone child's fd under it). Our end is non-blocking for the
+ * reader: a command meets a full socket only when the child has not read for a long while, so
+ * it waits for room a bounded time rather than leave half a frame. 0 or -errno. */
+static int send_cmd(kid_t *k, const uint8_t *b, size_t n)
+{
+    uint64_t deadline = zlb_now_ns() + CMD_SEND_TIMEOUT_NS;
+    while (n) {
+        ssize_t w = write(k->fd, b, n);
+        if (w > 0) {
+            b += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            return -errno;
+        uint64_t now = zlb_now_ns();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd pfd = {.fd = k->fd, .events = POLLOUT};
+        if (poll(&pfd, 1, (int)((deadline - now) / ZLB_NS_PER_MS) + 1) < 0 && errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
 static void to_all(procs_t *p, uint8_t cmd)
 {
     pthread_mutex_lock(&p->mu);
     for (uint32_t i = 0; i < p->n; i++) {
         kid_t *k = &p->kids[i];
         /* A child that died between our look and the write: EPIPE, and the reader reports it. */
-        if (!k->gone && k->fd >= 0 && zlb_procs_write_all(k->fd, &cmd, 1) != 0)
+        if (!k->gone && k->fd >= 0 && send_cmd(k, &cmd, 1) != 0)
             zlb_log_debug("process %u did not take command %c", k->index, cmd);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The run's live values: each process gets its exact share, as zlb_config_apply_shard gave it
+ * its share of the config (the shares add up to v). Within a --shard, this parent's values are
+ * its own part, split over its processes by index and count here. */
+static void src_steer(void *ctx, const zlb_work_live_t *v)
+{
+    procs_t *p = ctx;
+    uint8_t frame[ZLB_PROCS_CMD_FRAME_MAX];
+    pthread_mutex_lock(&p->mu);
+    for (uint32_t i = 0; i < p->n; i++) {
+        kid_t *k = &p->kids[i];
+        zlb_work_live_t share;
+        zlb_procs_live_share(v, i, p->n, &share);
+        k->connections = share.connections; /* its goal from now on (the report's) */
+        if (k->gone || k->fd < 0)
+            continue;
+        size_t len = zlb_procs_live_encode(&share, frame);
+        int rc = send_cmd(k, frame, len);
+        if (rc != 0) /* gone (the reader says so), or stuck with half a frame: it is lost */
+            zlb_log_error("process %u did not take the run's new values: %s", k->index,
+                          strerror(-rc));
     }
     pthread_mutex_unlock(&p->mu);
 }
@@ -679,6 +732,7 @@ int zlb_procs_run(zlb_config_t *cfg, const zlb_run_opts_t *opts)
         .close_all = src_close_all,
         .idle = src_idle,
         .reset_lag_max = src_reset_lag_max,
+        .steer = src_steer,
         .finish = src_finish,
         .failed = src_failed,
         .report = src_report,

@@ -32,6 +32,36 @@ uint32_t zlb_procs_auto_count(uint64_t connections, bool embedded, uint64_t fd_l
 size_t zlb_procs_cpus(const int *cpus, size_t ncpus, uint32_t nprocs, uint32_t index, int *out,
                       bool *shared);
 
+/* ---- live values (stages, PATCH /run, pause) split over the processes ------------------------ */
+
+/** Process `index` of `count`'s exact share of the whole run's live values: connections,
+ * connect_rate, close_rate and the workload's whole-run rate split by zlb_config_apply_shard's
+ * rule (zlb_config_shard_values: remainders to the first processes, whole-number rates as
+ * integers), so that the shares add up to `whole`; everything else (paused, per-connection
+ * values) as it is. Pure. */
+void zlb_procs_live_share(const zlb_work_live_t *whole, uint32_t index, uint32_t count,
+                          zlb_work_live_t *out);
+
+/* Parent -> child commands: one byte each, except a live-values frame: ZLB_PROCS_CMD_LIVE, a
+ * version byte, a u16 payload length, the payload (a zlb_work_live_t image: same build on both
+ * sides). A child reads them into a fixed buffer: no allocation per command. */
+#define ZLB_PROCS_CMD_LIVE 'V'
+#define ZLB_PROCS_LIVE_VERSION 1
+#define ZLB_PROCS_CMD_PAYLOAD_MAX 256 /* the longest payload a child accepts */
+#define ZLB_PROCS_CMD_FRAME_MAX (4 + ZLB_PROCS_CMD_PAYLOAD_MAX)
+
+typedef struct zlb_procs_cmdbuf {
+    uint8_t buf[2 * ZLB_PROCS_CMD_FRAME_MAX];
+    size_t len;
+} zlb_procs_cmdbuf_t;
+
+/** Writes v's live-values frame to out (room for ZLB_PROCS_CMD_FRAME_MAX). Returns its length. */
+size_t zlb_procs_live_encode(const zlb_work_live_t *v, uint8_t *out);
+/** Takes the first whole command out of b: 1 with *cmd (and *live for ZLB_PROCS_CMD_LIVE),
+ * 0 when b holds only part of one (read more), -EPROTO for an unknown command, version or
+ * length (the stream cannot be read on). */
+int zlb_procs_cmd_next(zlb_procs_cmdbuf_t *b, uint8_t *cmd, zlb_work_live_t *live);
+
 /* ---- the snapshot wire format (child -> parent), for the module and its tests ---------------- */
 
 typedef struct zlb_procs_bytes {

@@ -14,7 +14,7 @@ enum {
     ZLB_PROCS_FINAL = 3, /* the image after the pollers stopped; the child exits next */
 };
 
-/* Parent -> child: one byte each. */
+/* Parent -> child: one byte each; and ZLB_PROCS_CMD_LIVE's frame (procs.h). */
 enum {
     ZLB_PROCS_CMD_START = 'S',
     ZLB_PROCS_CMD_STOP_OPENING = 'O',

@@ -1,10 +1,12 @@
-/* wire.c -- a shard process's snapshot as bytes for its parent, and back. */
+/* wire.c -- a shard process's snapshot as bytes for its parent, and back; the parent's commands
+ * (live values included) as bytes for its children, and back. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
 #include "procs/procs.h"
+#include "procs/procs_internal.h"
 
 #define WIRE_MAGIC 0x7a6c6270u /* "zlbp" */
 
@@ -141,4 +143,71 @@ int zlb_procs_decode(const uint8_t *p, size_t len, zlb_work_snapshot_t *s, bool 
             zlb_stats_add(&s->total, &s->poller[i]);
     }
     return 0;
+}
+
+/* ---- parent -> child commands ------------------------------------------------------------- */
+
+void zlb_procs_live_share(const zlb_work_live_t *whole, uint32_t index, uint32_t count,
+                          zlb_work_live_t *out)
+{
+    *out = *whole;
+    zlb_stage_values_t v = {.connections = whole->connections,
+                            .connect_rate = whole->connect_rate,
+                            .rate = whole->rate,
+                            .close_rate = whole->close_rate};
+    zlb_config_shard_values(&v, index, count);
+    out->connections = v.connections;
+    out->connect_rate = v.connect_rate;
+    out->rate = v.rate;
+    out->close_rate = v.close_rate;
+}
+
+_Static_assert(sizeof(zlb_work_live_t) <= ZLB_PROCS_CMD_PAYLOAD_MAX,
+               "the live values outgrew a command frame");
+
+size_t zlb_procs_live_encode(const zlb_work_live_t *v, uint8_t *out)
+{
+    uint16_t len = (uint16_t)sizeof(*v);
+    out[0] = ZLB_PROCS_CMD_LIVE;
+    out[1] = ZLB_PROCS_LIVE_VERSION;
+    memcpy(out + 2, &len, sizeof(len));
+    memcpy(out + 4, v, sizeof(*v));
+    return 4 + sizeof(*v);
+}
+
+int zlb_procs_cmd_next(zlb_procs_cmdbuf_t *b, uint8_t *cmd, zlb_work_live_t *live)
+{
+    if (b->len == 0)
+        return 0;
+    size_t used = 1;
+    switch (b->buf[0]) {
+    case ZLB_PROCS_CMD_START:
+    case ZLB_PROCS_CMD_STOP_OPENING:
+    case ZLB_PROCS_CMD_CLOSE_ALL:
+    case ZLB_PROCS_CMD_RESET_LAG:
+    case ZLB_PROCS_CMD_FINISH:
+        break;
+    case ZLB_PROCS_CMD_LIVE: {
+        if (b->len < 4)
+            return 0;
+        uint16_t len;
+        memcpy(&len, b->buf + 2, sizeof(len));
+        /* One build on both sides: any other shape is a broken stream, not a version skew to
+         * live with. */
+        if (b->buf[1] != ZLB_PROCS_LIVE_VERSION || len != sizeof(*live) ||
+            len > ZLB_PROCS_CMD_PAYLOAD_MAX)
+            return -EPROTO;
+        if (b->len < 4u + len)
+            return 0;
+        memcpy(live, b->buf + 4, len);
+        used = 4u + len;
+        break;
+    }
+    default:
+        return -EPROTO;
+    }
+    *cmd = b->buf[0];
+    memmove(b->buf, b->buf + used, b->len - used);
+    b->len -= used;
+    return 1;
 }

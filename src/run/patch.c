@@ -57,6 +57,33 @@ static char *doc_text(json_t *doc)
     return text;
 }
 
+void zlb_runner_get_live(zlb_runner_t *r, zlb_work_live_t *out)
+{
+    if (r->engine)
+        zlb_work_get_live(r->engine, out);
+    else if (r->src)
+        *out = r->live;
+    else
+        zlb_work_live_from_config(r->cfg, out);
+}
+
+bool zlb_runner_steerable(const zlb_runner_t *r)
+{
+    return r->engine || (r->src && r->src->steer);
+}
+
+void zlb_runner_steer(zlb_runner_t *r, const zlb_work_live_t *v)
+{
+    if (r->engine) {
+        zlb_work_steer(r->engine, v);
+    } else if (r->src && r->src->steer) {
+        /* The whole run's values stay here (GET /run, the stager, the next PATCH); each
+         * process gets its share of them. */
+        r->live = *v;
+        r->src->steer(r->src->ctx, v);
+    }
+}
+
 /* The live values a PATCH named, before and after, for the event: only those that changed. */
 static void diff_live(const zlb_runner_t *r, const zlb_work_live_t *a, const zlb_work_live_t *b,
                       json_t *from, json_t *to)
@@ -93,12 +120,7 @@ static unsigned apply_patch(zlb_runner_t *r, const char *body, size_t len, const
     zlb_config_patch_t p;
     zlb_work_live_t old, v;
 
-    if (r->src) {
-        *answer = error_doc("PATCH /run is not available with --processes: each process runs "
-                            "its share with the values it started with (nothing changed)");
-        return 409;
-    }
-    if (!r->engine || r->state == ZLB_STATE_DRAINING || r->state == ZLB_STATE_DONE) {
+    if (!zlb_runner_steerable(r) || r->state == ZLB_STATE_DRAINING || r->state == ZLB_STATE_DONE) {
         *answer = error_doc("the run is stopping: nothing changed");
         return 409;
     }
@@ -125,7 +147,7 @@ static unsigned apply_patch(zlb_runner_t *r, const char *body, size_t len, const
         *answer = error_doc(msg);
         return 400;
     }
-    zlb_work_get_live(r->engine, &old);
+    zlb_runner_get_live(r, &old);
     v = old;
     if (p.has_connections)
         v.connections = p.connections;
@@ -142,7 +164,7 @@ static unsigned apply_patch(zlb_runner_t *r, const char *body, size_t len, const
     diff_live(r, &old, &v, from, to);
     size_t had = sg->n;
     if (json_object_size(to) > 0) {
-        zlb_work_steer(r->engine, &v);
+        zlb_runner_steer(r, &v);
         r->connects_unlimited |= v.connect_rate <= 0; /* even if changed back before a tick */
         /* Held against the stage in force until its end; the next stage moves from them. */
         zlb_runner_stages_override(r, &v);

@@ -54,12 +54,9 @@ static void monitor_sample(zlb_runner_t *r)
 static void check_saturation(zlb_runner_t *r)
 {
     /* The rate in force: a PATCH or a stage may have made it 0 ("as fast as possible"). */
-    double rate = r->cfg->connect_rate;
-    if (r->engine) {
-        zlb_work_live_t v;
-        zlb_work_get_live(r->engine, &v);
-        rate = v.connect_rate;
-    }
+    zlb_work_live_t v;
+    zlb_runner_get_live(r, &v);
+    double rate = v.connect_rate;
     r->connects_unlimited |= rate <= 0;
     if (!r->measuring || r->state == ZLB_STATE_DRAINING)
         return;
@@ -149,7 +146,7 @@ static void publish(zlb_runner_t *r)
         r->src->report(r->src->ctx, stats);
     publish_json(r, "/stats", 200, stats);
     publish_json(r, "/stats/pollers", 200, zlb_render_pollers(&v));
-    if (r->engine)
+    if (zlb_runner_steerable(r))
         publish_json(r, "/run", 200, zlb_runner_live_json(r));
     bool running = r->state != ZLB_STATE_DONE;
     publish_json(r, "/health", running ? 200 : 503,
@@ -589,6 +586,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
                          strerror(-n));
     }
     r->src = opts->source;
+    zlb_work_live_from_config(cfg, &r->live); /* with a source: the whole run's */
     /* Client sockets, the embedded target's sockets, and room for the rest (in the processes
      * that hold them, with a source). */
     uint64_t fds = zlb_config_peak_connections(cfg) * (cfg->embedded_target.enabled ? 2 : 1) + 256;

@@ -30,6 +30,9 @@ typedef struct zlb_run_source {
     /* True when nothing is open or in flight in any live process. */
     bool (*idle)(void *ctx);
     void (*reset_lag_max)(void *ctx);
+    /* The whole run's live values (stages, PATCH /run, pause): the source hands each process
+     * its exact share. NULL: the run takes no live values (PATCH /run answers 409). */
+    void (*steer)(void *ctx, const zlb_work_live_t *v);
     /* Stops every process's pollers and collects its final figures (the next snapshot is the
      * final one). Never blocks for longer than a bounded wait. */
     void (*finish)(void *ctx);

@@ -135,6 +135,7 @@ typedef struct zlb_runner {
     const zlb_run_source_t *src;    /* borrowed: the processes that hold the connections, or
                                        NULL (engine above) */
     const uint32_t *poller_process; /* borrowed from src */
+    zlb_work_live_t live;           /* with src: the whole run's live values, as last steered */
     zlb_control_t *control;
     char *token;
 
@@ -247,6 +248,15 @@ unsigned zlb_runner_on_patch(void *arg, const char *body, size_t len, const char
 void zlb_runner_take_patch(zlb_runner_t *r);
 /** The run takes no more changes: a PATCH posted or to come is answered 409. Any thread. */
 void zlb_runner_close_mail(zlb_runner_t *r);
+
+/** The run's live values now: its engine's, or with a source the whole run's last steered
+ * (the config's before any). Run thread. */
+void zlb_runner_get_live(zlb_runner_t *r, zlb_work_live_t *out);
+/** True when the run takes live values (its engine, or a source that steers). */
+bool zlb_runner_steerable(const zlb_runner_t *r);
+/** Makes v the run's live values: zlb_work_steer on its engine, or the source's steer, which
+ * hands each process its share. No-op when not steerable. Run thread. */
+void zlb_runner_steer(zlb_runner_t *r, const zlb_work_live_t *v);
 
 /** Applies a pause or resume posted by the control thread (pause_req), if any. Run thread. */
 void zlb_runner_take_pause(zlb_runner_t *r);

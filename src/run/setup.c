@@ -51,7 +51,7 @@ json_t *zlb_runner_live_json(zlb_runner_t *r)
     zlb_work_live_t v;
     const char *key = zlb_config_rate_key(r->cfg->workload.type);
 
-    zlb_work_get_live(r->engine, &v);
+    zlb_runner_get_live(r, &v);
     json_t *j = json_pack("{s:b, s:o, s:I, s:f, s:f}", "paused", v.paused, "stage",
                           zlb_runner_stage_json(r), "connections", (json_int_t)v.connections,
                           "connect_rate", v.connect_rate, "close_rate", v.close_rate);
@@ -71,14 +71,14 @@ void zlb_runner_take_pause(zlb_runner_t *r)
     int req = atomic_exchange(&r->pause_req, 0);
     memcpy(client, r->pause_client, sizeof(client));
     pthread_mutex_unlock(&r->mail_lock);
-    if (!req || !r->engine)
+    if (!req || !zlb_runner_steerable(r))
         return;
-    zlb_work_get_live(r->engine, &v);
+    zlb_runner_get_live(r, &v);
     /* A pause of a paused run changes nothing: no event. */
     if (v.paused == (req == 1))
         return;
     v.paused = req == 1;
-    zlb_work_steer(r->engine, &v);
+    zlb_runner_steer(r, &v);
     zlb_runner_event(r, v.paused ? "pause" : "resume", json_pack("{s:b}", "paused", !v.paused),
                      json_pack("{s:b}", "paused", v.paused), client[0] ? client : NULL);
     zlb_log_info("%s over the control port by %s", v.paused ? "paused" : "resumed",

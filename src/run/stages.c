@@ -178,15 +178,15 @@ static void steer(zlb_runner_t *r, const zlb_stage_values_t *v)
         return;
     s->now = *v;
     s->steered = true;
-    if (!r->engine)
+    if (!zlb_runner_steerable(r))
         return;
     zlb_work_live_t live;
-    zlb_work_get_live(r->engine, &live); /* keeps paused as the control port left it */
+    zlb_runner_get_live(r, &live); /* keeps paused as the control port left it */
     live.connections = v->connections;
     live.connect_rate = v->connect_rate;
     live.rate = v->rate;
     live.close_rate = v->close_rate;
-    zlb_work_steer(r->engine, &live);
+    zlb_runner_steer(r, &live);
 }
 
 void zlb_runner_stages_begin(zlb_runner_t *r)
@@ -207,9 +207,9 @@ bool zlb_runner_stages_tick(zlb_runner_t *r, uint64_t now)
     if (!s->on || s->stopped)
         return false;
     bool paused = false;
-    if (r->engine) {
+    if (zlb_runner_steerable(r)) {
         zlb_work_live_t live;
-        zlb_work_get_live(r->engine, &live);
+        zlb_runner_get_live(r, &live);
         paused = live.paused;
     }
     if (paused && !s->paused_at)
@@ -314,6 +314,8 @@ uint64_t zlb_runner_stages_target(const zlb_runner_t *r)
         zlb_work_get_live(r->engine, &live);
         return live.connections;
     }
+    if (r->src) /* the whole run's, as last handed to the processes */
+        return r->live.connections;
     return r->cfg->connections;
 }
 
@@ -369,8 +371,8 @@ int zlb_runner_stages_append_at(zlb_runner_t *r, const zlb_stage_t *st, size_t n
         return 0;
     if (!s->on) {
         zlb_work_live_t live;
-        if (r->engine) {
-            zlb_work_get_live(r->engine, &live);
+        if (zlb_runner_steerable(r)) {
+            zlb_runner_get_live(r, &live);
             values_of(&live, &s->now);
         } else {
             zlb_config_stage_start(r->cfg, &s->now);
