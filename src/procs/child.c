@@ -120,9 +120,12 @@ static void apply_buffered(child_t *c)
 /* Reads what the parent sent and applies it. */
 static void commands(child_t *c)
 {
-    /* What stays after apply_buffered is less than a frame, so there is room. */
+    /* What stays after apply_buffered is less than a frame (the buffer holds two), so there is
+     * room; none would be a broken stream. */
     size_t room = sizeof(c->in.buf) - c->in.len;
-    ssize_t n = room ? read(c->fd, c->in.buf + c->in.len, room) : -1;
+    if (room == 0)
+        die(c, ZLB_EXIT_INTERNAL);
+    ssize_t n = read(c->fd, c->in.buf + c->in.len, room);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
     if (n <= 0) /* the parent is gone (or broke the protocol): stop without a word */
