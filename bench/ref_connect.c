@@ -26,31 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ref_util.h"
+
 #define BATCH 64
 #define MAX_EVENTS 1024
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int parse_addr(const char *s, struct sockaddr_in *sin)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    size_t n;
-
-    if (!colon || (n = (size_t)(colon - s)) == 0 || n >= sizeof(host))
-        return -1;
-    memcpy(host, s, n);
-    host[n] = '\0';
-    memset(sin, 0, sizeof(*sin));
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)atoi(colon + 1));
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
-}
 
 int main(int argc, char **argv)
 {
