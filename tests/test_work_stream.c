@@ -3,6 +3,7 @@
  * that stops (queue capped, stall counted, closed with stall_close), a peer that leaves
  * mid-stream, the first message exactly once, pacing. */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -498,6 +499,244 @@ static void test_rate_pacing(void)
     zlb_config_dispose(&cfg);
 }
 
+/* bytes_out per second over ms, from a snapshot taken now. */
+static double measure_out(rig_t *r, unsigned ms)
+{
+    snap(r->e, &r->s);
+    uint64_t b0 = r->s.total.c.bytes_out, t0 = zlb_now_ns();
+    sleep_ms(ms);
+    snap(r->e, &r->s);
+    return (double)(r->s.total.c.bytes_out - b0) / ((double)(zlb_now_ns() - t0) / 1e9);
+}
+
+/* The rate steered live (stages and PATCH /run reach the engine as zlb_work_steer): 4 streams
+ * on 2 pollers at 250 kB/s each, then 500 kB/s, then unpaced, then 250 kB/s again, each within
+ * 10 % after a settling moment; paused, nothing is sent (what was queued drains first); resumed,
+ * the rate again, with no burst for the pause. */
+static void test_rate_steer(void)
+{
+    zlb_serve_opts_t so = {.mode = ZLB_SERVE_SINK, .listen = "127.0.0.1:0"};
+    zlb_serve_t *tgt;
+    zlb_config_t cfg;
+    zlb_work_live_t v;
+    rig_t r;
+    double got;
+
+    ASSERT_EQ(zlb_serve_start(&so, &tgt), 0);
+    zlb_work_target_t t = one_target(zlb_serve_port(tgt));
+    stream_config(&cfg, 4, ZLB_STREAM_SEND);
+    cfg.workload.rate = 250000;
+    cfg.workload.chunk_size = 16384;
+    rig_start(&r, &cfg, &t, 2);
+    ASSERT(WAIT_SNAP(r.e, &r.s, r.s.total.c.open == 4, 10000, 5));
+    sleep_ms(100);
+    got = measure_out(&r, 1000);
+    fprintf(stderr, "   250 kB/s each: %.0f B/s (want 1000000)\n", got);
+    ASSERT_NEAR(got, 1e6, 1e5);
+
+    zlb_work_get_live(r.e, &v);
+    ASSERT_CMP_DBL(v.rate, ==, 250000);
+    v.rate = 500000;
+    zlb_work_steer(r.e, &v);
+    sleep_ms(100);
+    got = measure_out(&r, 1000);
+    fprintf(stderr, "   500 kB/s each: %.0f B/s (want 2000000)\n", got);
+    ASSERT_NEAR(got, 2e6, 2e5);
+
+    v.rate = 0;
+    zlb_work_steer(r.e, &v);
+    sleep_ms(100);
+    got = measure_out(&r, 300);
+    fprintf(stderr, "   unpaced: %.0f B/s (want far above 2000000)\n", got);
+    ASSERT_CMP_DBL(got, >, 2e7);
+
+    v.rate = 250000;
+    zlb_work_steer(r.e, &v);
+    sleep_ms(300); /* what the unpaced queues held (4 chunks each) drains */
+    got = measure_out(&r, 1000);
+    fprintf(stderr, "   250 kB/s each again: %.0f B/s (want 1000000)\n", got);
+    ASSERT_NEAR(got, 1e6, 1e5);
+
+    v.paused = true;
+    zlb_work_steer(r.e, &v);
+    sleep_ms(100);
+    got = measure_out(&r, 500);
+    fprintf(stderr, "   paused: %.0f B/s (want 0)\n", got);
+    ASSERT_CMP_DBL(got, ==, 0);
+    v.paused = false;
+    zlb_work_steer(r.e, &v);
+    got = measure_out(&r, 1000);
+    fprintf(stderr, "   resumed: %.0f B/s (want 1000000, no burst for the pause)\n", got);
+    ASSERT_NEAR(got, 1e6, 1e5);
+    ASSERT_UEQ(r.s.total.c.stalled, 0);
+    ASSERT_UEQ(zlb_counters_failed_after_total(&r.s.total.c), 0);
+    rig_close(&r);
+    rig_finish(&r);
+    zlb_serve_destroy(tgt);
+    zlb_config_dispose(&cfg);
+}
+
+/* ---- live rate: the re-timing arithmetic, then the engine steered --------------------------- */
+
+typedef struct {
+    double (*rate_at)(double t_s); /* the rate in force from t (applied at each change) */
+    uint64_t change_ns, end_ns;
+    bool retime; /* false: the naive restart (a fresh schedule at each change), for contrast */
+} sim_t;
+
+/* One connection on a socket that takes everything (the workload's pump at every tick due):
+ * every change_ns the rate moves to rate_at(now). Returns the bytes sent by end_ns; *want: the
+ * integral of the rates in force, *max_piece the largest piece seen. */
+static int64_t simulate(const sim_t *sm, double *want, uint64_t *max_piece)
+{
+    zlb_stream_pace_t p;
+    uint64_t t0 = 0, now = 0, next_change = sm->change_ns, last_change = 0;
+    int64_t queued = 0, total = 0;
+    double rate = sm->rate_at(0);
+
+    zlb_stream_pace_of(rate, 65536, &p);
+    *want = 0;
+    *max_piece = p.piece;
+    for (;;) {
+        int64_t rel = zlb_stream_released(&p, t0, now);
+        if (p.piece && rel > queued) {
+            total += rel - queued;
+            queued = rel;
+        }
+        uint64_t due = p.piece ? zlb_stream_due(&p, t0, queued) : UINT64_MAX;
+        if (due <= now)
+            ZLB_TEST_FAIL("due %llu is not after now %llu", (unsigned long long)due,
+                          (unsigned long long)now);
+        now = ZLB_MIN(due, next_change);
+        if (now >= sm->end_ns)
+            break;
+        if (now == next_change) {
+            zlb_stream_pace_t from = p;
+            *want += rate * (double)(now - last_change) / 1e9;
+            last_change = now;
+            rate = sm->rate_at((double)now / 1e9);
+            zlb_stream_pace_of(rate, 65536, &p);
+            *max_piece = ZLB_MAX(*max_piece, p.piece);
+            if (sm->retime) {
+                zlb_stream_retime(&from, &p, now, 0, &t0, &queued);
+                /* Nothing released at once: the next piece comes on the new tick. */
+                ASSERT(zlb_stream_released(&p, t0, now) <= ZLB_MAX(queued, 0));
+            } else {
+                t0 = now;
+                queued = 0;
+            }
+            next_change += sm->change_ns;
+        }
+    }
+    *want += rate * (double)(sm->end_ns - last_change) / 1e9;
+    return total;
+}
+
+static double ramp_up(double t)
+{
+    return 1e5 + (2e6 - 1e5) * t / 10.0; /* 100 kB/s to 2 MB/s over 10 s */
+}
+
+static double steps(double t)
+{
+    return ((int)(t / 0.35)) % 2 ? 3e5 : 7e5; /* 300 and 700 kB/s, turn about */
+}
+
+static void test_retime_arithmetic(void)
+{
+    zlb_stream_pace_t a, b, z;
+    uint64_t t0 = 1000;
+    int64_t queued;
+
+    /* Pieces of rate/50, at least a segment, at most a chunk. */
+    zlb_stream_pace_of(1e6, 65536, &a);
+    ASSERT_UEQ(a.piece, 20000);
+    ASSERT_NEAR(a.tick_ns, 20e6, 1e-3);
+    zlb_stream_pace_of(1000, 65536, &z);
+    ASSERT_UEQ(z.piece, 1448);
+    zlb_stream_pace_of(1e9, 65536, &z);
+    ASSERT_UEQ(z.piece, 65536);
+    zlb_stream_pace_of(0, 65536, &z);
+    ASSERT_UEQ(z.piece, 0);
+    ASSERT_EQ(zlb_stream_released(&a, t0, t0 - 1), 0);
+    ASSERT_EQ(zlb_stream_released(&a, t0, t0), 20000);
+    ASSERT_EQ(zlb_stream_released(&a, t0, t0 + 20000000 - 1), 20000);
+    ASSERT_EQ(zlb_stream_released(&a, t0, t0 + 20000000), 40000);
+    ASSERT_UEQ(zlb_stream_due(&a, t0, 40000), t0 + 40000000);
+
+    /* 1 MB/s to 2 MB/s 2.5 ticks in, on schedule (3 pieces out): none owed, none more now, and
+     * the next piece once the half piece still ahead (10,000 bytes) has lasted at 2 MB/s: 5 ms. */
+    zlb_stream_pace_of(2e6, 65536, &b);
+    queued = 60000;
+    uint64_t now = t0 + 50000000;
+    zlb_stream_retime(&a, &b, now, 777, &t0, &queued);
+    fprintf(stderr, "   1 -> 2 MB/s at 2.5 ticks: queued %lld, next piece %.3f ms on\n",
+            (long long)queued, (double)(t0 - now) / 1e6);
+    ASSERT_EQ(queued, 0);
+    ASSERT_UEQ(t0, now + 5000000);
+    ASSERT_EQ(zlb_stream_released(&b, t0, now), 0);
+    ASSERT_EQ(zlb_stream_released(&b, t0, t0), 40000);
+
+    /* Behind (a slow peer took 1 of 3 pieces): the 2 owed stay owed, nothing more. */
+    t0 = 1000;
+    queued = 20000;
+    zlb_stream_retime(&a, &b, now, 0, &t0, &queued);
+    ASSERT_EQ(queued, -40000);
+    ASSERT_EQ(zlb_stream_released(&b, t0, now) - queued, 40000);
+    /* A steep cut (2 MB/s to 1 kB/s, a 1448-byte piece every 1.448 s) waits at most its tick,
+     * not the 40 s that a 40,000-byte piece lasts at 1 kB/s; to 100 kB/s at most a second. */
+    zlb_stream_pace_t slow;
+    zlb_stream_pace_of(1000, 65536, &slow);
+    t0 = now - 1;
+    queued = 40000;
+    zlb_stream_retime(&b, &slow, now, 0, &t0, &queued);
+    ASSERT_UEQ(t0, now + 1448000000ull);
+    zlb_stream_pace_of(1e5, 65536, &slow);
+    t0 = now - 1;
+    queued = 40000;
+    zlb_stream_retime(&b, &slow, now, 0, &t0, &queued);
+    fprintf(stderr, "   2 MB/s -> 100 kB/s just after a tick: next piece %.3f ms on (want 400)\n",
+            (double)(t0 - now) / 1e6);
+    ASSERT_NEAR((double)(t0 - now), 400e6, 1e3);
+
+    /* From unpaced (a change from 0, or the resume): afresh at the phase given. */
+    queued = 123456789;
+    zlb_stream_retime(&z, &a, now, 777, &t0, &queued);
+    ASSERT_EQ(queued, 0);
+    ASSERT_UEQ(t0, now + 777);
+    zlb_stream_retime(NULL, &a, now, 0, &t0, &queued);
+    ASSERT_UEQ(t0, now);
+    /* To unpaced: the schedule is left as it is (nobody reads it). */
+    zlb_stream_retime(&a, &z, now + 5, 0, &t0, &queued);
+    ASSERT_UEQ(t0, now);
+    ASSERT_EQ(queued, 0);
+
+    /* A stage's linear move (a new rate every 100 ms for 10 s) and a rate turned about every
+     * 350 ms: the bytes are the integral of the rates in force to within two pieces (the one
+     * each schedule releases at its tick's start); restarting the schedule at each change
+     * instead releases one piece too many per change. */
+    const sim_t sims[] = {{ramp_up, 100000000, 10000000000ull, true},
+                          {steps, 350000000, 7000000000ull, true},
+                          {steps, 350000000, 7000000000ull, false}};
+    for (size_t i = 0; i < 3; i++) {
+        double want;
+        uint64_t piece;
+        int64_t got = simulate(&sims[i], &want, &piece);
+        double off = (double)got - want;
+        fprintf(stderr,
+                "   %s%s: sent %lld bytes, rates integrate to %.0f: off by %.0f (%.2f of the "
+                "largest piece, %llu)\n",
+                sims[i].rate_at == ramp_up ? "ramp 0.1 -> 2 MB/s" : "300/700 kB/s steps",
+                sims[i].retime ? "" : " (naive restart)", (long long)got, want, off,
+                off / (double)piece, (unsigned long long)piece);
+        if (sims[i].retime) {
+            ASSERT_CMP_DBL(fabs(off), <=, 2.0 * (double)piece);
+        } else {
+            ASSERT_CMP_DBL(off, >, 5.0 * (double)piece); /* the contrast is real */
+        }
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -508,6 +747,8 @@ int main(void)
     RUN_TEST(test_slow_reader);
     RUN_TEST(test_peer_closes_mid_stream);
     RUN_TEST(test_rate_pacing);
+    RUN_TEST(test_retime_arithmetic);
+    RUN_TEST(test_rate_steer);
     fprintf(stderr, "test_work_stream: all passed\n");
     return TEST_EXIT_CODE();
 }

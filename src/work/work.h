@@ -75,8 +75,9 @@ void zlb_work_close_all(zlb_work_t *e);
  *   handed out, then closes open connections at close_rate, idle ones first, counted
  *   closed_by_us (an http request in flight on one is failed as cancelled, as at a stop).
  * - connect_rate: new attempts per second from now on (0: unlimited); also the reconnect bucket.
- * - rate: the workload's whole-run rate (request_rate); only an open-loop workload uses it, 0
- *   sends nothing.
+ * - rate: the workload's live rate (zlb_config_rate_key): an open-loop workload's whole-run
+ *   rate (request_rate, message_rate; 0 sends nothing), or a stream's bytes/s per connection
+ *   (0: as fast as the socket takes).
  * - paused: no attempt starts (due ones wait for the resume, moved to it: they are not late)
  *   and the workload sends nothing; connections stay open. See the workload for what happens to
  *   its requests due in a pause. */

@@ -265,6 +265,28 @@ void zlb_wl_pace_set_rate(zlb_worker_t *w, double rate);
  * or nothing is armed. */
 void zlb_wl_pace_rephase(zlb_worker_t *w, zlb_work_slot_t *s, uint64_t *gap_ns, uint64_t *next_ns,
                          uint32_t queued);
+/* wl_stream.c: a stream's pacing schedule, pure (tested apart). Tick k (k = 0, 1, ...) releases
+ * one piece at t0 + k * tick_ns. */
+typedef struct zlb_stream_pace {
+    uint64_t piece; /* bytes per tick; 0: unpaced (as fast as the socket takes) */
+    double tick_ns;
+} zlb_stream_pace_t;
+/** The schedule of `rate` bytes/s (0: unpaced) sent from chunks of chunk_len bytes: pieces of
+ * rate / 50 bytes, at least 1448 (a segment), at most a chunk. */
+void zlb_stream_pace_of(double rate, size_t chunk_len, zlb_stream_pace_t *out);
+/** Bytes the paced schedule from t0 has released by now (0 before t0). */
+int64_t zlb_stream_released(const zlb_stream_pace_t *p, uint64_t t0, uint64_t now);
+/** When the tick that releases bytes beyond `queued` is due (t0 while bytes are owed). */
+uint64_t zlb_stream_due(const zlb_stream_pace_t *p, uint64_t t0, int64_t queued);
+/** Re-times a connection's schedule (*t0, *queued: bytes queued on its count) at `now` from
+ * `from` to `to`. From a paced schedule: what it released by now stays released (*queued
+ * becomes minus what is still owed), none more at once, and the next piece comes once the part
+ * of `from`'s current piece not yet due would have gone out at `to`'s rate (at most 1 s or one
+ * tick of `to`): the bytes follow the integral of the rates however often they change. From none
+ * (NULL or unpaced: a change from 0, or a resume): afresh, the first piece at now + phase_ns. To
+ * unpaced: unchanged. */
+void zlb_stream_retime(const zlb_stream_pace_t *from, const zlb_stream_pace_t *to, uint64_t now,
+                       uint64_t phase_ns, uint64_t *t0, int64_t *queued);
 /** True while the run is paused: send nothing. */
 static inline bool zlb_wl_paused(const zlb_worker_t *w)
 {
