@@ -104,8 +104,9 @@ static void test_refusals(void)
     expect_error(hold, "{\"request_rate\": 5}",
                  "request_rate: the hold workload has no whole-run rate to change");
     expect_error(stream, "{\"rate\": 5}",
-                 "rate: a stream's rate (workload.rate, bytes/s per connection) is fixed for the "
-                 "run: stages and PATCH /run change its connections, connect_rate and close_rate");
+                 "rate: the stream workload's rate is stream_rate, not rate");
+    expect_error(stream, "{\"request_rate\": 5}",
+                 "request_rate: the stream workload's rate is stream_rate, not request_rate");
     expect_error(closed, "{\"request_rate\": 5}",
                  "request_rate: this run is a closed loop (request_rate 0 in its config): only a "
                  "run started with a rate can change it");
@@ -132,9 +133,61 @@ static void test_refusals(void)
     zlb_config_destroy(echo);
 }
 
+/* A stream's rate (workload.rate, bytes/s per connection) under "stream_rate": the file's range
+ * and words for workload.rate, any value from any (0 is unpaced, not a closed loop). */
+static void test_stream_rate(void)
+{
+    zlb_config_t *unpaced = parse_ok("{\"workload\": {\"type\": \"stream\"}}");
+    zlb_config_t *recv =
+        parse_ok("{\"embedded_target\": {\"mode\": \"source\"}, \"workload\": {\"type\": "
+                 "\"stream\", \"direction\": \"receive\"}}");
+    zlb_config_patch_t p;
+    char err[600] = "";
+    const char *body = "{\"stream_rate\": 2.5e6, \"connections\": 7}";
+
+    ASSERT_EQ(zlb_config_parse_patch(unpaced, body, strlen(body), &p, err, sizeof(err)), 0);
+    ASSERT(p.has_rate && p.has_connections);
+    ASSERT_NEAR(p.rate, 2.5e6, 0);
+    body = "{\"stream_rate\": 0}";
+    ASSERT_EQ(zlb_config_parse_patch(unpaced, body, strlen(body), &p, err, sizeof(err)), 0);
+    ASSERT(p.has_rate);
+    ASSERT_NEAR(p.rate, 0, 0);
+    body = "{\"stream_rate\": 1e12}";
+    ASSERT_EQ(zlb_config_parse_patch(unpaced, body, strlen(body), &p, err, sizeof(err)), 0);
+    ASSERT_NEAR(p.rate, 1e12, 0);
+    /* Receiving only: 0 changes nothing and is taken, a rate is refused as in the file. */
+    body = "{\"stream_rate\": 0}";
+    ASSERT_EQ(zlb_config_parse_patch(recv, body, strlen(body), &p, err, sizeof(err)), 0);
+
+    /* The same words as the file's workload.rate, the key path apart. */
+    const char *file_bad[][2] = {
+        {"{\"workload\": {\"type\": \"stream\", \"rate\": 2e12}}", "{\"stream_rate\": 2e12}"},
+        {"{\"workload\": {\"type\": \"stream\", \"rate\": -1}}", "{\"stream_rate\": -1}"},
+        {"{\"workload\": {\"type\": \"stream\", \"rate\": \"fast\"}}",
+         "{\"stream_rate\": \"fast\"}"},
+        {"{\"workload\": {\"type\": \"stream\", \"rate\": null}}", "{\"stream_rate\": null}"},
+        {"{\"workload\": {\"type\": \"stream\", \"direction\": \"receive\", \"rate\": 5}}",
+         "{\"stream_rate\": 5}"},
+    };
+    for (size_t i = 0; i < sizeof(file_bad) / sizeof(file_bad[0]); i++) {
+        zlb_config_t *cfg;
+        zlb_config_error_t ferr;
+        ASSERT_EQ(zlb_config_parse(file_bad[i][0], NULL, NULL, &cfg, &ferr), -22);
+        const char *reason = strstr(ferr.message, "workload.rate: ");
+        ASSERT(reason != NULL);
+        reason += strlen("workload.rate: ");
+        char want[600];
+        snprintf(want, sizeof(want), "stream_rate: %s", reason);
+        expect_error(strstr(file_bad[i][0], "receive") ? recv : unpaced, file_bad[i][1], want);
+    }
+    zlb_config_destroy(unpaced);
+    zlb_config_destroy(recv);
+}
+
 int main(void)
 {
     test_values();
+    test_stream_rate();
     test_refusals();
     fprintf(stderr, "test_config_live: ok\n");
     return 0;

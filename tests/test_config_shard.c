@@ -395,6 +395,27 @@ static void test_stages_split(void)
         ASSERT_NEAR(mr, 10000.5, 1e-6);
         ASSERT_NEAR(cl, 5, 1e-9);
     }
+    /* A stream's rate is per connection: every shard's stages keep it whole (its connections
+     * split as any). */
+    zlb_config_t *st = parse("{\"workload\": {\"type\": \"stream\", \"rate\": 1000}, "
+                             "\"stages\": [{\"duration\": \"1s\", \"connections\": 10, "
+                             "\"stream_rate\": 250000.5}]}");
+    for (uint32_t i = 0; i < 3; i++) {
+        zlb_config_t *cfg = parse("{\"workload\": {\"type\": \"stream\", \"rate\": 1000}, "
+                                  "\"stages\": [{\"duration\": \"1s\", \"connections\": 10, "
+                                  "\"stream_rate\": 250000.5}]}");
+        char e2[256];
+        ASSERT_EQ(zlb_config_apply_shard(cfg, i, 3, e2, sizeof(e2)), 0);
+        printf("  stream shard %u/3: connections %llu, stream_rate %.17g, workload.rate %.17g\n", i,
+               (unsigned long long)cfg->stages[0].to.connections, cfg->stages[0].to.rate,
+               cfg->workload.rate);
+        ASSERT_UEQ(cfg->stages[0].to.connections, i == 0 ? 4 : 3);
+        ASSERT_CMP_DBL(cfg->stages[0].to.rate, ==, st->stages[0].to.rate);
+        ASSERT_CMP_DBL(cfg->workload.rate, ==, 1000);
+        zlb_config_destroy(cfg);
+    }
+    zlb_config_destroy(st);
+
     /* The peak decides whether every shard gets a connection. */
     zlb_config_t *cfg = parse("{\"stages\": [{\"duration\": \"1s\", \"connections\": 2}]}");
     char err[256];

@@ -81,6 +81,55 @@ static void test_parse(void)
     zlb_config_destroy(cfg);
 }
 
+/* A stream's rate (workload.rate, bytes/s per connection) moves as "stream_rate": the profile
+ * starts from workload.rate, and the effective config reads it back under the same key. */
+static void test_stream_rate(void)
+{
+    zlb_config_t *cfg =
+        parse("{\"workload\": {\"type\": \"stream\", \"rate\": 1000},\n"
+              "\"stages\": [{\"duration\": \"2s\", \"connections\": 4, "
+              "\"stream_rate\": 3000}, {\"duration\": \"1s\", \"stream_rate\": 0}]}");
+    zlb_stage_values_t v0, v;
+
+    ASSERT_STREQ(zlb_config_rate_key(cfg->workload.type), "stream_rate");
+    ASSERT_UEQ(cfg->stages[0].set,
+               ZLB_STAGE_CONNECTIONS | ZLB_STAGE_RATE | ZLB_STAGE_RATE_ZERO_UNLIMITED);
+    ASSERT_CMP_DBL(cfg->stages[0].to.rate, ==, 3000);
+    ASSERT_CMP_DBL(cfg->stages[1].to.rate, ==, 0);
+    zlb_config_stage_start(cfg, &v0);
+    ASSERT_CMP_DBL(v0.rate, ==, 1000);
+    /* Half-way through the first stage: half-way from 1000 to 3000. */
+    zlb_config_stages_at(cfg->stages, cfg->nstages, &v0, 1 * S, &v, NULL);
+    printf("  stream_rate at 1 s: %.17g (want 2000)\n", v.rate);
+    ASSERT_NEAR(v.rate, 2000, 1e-6);
+    /* 0 is "as fast as the socket takes", no number on the way: to it and from it, a jump at
+     * the stage's start (as connect_rate's), where a message_rate of 0 is reached linearly. */
+    zlb_config_stages_at(cfg->stages, cfg->nstages, &v0, 2 * S + 1, &v, NULL);
+    printf("  stream_rate just into the move to 0: %.17g (want 0)\n", v.rate);
+    ASSERT_CMP_DBL(v.rate, ==, 0);
+    zlb_config_t *up = parse("{\"workload\": {\"type\": \"stream\"}, \"connections\": 2, "
+                             "\"stages\": [{\"duration\": \"2s\", \"stream_rate\": 3000}]}");
+    zlb_config_stage_start(up, &v0);
+    zlb_config_stages_at(up->stages, up->nstages, &v0, 1, &v, NULL);
+    printf("  stream_rate just into the move from 0 to 3000: %.17g (want 3000)\n", v.rate);
+    ASSERT_CMP_DBL(v.rate, ==, 3000);
+    zlb_config_destroy(up);
+    zlb_config_t *echo = parse("{\"workload\": {\"type\": \"echo\", \"message_rate\": 1000}, "
+                               "\"stages\": [{\"duration\": \"2s\", \"message_rate\": 0}]}");
+    zlb_config_stage_start(echo, &v0);
+    zlb_config_stages_at(echo->stages, echo->nstages, &v0, 1 * S, &v, NULL);
+    ASSERT_NEAR(v.rate, 500, 1e-9);
+    zlb_config_destroy(echo);
+
+    json_t *j = zlb_config_to_json(cfg);
+    char *shown = json_dumps(json_object_get(j, "stages"), JSON_COMPACT);
+    printf("  stages: %s\n", shown);
+    ASSERT(strstr(shown, "\"stream_rate\": 3000") || strstr(shown, "\"stream_rate\":3000"));
+    free(shown);
+    json_decref(j);
+    zlb_config_destroy(cfg);
+}
+
 static void test_refusals(void)
 {
     expect_error(
@@ -89,12 +138,15 @@ static void test_refusals(void)
         "'connections'?)");
     expect_error("{\"stages\": [{\"duration\": \"1s\", \"request_rate\": 5}]}",
                  "stages[0].request_rate: the hold workload has no rate to set");
-    expect_error(
-        "{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
-        "\"stream_rate\": 5}]}",
-        "stages[0].stream_rate: a stream's rate (workload.rate, bytes/s per connection) is "
-        "fixed for the run: stages and PATCH /run change its connections, connect_rate "
-        "and close_rate");
+    expect_error("{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
+                 "\"rate\": 5}]}",
+                 "stages[0].rate: the stream workload's rate is stream_rate, not rate");
+    expect_error("{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
+                 "\"stream_rate\": 2e12}]}",
+                 "stages[0].stream_rate: expected a number 0..1e12, got 2e+12");
+    expect_error("{\"workload\": {\"type\": \"stream\", \"direction\": \"receive\"}, "
+                 "\"stages\": [{\"duration\": \"1s\", \"stream_rate\": 5}]}",
+                 "stages[0].stream_rate: paces what is sent; direction \"receive\" sends nothing");
     expect_error("{\"workload\": {\"type\": \"echo\"}, \"stages\": [{\"duration\": \"1s\", "
                  "\"request_rate\": 5}]}",
                  "stages[0].request_rate: the echo workload's rate is message_rate, not "
@@ -235,6 +287,7 @@ int main(void)
 {
     zlb_log_level = ZLB_LOG_WARN;
     RUN_TEST(test_parse);
+    RUN_TEST(test_stream_rate);
     RUN_TEST(test_refusals);
     RUN_TEST(test_parse_stages_api);
     RUN_TEST(test_arithmetic);

@@ -243,8 +243,11 @@ typedef struct zlb_shard_config {
  * which is no number to move from or to: a move from or to 0 is a jump at the stage's start. */
 #define ZLB_STAGE_CONNECTIONS 0x1u
 #define ZLB_STAGE_CONNECT_RATE 0x2u
-#define ZLB_STAGE_RATE 0x4u /* the workload's whole-run rate (zlb_config_rate_key) */
+#define ZLB_STAGE_RATE 0x4u /* the workload's live rate (zlb_config_rate_key) */
 #define ZLB_STAGE_CLOSE_RATE 0x8u
+/* With ZLB_STAGE_RATE: the rate's 0 means "unlimited" (a stream's, as fast as the socket takes),
+ * no number on the way: a move from or to it is a jump, as for connect_rate. */
+#define ZLB_STAGE_RATE_ZERO_UNLIMITED 0x10u
 #define ZLB_CONFIG_MAX_STAGES 1000
 
 typedef struct zlb_stage_values {
@@ -373,15 +376,17 @@ void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);
 
-/** The key of the workload's whole-run rate ("request_rate" for http), or NULL for a workload
- * without one. Stages and PATCH /run name the rate by this key. */
+/** The key of the workload's live rate ("request_rate" for http, "message_rate" for echo and
+ * message, both whole-run; "stream_rate" for a stream, its workload.rate in bytes/s per
+ * connection), or NULL for a workload without one. Stages and PATCH /run name the rate by this
+ * key. Only the whole-run ones split over shards. */
 const char *zlb_config_rate_key(zlb_work_type_t type);
-/** The workload's whole-run rate as configured (0 when it has none). */
+/** The workload's live rate as configured (0 when it has none). */
 double zlb_config_workload_rate(const zlb_config_t *cfg);
 /** True when a stage sets the workload's rate: an http or message run is then an open loop even
  * if its rate starts at 0. */
 bool zlb_config_rate_is_live(const zlb_config_t *cfg);
-/** Sets the workload's whole-run rate (no-op for a workload without one). */
+/** Sets the workload's live rate (no-op for a workload without one). */
 void zlb_config_set_workload_rate(zlb_config_t *cfg, double rate);
 
 /** Parses a JSON array of stages (the config's "stages" or a PATCH body's) with the config
@@ -414,7 +419,7 @@ typedef struct zlb_config_patch {
     bool has_connections, has_connect_rate, has_close_rate, has_rate, has_paused;
     uint64_t connections;
     double connect_rate, close_rate;
-    double rate; /* the workload's whole-run rate, under zlb_config_rate_key */
+    double rate; /* the workload's live rate, under zlb_config_rate_key */
     bool paused;
     zlb_stage_t *stages; /* owned: stages to append (nstages >= 1), or NULL */
     size_t nstages;

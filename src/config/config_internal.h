@@ -222,10 +222,15 @@ void zlb_config_ip_next(zlb_config_ip_t *ip);
 /** Fills ss with ip and port 0. */
 void zlb_config_ip_to_sockaddr(const zlb_config_ip_t *ip, struct sockaddr_storage *ss);
 
-/* Stages and PATCH /run refuse a stream's rate with this: its pacing schedule is made once per
- * connection at establishment, and nothing re-times a running stream yet. */
-#define ZLB_STREAM_RATE_FIXED                                                                      \
-    "a stream's rate (workload.rate, bytes/s per connection) is fixed for the run: stages and "    \
-    "PATCH /run change its connections, connect_rate and close_rate"
+/** A stream's rate (workload.rate, bytes/s per connection): the file's ceiling, 8 Tbit/s, far
+ * above any socket. */
+#define ZLB_CONFIG_MAX_STREAM_RATE 1e12
+/** Why a stream receiving only takes no rate (the file's words, and a stage's or PATCH's). */
+#define ZLB_CONFIG_STREAM_RECEIVE_RATE "paces what is sent; direction \"receive\" sends nothing"
+/** The workload's live rate under `key` (zlb_config_rate_key) in o, with the file's range and
+ * words for that workload's rate: a stream's is the file's workload.rate (0..1e12, and none with
+ * direction "receive"), the others' 0..1e9. 0 or -EINVAL with the key path. */
+int zlb_config_get_live_rate(zlb_config_ctx_t *c, const json_t *o, const char *key,
+                             const zlb_config_t *cfg, double *out);
 
 #endif

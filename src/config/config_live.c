@@ -21,7 +21,8 @@ static bool all_space(const char *s, size_t n)
 }
 
 /* A rate key this run cannot take: another workload's, or its own in a closed loop (the engine
- * builds an open loop's schedule at start, so a run without one cannot gain it live). */
+ * builds an open loop's schedule at start, so a run without one cannot gain it live). A stream
+ * has no closed loop: its rate 0 is "as fast as the socket takes", and any rate follows it. */
 static int check_rate_keys(zlb_config_ctx_t *c, const json_t *root, const zlb_config_t *cfg,
                            const char *mine)
 {
@@ -33,13 +34,12 @@ static int check_rate_keys(zlb_config_ctx_t *c, const json_t *root, const zlb_co
             continue;
         size_t mark = zlb_config_push(c, k);
         int rc = 0;
-        if (!mine && cfg->workload.type == ZLB_WORK_STREAM)
-            rc = zlb_config_fail_key(c, ZLB_STREAM_RATE_FIXED);
-        else if (!mine)
+        if (!mine)
             rc = zlb_config_fail_key(c, "the %s workload has no whole-run rate to change", wl);
         else if (strcmp(k, mine) != 0)
             rc = zlb_config_fail_key(c, "the %s workload's rate is %s, not %s", wl, mine, k);
-        else if (!(zlb_config_workload_rate(cfg) > 0) && !zlb_config_rate_is_live(cfg))
+        else if (cfg->workload.type != ZLB_WORK_STREAM && !(zlb_config_workload_rate(cfg) > 0) &&
+                 !zlb_config_rate_is_live(cfg))
             rc = zlb_config_fail_key(c,
                                      "this run is a closed loop (%s 0 in its config): only a "
                                      "run started with a rate can change it",
@@ -84,7 +84,7 @@ static int parse_root(zlb_config_ctx_t *c, const json_t *root, const zlb_config_
 
     if (mine && json_object_get(root, mine)) {
         p->has_rate = true;
-        TRY(zlb_config_get_number(c, root, mine, 0, 1e9, "0..1e9", &p->rate));
+        TRY(zlb_config_get_live_rate(c, root, mine, cfg, &p->rate));
     }
 
     p->has_paused = json_object_get(root, "paused") != NULL;

@@ -14,8 +14,8 @@ static double lerp(double a, double b, double f)
     return a + (b - a) * f;
 }
 
-/* connect_rate and close_rate: 0 is "unlimited", not a number on the way: a move from or to it
- * takes the stage's value at its start. */
+/* connect_rate, close_rate and a stream's rate: 0 is "unlimited", not a number on the way: a move
+ * from or to it takes the stage's value at its start. */
 static double limit_move(double from, double to, double f)
 {
     return from == 0 || to == 0 ? to : lerp(from, to, f);
@@ -39,7 +39,10 @@ void zlb_config_stage_move(const zlb_stage_t *st, const zlb_stage_values_t *from
         v.connect_rate =
             f >= 1.0 ? st->to.connect_rate : limit_move(from->connect_rate, st->to.connect_rate, f);
     if (st->set & ZLB_STAGE_RATE)
-        v.rate = f >= 1.0 ? st->to.rate : lerp(from->rate, st->to.rate, f);
+        v.rate = f >= 1.0 ? st->to.rate
+                 : (st->set & ZLB_STAGE_RATE_ZERO_UNLIMITED)
+                     ? limit_move(from->rate, st->to.rate, f)
+                     : lerp(from->rate, st->to.rate, f);
     if (st->set & ZLB_STAGE_CLOSE_RATE)
         v.close_rate =
             f >= 1.0 ? st->to.close_rate : limit_move(from->close_rate, st->to.close_rate, f);

@@ -180,8 +180,13 @@ static int split_from(zlb_config_t *cfg, const zlb_config_t *whole, uint32_t ind
             memcpy(cfg->stages, whole->stages, whole->nstages * sizeof(*cfg->stages));
         }
     }
-    for (size_t i = 0; i < cfg->nstages; i++)
+    for (size_t i = 0; i < cfg->nstages; i++) {
+        double rate = cfg->stages[i].to.rate;
         zlb_config_shard_values(&cfg->stages[i].to, index, count);
+        /* A stream's rate is per connection: each shard's connections keep it. */
+        if (cfg->workload.type == ZLB_WORK_STREAM)
+            cfg->stages[i].to.rate = rate;
+    }
 
     if (whole->nsource > 0) {
         size_t n = whole->nsource, base = n / count, extra = n % count;

@@ -9,9 +9,9 @@
 #include "config/config_internal.h"
 #include "core/core.h"
 
-/* One place that says which key is a workload's whole-run rate: a workload that gains one
- * (message_rate, stream_rate) adds its line here and the stages, PATCH /run and the engine's
- * live rate follow. */
+/* One place that says which key is a workload's live rate: a workload that gains one adds its
+ * line here and the stages, PATCH /run and the engine's live rate follow. A stream's is per
+ * connection (workload.rate, bytes/s), the others' for the whole run. */
 const char *zlb_config_rate_key(zlb_work_type_t type)
 {
     switch (type) {
@@ -20,6 +20,8 @@ const char *zlb_config_rate_key(zlb_work_type_t type)
     case ZLB_WORK_ECHO:
     case ZLB_WORK_MESSAGE:
         return "message_rate";
+    case ZLB_WORK_STREAM:
+        return "stream_rate";
     default:
         return NULL;
     }
@@ -33,6 +35,8 @@ double zlb_config_workload_rate(const zlb_config_t *cfg)
     case ZLB_WORK_ECHO:
     case ZLB_WORK_MESSAGE:
         return cfg->workload.message_rate;
+    case ZLB_WORK_STREAM:
+        return cfg->workload.rate;
     default:
         return 0;
     }
@@ -48,9 +52,27 @@ void zlb_config_set_workload_rate(zlb_config_t *cfg, double rate)
     case ZLB_WORK_MESSAGE:
         cfg->workload.message_rate = rate;
         break;
+    case ZLB_WORK_STREAM:
+        cfg->workload.rate = rate;
+        break;
     default:
         break;
     }
+}
+
+int zlb_config_get_live_rate(zlb_config_ctx_t *c, const json_t *o, const char *key,
+                             const zlb_config_t *cfg, double *out)
+{
+    if (cfg->workload.type != ZLB_WORK_STREAM)
+        return zlb_config_get_number(c, o, key, 0, 1e9, "0..1e9", out);
+    TRY(zlb_config_get_number(c, o, key, 0, ZLB_CONFIG_MAX_STREAM_RATE, "0..1e12", out));
+    if (*out > 0 && cfg->workload.direction == ZLB_STREAM_RECEIVE) {
+        size_t mark = zlb_config_push(c, key);
+        int rc = zlb_config_fail(c, ZLB_CONFIG_STREAM_RECEIVE_RATE);
+        zlb_config_pop(c, mark);
+        return rc;
+    }
+    return 0;
 }
 
 bool zlb_config_rate_is_live(const zlb_config_t *cfg)
@@ -86,9 +108,7 @@ static int parse_stage(zlb_config_ctx_t *c, const zlb_config_t *cfg, const json_
         size_t mark = zlb_config_push(c, rate_keys[k]);
         int rc = rate_key ? zlb_config_fail_key(c, "the %s workload's rate is %s, not %s", wl,
                                                 rate_key, rate_keys[k])
-                 : cfg->workload.type == ZLB_WORK_STREAM
-                     ? zlb_config_fail_key(c, ZLB_STREAM_RATE_FIXED)
-                     : zlb_config_fail_key(c, "the %s workload has no rate to set", wl);
+                          : zlb_config_fail_key(c, "the %s workload has no rate to set", wl);
         zlb_config_pop(c, mark);
         return rc;
     }
@@ -121,8 +141,10 @@ static int parse_stage(zlb_config_ctx_t *c, const zlb_config_t *cfg, const json_
         st->set |= ZLB_STAGE_CLOSE_RATE;
     }
     if (rate_key && json_object_get(o, rate_key)) {
-        TRY(zlb_config_get_number(c, o, rate_key, 0, 1e9, "0..1e9", &st->to.rate));
+        TRY(zlb_config_get_live_rate(c, o, rate_key, cfg, &st->to.rate));
         st->set |= ZLB_STAGE_RATE;
+        if (cfg->workload.type == ZLB_WORK_STREAM)
+            st->set |= ZLB_STAGE_RATE_ZERO_UNLIMITED;
     }
     return 0;
 }

@@ -11,7 +11,6 @@
 #define MIN_CHUNK 1
 #define MAX_CHUNK (64ull << 20)
 #define MAX_FIRST_MESSAGE (1ull << 20)
-#define MAX_RATE 1e12 /* bytes/s per connection: 8 Tbit/s, far above any socket */
 
 static const char *const stream_keys[] = {"direction",     "chunk_size",         "rate",
                                           "first_message", "first_message_file", "stall_timeout",
@@ -63,10 +62,10 @@ int zlb_config_parse_stream(zlb_config_ctx_t *c, const json_t *o, zlb_workload_c
     TRY(zlb_config_get_enum(c, o, "direction", &zlb_config_direction_names, &d));
     w->direction = (zlb_stream_dir_t)d;
     TRY(zlb_config_get_size(c, o, "chunk_size", MIN_CHUNK, MAX_CHUNK, &w->chunk_size));
-    TRY(zlb_config_get_number(c, o, "rate", 0, MAX_RATE, "0..1e12", &w->rate));
+    TRY(zlb_config_get_number(c, o, "rate", 0, ZLB_CONFIG_MAX_STREAM_RATE, "0..1e12", &w->rate));
     if (w->rate > 0 && w->direction == ZLB_STREAM_RECEIVE) {
         size_t mark = zlb_config_push(c, "rate");
-        int rc = zlb_config_fail(c, "paces what is sent; direction \"receive\" sends nothing");
+        int rc = zlb_config_fail(c, ZLB_CONFIG_STREAM_RECEIVE_RATE);
         zlb_config_pop(c, mark);
         return rc;
     }
