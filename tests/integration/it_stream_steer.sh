@@ -4,7 +4,8 @@
 # then 0 (unpaced), then R again, then paused and resumed; /stats/series's bytes_out_per_s over
 # the intervals after each change follows N * rate; GET /run shows the rate in force; each change
 # is a patch event with from/to. (b) stages moving a stream rate (hold, linear move, hold): the
-# report's stages[] bytes_out_per_s follow the profile. The accounting invariant throughout.
+# report's stages[] bytes_out_per_s follow the profile. (c) The same PATCH under --processes 2: every
+# process keeps the whole per-connection rate. The accounting invariant throughout.
 #
 # Tolerance 10 % of the expected bytes/s, averaged over 1.5 s of whole intervals (500 ms each)
 # that start after the change (after 1 s once the rate left 0: the queues that the unpaced
@@ -143,3 +144,25 @@ for i in 0 1 2; do
 done
 jq -e '.connections.failed.total == 0' "$B" >/dev/null || fail "(b) failures: $(jq -c .connections "$B")"
 pass "(b) stages moving stream_rate $S -> $((3 * S)): each stage's bytes/s followed"
+
+# (c) --processes 2: each process gets its share of the connections but the whole per-connection
+# rate (a stream's rate is bytes/s per connection, never split like a whole-run rate).
+cat > "$T/c.json" <<JSON
+{ "embedded_target": {"mode": "sink"}, "connections": $M, "connect_rate": 0, "duration": "0s",
+  "stats_interval": "500ms", "processes": 2, "pollers": {"count": 1},
+  "workload": {"type": "stream", "direction": "send", "rate": $R},
+  "control": {"listen": "127.0.0.1:0", "address_file": "$T/ctl-c.addr"}, "report": {"file": null} }
+JSON
+start_bg zlbc "$ZLB" -c "$T/c.json" -q
+ZPID=$BG_PID
+wait_for test -s "$T/ctl-c.addr" || fail "(c) no control address file: $(cat "$T/zlbc.err")"
+URL="http://$(cat "$T/ctl-c.addr")"
+N=$M
+wait_for bash -o pipefail -c "curl -sf '$URL/stats' | jq -e '.connections.open == $N'" \
+    || fail "(c) never $N open: $(curl -s "$URL/stats" | jq -c .connections)"
+t=$(change patch patch "{\"stream_rate\": $((2 * R))}")
+expect "$t" $((2 * N * R)) "(c) 2 processes, stream_rate $((2 * R))"
+curl -sf -X POST -H 'Content-Type: application/json' "$URL/stop" >/dev/null || fail "(c) POST /stop"
+wait_exit "$ZPID" 30
+[ "$EXIT_CODE" = 0 ] || [ "$EXIT_CODE" = 5 ] || fail "(c) exit $EXIT_CODE: $(tail -5 "$T/zlbc.err")"
+pass "(c) --processes 2: the PATCHed stream rate is each connection's in every process"
