@@ -92,6 +92,9 @@ static void apply(child_t *c, uint8_t cmd, const zlb_work_live_t *live)
     case ZLB_PROCS_CMD_FINISH:
         c->finishing = true;
         break;
+    case ZLB_PROCS_CMD_SNAP_NOW: /* a stage boundary: the parent waits for this one */
+        push(c, ZLB_PROCS_FRESH);
+        break;
     default:
         break;
     }

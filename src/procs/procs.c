@@ -27,6 +27,9 @@
 #define REAP_TIMEOUT_NS (10 * ZLB_NS_PER_SEC)
 /* A command waits this long for room in a child's socket (it reads every tick). */
 #define CMD_SEND_TIMEOUT_NS (2 * ZLB_NS_PER_SEC)
+/* A snapshot asked for at a stage boundary: this long for every process's answer, then the
+ * latest of those that did not answer (a child snapshots in milliseconds unless starved). */
+#define FRESH_WAIT_NS (250 * ZLB_NS_PER_MS)
 
 typedef struct kid {
     uint32_t index;
@@ -43,7 +46,8 @@ typedef struct kid {
     /* under mu */
     zlb_work_snapshot_t latest; /* its last snapshot, kept when it dies */
     bool have, idle, final, gone, killed_by_us;
-    int status; /* waitpid's */
+    uint64_t fresh, fresh_want; /* FRESH frames read; the count a src_snapshot_fresh waits for */
+    int status;                 /* waitpid's */
 } kid_t;
 
 typedef struct procs {
@@ -124,7 +128,7 @@ static void mark_gone(procs_t *p, kid_t *k)
 
 static void on_frame(procs_t *p, kid_t *k, uint8_t type, const uint8_t *data, size_t len)
 {
-    if (type != ZLB_PROCS_SNAP && type != ZLB_PROCS_FINAL)
+    if (type != ZLB_PROCS_SNAP && type != ZLB_PROCS_FINAL && type != ZLB_PROCS_FRESH)
         return;
     bool idle;
     if (zlb_procs_decode(data, len, &k->scratch, &idle) != 0) {
@@ -139,6 +143,7 @@ static void on_frame(procs_t *p, kid_t *k, uint8_t type, const uint8_t *data, si
     k->have = true;
     k->idle = idle;
     k->final |= type == ZLB_PROCS_FINAL;
+    k->fresh += type == ZLB_PROCS_FRESH;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }
@@ -334,6 +339,37 @@ static int src_snapshot(void *ctx, zlb_work_snapshot_t *s)
     s->target_reached_ns = all_reached ? reached : 0;
     s->scheduler_backlog = backlog;
     return 0;
+}
+
+/* At a stage boundary: every process's figures of now, not of its last tick (up to 100 ms
+ * old), so that a stage's window ends where one process's would. Bounded: a process that does
+ * not answer in FRESH_WAIT_NS counts with its latest. */
+static int src_snapshot_fresh(void *ctx, zlb_work_snapshot_t *s)
+{
+    procs_t *p = ctx;
+    static const uint8_t cmd = ZLB_PROCS_CMD_SNAP_NOW;
+    uint64_t deadline = zlb_now_ns() + FRESH_WAIT_NS;
+    pthread_mutex_lock(&p->mu);
+    for (uint32_t i = 0; i < p->n; i++) {
+        kid_t *k = &p->kids[i];
+        k->fresh_want = k->fresh;
+        if (!k->gone && k->fd >= 0 && send_cmd(k, &cmd, 1) == 0)
+            k->fresh_want = k->fresh + 1;
+    }
+    for (;;) {
+        bool all = true;
+        for (uint32_t i = 0; i < p->n; i++)
+            all &= p->kids[i].gone || p->kids[i].fresh >= p->kids[i].fresh_want;
+        uint64_t now = zlb_now_ns();
+        if (all || now >= deadline)
+            break;
+        uint64_t until = zlb_wall_ns() + ZLB_MIN(deadline - now, 20 * ZLB_NS_PER_MS);
+        struct timespec ts = {.tv_sec = (time_t)(until / ZLB_NS_PER_SEC),
+                              .tv_nsec = (long)(until % ZLB_NS_PER_SEC)};
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return src_snapshot(ctx, s);
 }
 
 static int src_start(void *ctx)
@@ -730,6 +766,7 @@ int zlb_procs_run(zlb_config_t *cfg, const zlb_run_opts_t *opts)
         .ntargets = p.ntargets,
         .snapshot_init = src_snapshot_init,
         .snapshot = src_snapshot,
+        .snapshot_fresh = src_snapshot_fresh,
         .start = src_start,
         .stop_opening = src_stop_opening,
         .close_all = src_close_all,

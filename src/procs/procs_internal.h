@@ -12,6 +12,7 @@ enum {
     ZLB_PROCS_HELLO = 1, /* u64 npollers, u64 ntargets: set-up done, waiting for START */
     ZLB_PROCS_SNAP = 2,  /* a zlb_procs_encode image */
     ZLB_PROCS_FINAL = 3, /* the image after the pollers stopped; the child exits next */
+    ZLB_PROCS_FRESH = 4, /* a SNAP image taken on ZLB_PROCS_CMD_SNAP_NOW: one per ask, in order */
 };
 
 /* Parent -> child: one byte each; and ZLB_PROCS_CMD_LIVE's frame (procs.h). */
@@ -21,6 +22,7 @@ enum {
     ZLB_PROCS_CMD_CLOSE_ALL = 'C',
     ZLB_PROCS_CMD_RESET_LAG = 'L',
     ZLB_PROCS_CMD_FINISH = 'F',
+    ZLB_PROCS_CMD_SNAP_NOW = 'P', /* push a snapshot now (a ZLB_PROCS_FRESH frame) */
 };
 
 /* A child pushes its snapshot at the run controller's tick, so the parent's phases (ramp end,

@@ -186,6 +186,7 @@ int zlb_procs_cmd_next(zlb_procs_cmdbuf_t *b, uint8_t *cmd, zlb_work_live_t *liv
     case ZLB_PROCS_CMD_CLOSE_ALL:
     case ZLB_PROCS_CMD_RESET_LAG:
     case ZLB_PROCS_CMD_FINISH:
+    case ZLB_PROCS_CMD_SNAP_NOW:
         break;
     case ZLB_PROCS_CMD_LIVE: {
         if (b->len < 4)

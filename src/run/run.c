@@ -73,8 +73,11 @@ static uint32_t lateness_ignored(const zlb_runner_t *r)
 
 /* ---- the engine, or the processes that stand in for it ---------------------------------- */
 
-static int engine_snapshot(zlb_runner_t *r)
+/* fresh: a stage boundary, whose figures a source takes of this moment too. */
+static int engine_snapshot(zlb_runner_t *r, bool fresh)
 {
+    if (r->src && fresh && r->src->snapshot_fresh)
+        return r->src->snapshot_fresh(r->src->ctx, &r->snap);
     return r->src ? r->src->snapshot(r->src->ctx, &r->snap)
                   : zlb_work_snapshot(r->engine, &r->snap);
 }
@@ -192,9 +195,9 @@ static void series_tick(zlb_runner_t *r, bool final)
 
 /* ---- phases -------------------------------------------------------------------------------- */
 
-static int take_snapshot(zlb_runner_t *r)
+static int take_snapshot(zlb_runner_t *r, bool fresh)
 {
-    int rc = engine_snapshot(r);
+    int rc = engine_snapshot(r, fresh);
     if (rc != 0)
         return rc;
     if (!zlb_counters_balanced(&r->snap.total.c))
@@ -228,7 +231,7 @@ static void request_stop(zlb_runner_t *r, const char *reason, bool immediate)
         return;
     /* The measured window ends here: what the drain closes or cancels is not steady state,
      * nor the stage in force's. */
-    if ((r->measuring || r->stager.on) && take_snapshot(r) == 0) {
+    if ((r->measuring || r->stager.on) && take_snapshot(r, true) == 0) {
         if (r->measuring) {
             zlb_stats_copy(&r->at_stop, &r->snap.total);
             r->have_at_stop = true;
@@ -641,7 +644,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         snprintf(head, sizeof(head), "\"interval_s\":%.9g", (double)row_ns / 1e9);
         zlb_control_series_start(r->control, "/stats/series", head, ZLB_SERIES_LIVE_ROWS);
     }
-    take_snapshot(r);
+    take_snapshot(r, false);
     publish(r);
     /* Whoever polls for the address file finds /stats answering once it exists. */
     if (r->control && cfg->control.address_file) {
@@ -707,7 +710,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
             next_tick += TICK_NS;
         if (next_tick < zlb_now_ns())
             next_tick = zlb_now_ns() + TICK_NS; /* we were stalled: don't burst to catch up */
-        if (take_snapshot(r) != 0)
+        if (take_snapshot(r, stage_due) != 0)
             zlb_fatal("snapshot failed");
         if (r->state != ZLB_STATE_DRAINING && zlb_runner_stages_tick(r, zlb_now_ns()))
             request_stop(r, "duration", false);
@@ -740,7 +743,7 @@ int zlb_run(const zlb_config_t *cfg, const zlb_run_opts_t *opts)
         r->src->finish(r->src->ctx);
     zlb_pool_stop(r->pool);
 
-    take_snapshot(r);
+    take_snapshot(r, false);
     series_tick(r, true);
     code = finish(r);
     if (opts->interrupted && r->stop_reason && strcmp(r->stop_reason, "duration") != 0 &&

@@ -24,6 +24,9 @@ typedef struct zlb_run_source {
     void (*snapshot_init)(void *ctx, zlb_work_snapshot_t *s, const uint32_t **poller_process);
     /* The latest figures of every process, added up exactly. 0 or -errno. */
     int (*snapshot)(void *ctx, zlb_work_snapshot_t *s);
+    /* The same, of this moment (each process asked and waited for, boundedly): at a stage
+     * boundary. NULL: snapshot. */
+    int (*snapshot_fresh)(void *ctx, zlb_work_snapshot_t *s);
     int (*start)(void *ctx);
     void (*stop_opening)(void *ctx);
     void (*close_all)(void *ctx);
