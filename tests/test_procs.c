@@ -190,7 +190,7 @@ static void test_live_share_sums(void)
             double cr = 0, clr = 0, rate = 0;
             for (uint32_t i = 0; i < n; i++) {
                 zlb_work_live_t p;
-                zlb_procs_live_share(w, i, n, &p);
+                zlb_procs_live_share(ZLB_WORK_ECHO, w, i, n, &p);
                 conns += p.connections;
                 cr += p.connect_rate;
                 clr += p.close_rate;
@@ -199,7 +199,7 @@ static void test_live_share_sums(void)
                 /* Remainders to the first: no share exceeds an earlier one. */
                 if (i > 0) {
                     zlb_work_live_t q;
-                    zlb_procs_live_share(w, i - 1, n, &q);
+                    zlb_procs_live_share(ZLB_WORK_ECHO, w, i - 1, n, &q);
                     ASSERT(p.connections <= q.connections);
                     ASSERT(p.connect_rate <= q.connect_rate);
                 }
@@ -231,14 +231,23 @@ static void test_live_share_sums(void)
     /* The worked example of the docs: 1000/s over 3 is 334 + 333 + 333, 600 connections 200
      * each, 7 over 3 is 3 + 2 + 2. */
     zlb_work_live_t p;
-    zlb_procs_live_share(&sets[0], 0, 3, &p);
+    zlb_procs_live_share(ZLB_WORK_HTTP, &sets[0], 0, 3, &p);
     ASSERT(p.connect_rate == 334 && p.connections == 200 && p.rate == 1000);
-    zlb_procs_live_share(&sets[0], 2, 3, &p);
+    zlb_procs_live_share(ZLB_WORK_HTTP, &sets[0], 2, 3, &p);
     ASSERT(p.connect_rate == 333 && p.connections == 200);
-    zlb_procs_live_share(&sets[1], 0, 3, &p);
+    zlb_procs_live_share(ZLB_WORK_HTTP, &sets[1], 0, 3, &p);
     ASSERT(p.connections == 3 && p.connect_rate == 334 && p.close_rate == 167);
-    zlb_procs_live_share(&sets[1], 1, 3, &p);
+    zlb_procs_live_share(ZLB_WORK_HTTP, &sets[1], 1, 3, &p);
     ASSERT(p.connections == 2 && p.connect_rate == 334 && p.close_rate == 167);
+    /* A stream's rate is bytes/s per connection: every process keeps it whole, the rest splits. */
+    for (uint32_t i = 0; i < 3; i++) {
+        zlb_procs_live_share(ZLB_WORK_STREAM, &sets[1], i, 3, &p);
+        printf("  stream, process %u of 3: connections %llu, connect_rate %.9g, rate %.9g (whole "
+               "%.9g)\n",
+               i, (unsigned long long)p.connections, p.connect_rate, p.rate, sets[1].rate);
+        ASSERT(p.rate == sets[1].rate && p.connections == (i == 0 ? 3u : 2u) &&
+               p.connect_rate == (i < 2 ? 334 : 333));
+    }
 }
 
 /* The command stream as a child reads it: single bytes and live frames, cut anywhere. */

@@ -368,10 +368,12 @@ uint64_t zlb_config_shard_u64(uint64_t total, uint32_t index, uint32_t count);
 /** Shard `index` of `count` of a rate, by the rule of zlb_config_apply_shard. */
 double zlb_config_shard_rate(double total, uint32_t index, uint32_t count);
 /** Makes v (a stage's values, or a run's live values) shard `index` of `count` of themselves,
- * by the rule of zlb_config_apply_shard: connections as zlb_config_shard_u64, connect_rate,
- * rate (a whole-run rate) and close_rate as zlb_config_shard_rate. The sum over the shards is
- * v. Pure. */
-void zlb_config_shard_values(zlb_stage_values_t *v, uint32_t index, uint32_t count);
+ * by the rule of zlb_config_apply_shard: connections as zlb_config_shard_u64, connect_rate and
+ * close_rate as zlb_config_shard_rate, and the workload's rate too when it is a whole-run rate
+ * (http, echo, message); a stream's (bytes/s per connection) stays whole: every shard's
+ * connections keep it. The sum over the shards of each split value is v's. Pure. */
+void zlb_config_shard_values(zlb_work_type_t type, zlb_stage_values_t *v, uint32_t index,
+                             uint32_t count);
 void zlb_config_dispose(zlb_config_t *cfg);
 /** Disposes and frees a config from zlb_config_load. Accepts NULL. */
 void zlb_config_destroy(zlb_config_t *cfg);

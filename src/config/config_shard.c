@@ -128,11 +128,14 @@ double zlb_config_shard_rate(double total, uint32_t index, uint32_t count)
     return total / count;
 }
 
-void zlb_config_shard_values(zlb_stage_values_t *v, uint32_t index, uint32_t count)
+void zlb_config_shard_values(zlb_work_type_t type, zlb_stage_values_t *v, uint32_t index,
+                             uint32_t count)
 {
     v->connections = zlb_config_shard_u64(v->connections, index, count);
     v->connect_rate = zlb_config_shard_rate(v->connect_rate, index, count);
-    v->rate = zlb_config_shard_rate(v->rate, index, count);
+    /* A stream's rate is per connection: each shard's connections keep it. */
+    if (type != ZLB_WORK_STREAM)
+        v->rate = zlb_config_shard_rate(v->rate, index, count);
     v->close_rate = zlb_config_shard_rate(v->close_rate, index, count);
 }
 
@@ -180,13 +183,8 @@ static int split_from(zlb_config_t *cfg, const zlb_config_t *whole, uint32_t ind
             memcpy(cfg->stages, whole->stages, whole->nstages * sizeof(*cfg->stages));
         }
     }
-    for (size_t i = 0; i < cfg->nstages; i++) {
-        double rate = cfg->stages[i].to.rate;
-        zlb_config_shard_values(&cfg->stages[i].to, index, count);
-        /* A stream's rate is per connection: each shard's connections keep it. */
-        if (cfg->workload.type == ZLB_WORK_STREAM)
-            cfg->stages[i].to.rate = rate;
-    }
+    for (size_t i = 0; i < cfg->nstages; i++)
+        zlb_config_shard_values(whole->workload.type, &cfg->stages[i].to, index, count);
 
     if (whole->nsource > 0) {
         size_t n = whole->nsource, base = n / count, extra = n % count;

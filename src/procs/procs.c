@@ -275,10 +275,7 @@ static void src_steer(void *ctx, const zlb_work_live_t *v)
     for (uint32_t i = 0; i < p->n; i++) {
         kid_t *k = &p->kids[i];
         zlb_work_live_t share;
-        zlb_procs_live_share(v, i, p->n, &share);
-        /* A stream's rate is per connection (bytes/s each): every process's keep it whole. */
-        if (p->cfg->workload.type == ZLB_WORK_STREAM)
-            share.rate = v->rate;
+        zlb_procs_live_share(p->cfg->workload.type, v, i, p->n, &share);
         k->connections = share.connections; /* its goal from now on (the report's) */
         if (k->gone || k->fd < 0)
             continue;

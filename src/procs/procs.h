@@ -34,13 +34,13 @@ size_t zlb_procs_cpus(const int *cpus, size_t ncpus, uint32_t nprocs, uint32_t i
 
 /* ---- live values (stages, PATCH /run, pause) split over the processes ------------------------ */
 
-/** Process `index` of `count`'s exact share of the whole run's live values: connections,
- * connect_rate, close_rate and the workload's whole-run rate split by zlb_config_apply_shard's
- * rule (zlb_config_shard_values: remainders to the first processes, whole-number rates as
- * integers), so that the shares add up to `whole`; everything else (paused, per-connection
- * values) as it is. Pure. */
-void zlb_procs_live_share(const zlb_work_live_t *whole, uint32_t index, uint32_t count,
-                          zlb_work_live_t *out);
+/** Process `index` of `count`'s exact share of the whole run's live values for a `type`
+ * workload: connections, connect_rate, close_rate and a whole-run workload rate split by
+ * zlb_config_apply_shard's rule (zlb_config_shard_values: remainders to the first processes,
+ * whole-number rates as integers), so that the shares add up to `whole`; everything else
+ * (paused, a stream's per-connection rate) as it is. Pure. */
+void zlb_procs_live_share(zlb_work_type_t type, const zlb_work_live_t *whole, uint32_t index,
+                          uint32_t count, zlb_work_live_t *out);
 
 /* Parent -> child commands: one byte each, except a live-values frame: ZLB_PROCS_CMD_LIVE, a
  * version byte, a u16 payload length, the payload (a zlb_work_live_t image: same build on both

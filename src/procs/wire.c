@@ -147,15 +147,15 @@ int zlb_procs_decode(const uint8_t *p, size_t len, zlb_work_snapshot_t *s, bool 
 
 /* ---- parent -> child commands ------------------------------------------------------------- */
 
-void zlb_procs_live_share(const zlb_work_live_t *whole, uint32_t index, uint32_t count,
-                          zlb_work_live_t *out)
+void zlb_procs_live_share(zlb_work_type_t type, const zlb_work_live_t *whole, uint32_t index,
+                          uint32_t count, zlb_work_live_t *out)
 {
     *out = *whole;
     zlb_stage_values_t v = {.connections = whole->connections,
                             .connect_rate = whole->connect_rate,
                             .rate = whole->rate,
                             .close_rate = whole->close_rate};
-    zlb_config_shard_values(&v, index, count);
+    zlb_config_shard_values(type, &v, index, count);
     out->connections = v.connections;
     out->connect_rate = v.connect_rate;
     out->rate = v.rate;
