@@ -34,9 +34,13 @@ check_invariant "$R" || fail "(1) invariant"
 read -r c99 s99 lag99 cn sn < <(jq -r '.latency_us | "\(.connect.p99) \(.connect_service.p99) \(.schedule_lag.p99) \(.connect.count) \(.connect_service.count)"' "$R")
 echo "   frozen 0.8 s at ~1000 open: connect p99 ${c99} us, connect_service p99 ${s99} us, schedule_lag p99 ${lag99} us (n=$cn/$sn)"
 [ "$cn" = "$sn" ] || fail "(1) connect and connect_service counts differ: $cn vs $sn"
-jq -e '.latency_us.connect.p99 > 400000 and .latency_us.schedule_lag.p99 > 400000' "$R" >/dev/null \
+# The 800 connects owed at SIGCONT start late by 0-800 ms: over a quarter of all, so the top 1 %
+# of `connect` waited most of the freeze. Their service times hold only what the catch-up burst
+# costs this machine (a loaded 2-core box took 266 ms once), never the freeze itself: the two
+# bounds sit either side of half the freeze.
+jq -e '.latency_us.connect.p99 > 600000 and .latency_us.schedule_lag.p99 > 600000' "$R" >/dev/null \
     || fail "(1) the freeze does not show in connect / schedule_lag p99"
-jq -e '.latency_us.connect_service.p99 < 200000' "$R" >/dev/null \
+jq -e '.latency_us.connect_service.p99 < 400000' "$R" >/dev/null \
     || fail "(1) connect_service p99 shows the freeze: $s99 us"
 pass "(1) freeze: connect p99 $c99 us shows it, connect_service p99 $s99 us does not"
 
