@@ -365,7 +365,18 @@ static int src_snapshot_fresh(void *ctx, zlb_work_snapshot_t *s)
                               .tv_nsec = (long)(until % ZLB_NS_PER_SEC)};
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     }
+    uint32_t late = 0, first_late = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+        const kid_t *k = &p->kids[i];
+        if (!k->gone && k->fresh < k->fresh_want && late++ == 0)
+            first_late = k->index;
+    }
     pthread_mutex_unlock(&p->mu);
+    /* Said, not hidden (a boundary is rare: one line per stage at most). */
+    if (late)
+        zlb_log_warn("%u process(es), process %u first, did not send their figures within %d ms "
+                     "of a stage boundary or the stop: the latest they sent count instead",
+                     late, first_late, (int)(FRESH_WAIT_NS / ZLB_NS_PER_MS));
     return src_snapshot(ctx, s);
 }
 
