@@ -120,6 +120,12 @@ static int merge_targets(json_t **in, char **files, size_t n, json_t **out)
             json_object_set_new(merged, "tls", json_boolean(tls));
             if (tls)
                 json_object_set_new(merged, "tls_verify", json_boolean(verify_on));
+            /* A built-in target's own side belongs to the one process that ran it (its name is
+             * that process's own port): kept for a row of one source, dropped when rows of
+             * several sources share a name, as no sum of them would be one server's. */
+            json_t *server = json_object_get(row, "server");
+            if (server && !have)
+                json_object_set(merged, "server", server);
             if (have)
                 json_array_set_new(rows, j, merged);
             else

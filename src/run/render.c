@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "run/run_internal.h"
+#include "serve/serve.h"
 #include "tls/tls.h"
 
 const char *zlb_state_name(zlb_state_t s)
@@ -115,6 +116,25 @@ json_t *zlb_render_pollers(const zlb_view_t *v)
     return arr;
 }
 
+/* The built-in target's own count of the same connections: where the client saw a connection
+ * end or fail, the server side says whether it refused, timed out or never accepted it. */
+static json_t *embedded_json(const zlb_serve_t *t, bool tls)
+{
+    zlb_serve_stats_t s;
+    zlb_serve_read_stats(t, &s);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "accepted", (json_int_t)s.accepted,
+                          "open", (json_int_t)s.open, "closed", (json_int_t)s.closed, "rejected",
+                          (json_int_t)s.rejected, "accept_errors", (json_int_t)s.accept_errors,
+                          "bytes_in", (json_int_t)s.bytes_in, "bytes_out", (json_int_t)s.bytes_out);
+    if (tls)
+        json_object_set_new(o, "tls",
+                            json_pack("{s:I, s:I, s:I, s:I}", "handshakes",
+                                      (json_int_t)s.tls_handshakes, "resumed",
+                                      (json_int_t)s.tls_resumed, "failed", (json_int_t)s.tls_failed,
+                                      "timeouts", (json_int_t)s.tls_timeouts));
+    return o;
+}
+
 static json_t *targets_json(const zlb_view_t *v)
 {
     json_t *arr = json_array();
@@ -127,6 +147,8 @@ static json_t *targets_json(const zlb_view_t *v)
         /* Verification off must show in every report that relied on it. */
         if (on)
             json_object_set_new(row, "tls_verify", json_boolean(tls->verify));
+        if (i == 0 && v->embedded)
+            json_object_set_new(row, "server", embedded_json(v->embedded, on));
         json_array_append_new(arr, row);
     }
     return arr;

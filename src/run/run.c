@@ -123,6 +123,7 @@ static zlb_view_t make_view(zlb_runner_t *r)
         .buckets = &r->buckets,
         .poller_process = r->poller_process,
         .target = zlb_runner_stages_target(r),
+        .embedded = r->src ? NULL : r->target,
     };
     return v;
 }

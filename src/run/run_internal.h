@@ -47,6 +47,9 @@ typedef struct zlb_view {
     const zlb_prom_buckets_t *buckets; /* /metrics histogram bounds */
     const uint32_t *poller_process;    /* per poller row: its process (--processes), or NULL */
     uint64_t target; /* connections the run aims for now (stages, PATCH /run move it) */
+    /* The built-in target when this process runs it (targets[0]), or NULL: its own side of
+     * every connection, read live from its counters. */
+    const zlb_serve_t *embedded;
 } zlb_view_t;
 
 /** The /stats document. New reference. */

@@ -551,6 +551,8 @@ static void read_counters(const tgt_thread_t *th, zlb_serve_stats_t *s)
     s->tls_handshakes = atomic_load_explicit(&c->tls_handshakes, memory_order_relaxed);
     s->tls_resumed = atomic_load_explicit(&c->tls_resumed, memory_order_relaxed);
     s->tls_failed = atomic_load_explicit(&c->tls_failed, memory_order_relaxed);
+    s->rejected = atomic_load_explicit(&c->rejected, memory_order_relaxed);
+    s->tls_timeouts = atomic_load_explicit(&c->tls_timeouts, memory_order_relaxed);
 }
 
 void zlb_serve_read_stats(const zlb_serve_t *t, zlb_serve_stats_t *out)
@@ -568,6 +570,8 @@ void zlb_serve_read_stats(const zlb_serve_t *t, zlb_serve_stats_t *out)
         out->tls_handshakes += s.tls_handshakes;
         out->tls_resumed += s.tls_resumed;
         out->tls_failed += s.tls_failed;
+        out->rejected += s.rejected;
+        out->tls_timeouts += s.tls_timeouts;
     }
 }
 
@@ -584,9 +588,7 @@ void zlb_serve_thread_info(const zlb_serve_t *t, int i, zlb_serve_thread_info_t 
 
     memset(out, 0, sizeof(*out));
     read_counters(th, &out->stats);
-    out->rejected = atomic_load_explicit(&th->c.rejected, memory_order_relaxed);
     out->blocked = atomic_load_explicit(&th->c.blocked, memory_order_relaxed);
-    out->tls_timeouts = atomic_load_explicit(&th->c.tls_timeouts, memory_order_relaxed);
     if (th->created && pthread_getcpuclockid(th->tid, &cid) == 0 && clock_gettime(cid, &ts) == 0)
         out->cpu_ns = (uint64_t)ts.tv_sec * ZLB_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }

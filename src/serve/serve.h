@@ -59,10 +59,12 @@ typedef struct zlb_serve_stats {
     uint64_t closed;
     uint64_t bytes_in, bytes_out;
     uint64_t accept_errors; /* EMFILE and friends */
+    uint64_t rejected;      /* accepted and closed at once because max_conns was reached */
     /* TLS: handshakes completed (tls_resumed of them resumed a session), and connections closed
      * before theirs completed (a failure on either side, the peer leaving, the handshake
-     * timeout). bytes_in and bytes_out count application bytes, not TLS records. */
-    uint64_t tls_handshakes, tls_resumed, tls_failed;
+     * timeout: tls_timeouts of them). bytes_in and bytes_out count application bytes, not TLS
+     * records. */
+    uint64_t tls_handshakes, tls_resumed, tls_failed, tls_timeouts;
 } zlb_serve_stats_t;
 
 typedef struct zlb_serve zlb_serve_t;

@@ -18,10 +18,8 @@
 /* One server thread's view, beyond the totals of zlb_serve_stats_t. */
 typedef struct zlb_serve_thread_info {
     zlb_serve_stats_t stats; /* this thread's share of the totals */
-    uint64_t rejected;       /* accepted and closed at once because max_conns was reached */
     uint64_t blocked;        /* connections now waiting for the peer to read (backpressure) */
     uint64_t cpu_ns;         /* CPU time the thread has used so far */
-    uint64_t tls_timeouts;   /* handshakes cut off by the handshake timeout (in tls_failed too) */
 } zlb_serve_thread_info_t;
 
 /* Knobs the public options leave out; tests turn them down to reach the paths that only a heavy

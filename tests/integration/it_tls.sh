@@ -47,12 +47,22 @@ WAIT_S=$((N / RATE + 40)) wait_for bash -o pipefail -c "curl -sf $URL/stats | jq
     || fail "(a) never $N open: $(curl -s "$URL/stats" | jq -c '{c: .connections | {attempted, established, open, in_flight, failed}, tls}')"
 curl -sf "$URL/stats" -o "$T/a.stats.json"
 check_invariant "$T/a.stats.json" || fail "(a) invariant at $N open"
+# The built-in target's own side of the same connections (targets[0].server): every one the
+# client established was accepted there, N of them completed their handshake there, and each
+# the target ended early is one of its failed handshakes (printed: the cause, when it happens).
+jq -r '.connections as $c | .targets[0].server as $s
+    | "   target side: accepted \($s.accepted), open \($s.open), handshakes \($s.tls.handshakes), failed \($s.tls.failed) (timeouts \($s.tls.timeouts)); client: established \($c.established), ended by the target \($c.closed_by_peer + $c.failed_after_established.total)"' "$T/a.stats.json"
+jq -e --argjson n "$N" '.connections as $c | .targets[0].server as $s
+    | $s.accepted >= $c.established and $s.tls.handshakes >= $n
+    and $s.accepted >= $s.tls.handshakes + $s.tls.failed and $s.tls.failed >= $s.tls.timeouts' \
+    "$T/a.stats.json" >/dev/null || fail "(a) the target's side does not add up: $(jq -c '.targets[0].server' "$T/a.stats.json")"
 # On a crowded host the two server threads can fall behind the rate: a handshake that outlives its
 # deadline is failed_before[timeout] and its slot retried (seen: 648 of 5,648 attempts under load
 # 6). That is the target's capacity, not a client fault; any other failure is. Under TSan at
 # load 10 a few connections (5 of 1,005) also ended from the target's side after the client had
-# finished its handshake, and their slots reopened; which server path closed them is not known
-# yet (its handshake timeout is 10 s, so not that). Accepted as eof/reset/closed_by_peer after
+# finished its handshake, and their slots reopened; which server path closed them was not known
+# then (the target's own count below, targets[0].server, now says: a failed handshake there, and
+# whether by its 10 s timeout). Accepted as eof/reset/closed_by_peer after
 # establishment, at most 2% of N. Each TCP connect is timed once
 # (connect.count == attempted) and each handshake done once (== established).
 jq -e --argjson n "$N" '.connections as $c
