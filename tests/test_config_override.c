@@ -5,14 +5,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "test.h"
-
-static zlb_config_t *parse(const char *text)
-{
-    zlb_config_t *cfg = NULL;
-    zlb_config_error_t err;
-    ASSERT_EQ(zlb_config_parse(text, "t.json", NULL, &cfg, &err), 0);
-    return cfg;
-}
+#include "test_config_util.h"
 
 static void expect_refused(zlb_config_t *cfg, const char *origin, const char *key, json_t *v,
                            const char *want)

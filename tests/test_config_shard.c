@@ -10,25 +10,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "test.h"
-
-static zlb_config_t *parse(const char *text)
-{
-    zlb_config_t *cfg = NULL;
-    zlb_config_error_t err;
-    if (zlb_config_parse(text, "t.json", NULL, &cfg, &err) != 0)
-        ZLB_TEST_FAIL("%s: %s", text, err.message);
-    return cfg;
-}
-
-static void expect_parse_error(const char *text, const char *want)
-{
-    zlb_config_t *cfg = NULL;
-    zlb_config_error_t err;
-    ASSERT_EQ(zlb_config_parse(text, "t.json", NULL, &cfg, &err), -EINVAL);
-    printf("  %s\n    -> %s\n", text, err.message);
-    if (!strstr(err.message, want))
-        ZLB_TEST_FAIL("message \"%s\" lacks \"%s\"", err.message, want);
-}
+#include "test_config_util.h"
 
 static double rel_err(double got, double want)
 {

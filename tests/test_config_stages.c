@@ -8,27 +8,9 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "test.h"
+#include "test_config_util.h"
 
 #define S ZLB_NS_PER_SEC
-
-static zlb_config_t *parse(const char *text)
-{
-    zlb_config_t *cfg = NULL;
-    zlb_config_error_t err;
-    if (zlb_config_parse(text, "t.json", NULL, &cfg, &err) != 0)
-        ZLB_TEST_FAIL("%s: %s", text, err.message);
-    return cfg;
-}
-
-static void expect_error(const char *text, const char *want)
-{
-    zlb_config_t *cfg = NULL;
-    zlb_config_error_t err;
-    ASSERT_EQ(zlb_config_parse(text, "t.json", NULL, &cfg, &err), -EINVAL);
-    printf("  %s\n    -> %s\n", text, err.message);
-    if (!strstr(err.message, want))
-        ZLB_TEST_FAIL("message \"%s\" lacks \"%s\"", err.message, want);
-}
 
 static void test_parse(void)
 {
@@ -132,45 +114,47 @@ static void test_stream_rate(void)
 
 static void test_refusals(void)
 {
-    expect_error(
+    expect_parse_error(
         "{\"stages\": [{\"duration\": \"1s\"}, {\"duration\": \"1s\", \"conections\": 5}]}",
         "t.json:1:52: stages[1].conections: unknown key 'conections' (did you mean "
         "'connections'?)");
-    expect_error("{\"stages\": [{\"duration\": \"1s\", \"request_rate\": 5}]}",
-                 "stages[0].request_rate: the hold workload has no rate to set");
-    expect_error("{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
-                 "\"rate\": 5}]}",
-                 "stages[0].rate: the stream workload's rate is stream_rate, not rate");
-    expect_error("{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
-                 "\"stream_rate\": 2e12}]}",
-                 "stages[0].stream_rate: expected a number 0..1e12, got 2e+12");
-    expect_error("{\"workload\": {\"type\": \"stream\", \"direction\": \"receive\"}, "
-                 "\"stages\": [{\"duration\": \"1s\", \"stream_rate\": 5}]}",
-                 "stages[0].stream_rate: paces what is sent; direction \"receive\" sends nothing");
-    expect_error("{\"workload\": {\"type\": \"echo\"}, \"stages\": [{\"duration\": \"1s\", "
-                 "\"request_rate\": 5}]}",
-                 "stages[0].request_rate: the echo workload's rate is message_rate, not "
-                 "request_rate");
-    expect_error("{\"stages\": [{\"duration\": \"1s\"}, {\"connections\": 5}]}",
-                 "t.json:1:33: stages[1]: missing \"duration\"");
-    expect_error("{\"stages\": [{\"duration\": \"1s\", \"connections\": -1}]}",
-                 "stages[0].connections: expected an integer 0..10000000, got -1");
-    expect_error("{\"stages\": [{\"duration\": \"1s\", \"connect_rate\": 0.0001}]}",
-                 "stages[0].connect_rate: expected 0 (unlimited) or a number 0.001..1e9");
-    expect_error("{\"stages\": [{\"duration\": 5}]}",
-                 "stages[0].duration: expected a duration with a unit");
-    expect_error("{\"stages\": []}", "stages: expected at least one stage");
-    expect_error("{\"stages\": {}}", "stages: expected an array of stages, got an object");
-    expect_error("{\"stages\": [3]}", "stages[0]: expected a stage object");
-    expect_error("{\"duration\": \"10s\", \"stages\": [{\"duration\": \"1s\"}]}",
-                 "t.json:1:2: duration: a run with stages lasts as long as its stages");
-    expect_error("{\"ramp\": {\"duration\": \"1s\"}, \"stages\": [{\"duration\": \"1s\"}]}",
-                 "ramp.duration: a run with stages ramps with its stages");
-    expect_error(
+    expect_parse_error("{\"stages\": [{\"duration\": \"1s\", \"request_rate\": 5}]}",
+                       "stages[0].request_rate: the hold workload has no rate to set");
+    expect_parse_error("{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
+                       "\"rate\": 5}]}",
+                       "stages[0].rate: the stream workload's rate is stream_rate, not rate");
+    expect_parse_error("{\"workload\": {\"type\": \"stream\"}, \"stages\": [{\"duration\": \"1s\", "
+                       "\"stream_rate\": 2e12}]}",
+                       "stages[0].stream_rate: expected a number 0..1e12, got 2e+12");
+    expect_parse_error(
+        "{\"workload\": {\"type\": \"stream\", \"direction\": \"receive\"}, "
+        "\"stages\": [{\"duration\": \"1s\", \"stream_rate\": 5}]}",
+        "stages[0].stream_rate: paces what is sent; direction \"receive\" sends nothing");
+    expect_parse_error("{\"workload\": {\"type\": \"echo\"}, \"stages\": [{\"duration\": \"1s\", "
+                       "\"request_rate\": 5}]}",
+                       "stages[0].request_rate: the echo workload's rate is message_rate, not "
+                       "request_rate");
+    expect_parse_error("{\"stages\": [{\"duration\": \"1s\"}, {\"connections\": 5}]}",
+                       "t.json:1:33: stages[1]: missing \"duration\"");
+    expect_parse_error("{\"stages\": [{\"duration\": \"1s\", \"connections\": -1}]}",
+                       "stages[0].connections: expected an integer 0..10000000, got -1");
+    expect_parse_error("{\"stages\": [{\"duration\": \"1s\", \"connect_rate\": 0.0001}]}",
+                       "stages[0].connect_rate: expected 0 (unlimited) or a number 0.001..1e9");
+    expect_parse_error("{\"stages\": [{\"duration\": 5}]}",
+                       "stages[0].duration: expected a duration with a unit");
+    expect_parse_error("{\"stages\": []}", "stages: expected at least one stage");
+    expect_parse_error("{\"stages\": {}}", "stages: expected an array of stages, got an object");
+    expect_parse_error("{\"stages\": [3]}", "stages[0]: expected a stage object");
+    expect_parse_error("{\"duration\": \"10s\", \"stages\": [{\"duration\": \"1s\"}]}",
+                       "t.json:1:2: duration: a run with stages lasts as long as its stages");
+    expect_parse_error("{\"ramp\": {\"duration\": \"1s\"}, \"stages\": [{\"duration\": \"1s\"}]}",
+                       "ramp.duration: a run with stages ramps with its stages");
+    expect_parse_error(
         "{\"warmup\": \"3s\", \"stages\": [{\"duration\": \"1s\"}, {\"duration\": \"2s\"}]}",
         "warmup: warmup (3s) must be shorter than the stages together (3s)");
     /* Without stages, 0 connections is still no run. */
-    expect_error("{\"connections\": 0}", "connections: expected an integer 1..10000000, got 0");
+    expect_parse_error("{\"connections\": 0}",
+                       "connections: expected an integer 1..10000000, got 0");
 
     /* The command line's --duration meets the same rule. */
     zlb_config_t *cfg = parse("{\"stages\": [{\"duration\": \"1s\", \"connections\": 2}]}");

@@ -9,18 +9,10 @@
 
 #include "run/run_internal.h"
 #include "test.h"
+#include "test_config_util.h"
 
 #define S ZLB_NS_PER_SEC
 #define T0 (1000 * S) /* the run's start on the fake monotonic clock */
-
-static zlb_config_t *parse(const char *text)
-{
-    zlb_config_t *cfg = NULL;
-    zlb_config_error_t err;
-    if (zlb_config_parse(text, "t.json", NULL, &cfg, &err) != 0)
-        ZLB_TEST_FAIL("%s: %s", text, err.message);
-    return cfg;
-}
 
 static void runner_init(zlb_runner_t *r, const zlb_config_t *cfg)
 {
