@@ -18,10 +18,8 @@ cat > "$T/cfg.json" <<JSON
   "control": {"listen": "127.0.0.1:0", "token_file": "$T/token", "address_file": "$T/ctl.addr"},
   "report": {"file": "$T/report.json"} }
 JSON
-start_bg zlb "$ZLB" -c "$T/cfg.json" -q
-ZPID=$BG_PID
-wait_for test -s "$T/ctl.addr" || fail "no control address file: $(cat "$T/zlb.err")"
-URL="http://$(cat "$T/ctl.addr")"
+start_daemon zlb "$T/ctl.addr" "$ZLB" -c "$T/cfg.json" -q
+ZPID=$DAEMON_PID URL=$DAEMON_URL
 AUTH="Authorization: Bearer patch-token"
 
 snap() { # snap: /stats into $T/s.json, the invariant checked
@@ -153,10 +151,8 @@ cat > "$T/burst.json" <<JSON
 { "embedded_target": {"mode": "echo"}, "connections": 100, "connect_rate": 1000, "duration": "0s",
   "control": {"listen": "127.0.0.1:0", "address_file": "$T/ctlb.addr"}, "report": {"file": "$T/burst.r.json"} }
 JSON
-start_bg burst "$ZLB" -c "$T/burst.json" -q
-BPID=$BG_PID
-wait_for test -s "$T/ctlb.addr" || fail "burst run did not start: $(cat "$T/burst.err")"
-BURL="http://$(cat "$T/ctlb.addr")"
+start_daemon burst "$T/ctlb.addr" "$ZLB" -c "$T/burst.json" -q
+BPID=$DAEMON_PID BURL=$DAEMON_URL
 wait_for bash -o pipefail -c "curl -sf '$BURL/stats' | jq -e '.connections.open == 100' >/dev/null" || fail "burst: no 100 open"
 curl -sf -X PATCH --data-binary '{"connections": 2000, "connect_rate": 0}' "$BURL/run" >/dev/null || fail "burst PATCH"
 wait_for bash -o pipefail -c "curl -sf '$BURL/stats' | jq -e '.connections.open == 2000' >/dev/null" \
@@ -173,10 +169,8 @@ cat > "$T/procs.json" <<JSON
 { "embedded_target": {"mode": "echo"}, "connections": 20, "connect_rate": 200, "duration": "0s",
   "processes": 2, "control": {"listen": "127.0.0.1:0", "address_file": "$T/ctlp.addr"} }
 JSON
-start_bg procs "$ZLB" -c "$T/procs.json" -q
-PPID2=$BG_PID
-wait_for test -s "$T/ctlp.addr" || fail "--processes run did not start: $(cat "$T/procs.err")"
-PURL="http://$(cat "$T/ctlp.addr")"
+start_daemon procs "$T/ctlp.addr" "$ZLB" -c "$T/procs.json" -q
+PPID2=$DAEMON_PID PURL=$DAEMON_URL
 code=$(curl -s -o "$T/pp.json" -w '%{http_code}' -X PATCH --data-binary '{"connect_rate": 5}' "$PURL/run")
 [ "$code" = 200 ] && jq -e '.connect_rate == 5 and .connections == 20' "$T/pp.json" >/dev/null \
     || fail "PATCH under --processes: $code $(cat "$T/pp.json")"

@@ -30,10 +30,8 @@ cat > "$T/stages.json" <<JSON
   "control": {"listen": "127.0.0.1:0", "address_file": "$T/st.addr"},
   "report": {"file": "$T/stages-report.json"} }
 JSON
-start_bg st "$ZLB" -c "$T/stages.json" --processes 3 -q
-ZPID=$BG_PID
-wait_for test -s "$T/st.addr" || fail "no control address file: $(cat "$T/st.err")"
-URL="http://$(cat "$T/st.addr")"
+start_daemon st "$T/st.addr" "$ZLB" -c "$T/stages.json" --processes 3 -q
+ZPID=$DAEMON_PID URL=$DAEMON_URL
 n=0 shares="" run=""
 while kill -0 "$ZPID" 2>/dev/null; do
     curl -sf "$URL/stats" -o "$T/s.json" 2>/dev/null || break
@@ -82,10 +80,8 @@ cat > "$T/live.json" <<JSON
   "control": {"listen": "127.0.0.1:0", "address_file": "$T/lv.addr"},
   "report": {"file": "$T/live-report.json"} }
 JSON
-start_bg lv "$ZLB" -c "$T/live.json" --processes 2 -q
-ZPID=$BG_PID
-wait_for test -s "$T/lv.addr" || fail "no control address file: $(cat "$T/lv.err")"
-URL="http://$(cat "$T/lv.addr")"
+start_daemon lv "$T/lv.addr" "$ZLB" -c "$T/live.json" --processes 2 -q
+ZPID=$DAEMON_PID URL=$DAEMON_URL
 wait_for bash -o pipefail -c "curl -sf '$URL/stats' | jq -e '.connections.open == 10 and .http.requests.responses > 50'" \
     || fail "did not reach 10 connections: $(curl -s "$URL/stats" | jq -c '{c: .connections.open, h: .http.requests}')"
 snap "$URL"

@@ -12,10 +12,8 @@ cat > "$T/cfg.json" <<JSON
   "control": {"listen": "127.0.0.1:0", "token_file": "$T/token", "address_file": "$T/ctl.addr"},
   "report": {"file": "$T/report.json"} }
 JSON
-start_bg zlb "$ZLB" -c "$T/cfg.json" -q
-ZPID=$BG_PID
-wait_for test -s "$T/ctl.addr" || fail "no control address file: $(cat "$T/zlb.err")"
-URL="http://$(cat "$T/ctl.addr")"
+start_daemon zlb "$T/ctl.addr" "$ZLB" -c "$T/cfg.json" -q
+ZPID=$DAEMON_PID URL=$DAEMON_URL
 AUTH="Authorization: Bearer steer-token"
 
 snap() {

@@ -30,10 +30,8 @@ cat > "$T/a.json" <<JSON
   "control": {"listen": "127.0.0.1:0", "address_file": "$T/ctl.addr"},
   "report": {"file": "$T/a-report.json"} }
 JSON
-start_bg zlb "$ZLB" -c "$T/a.json" -q
-ZPID=$BG_PID
-wait_for test -s "$T/ctl.addr" || fail "no control address file: $(cat "$T/zlb.err")"
-URL="http://$(cat "$T/ctl.addr")"
+start_daemon zlb "$T/ctl.addr" "$ZLB" -c "$T/a.json" -q
+ZPID=$DAEMON_PID URL=$DAEMON_URL
 wait_for bash -o pipefail -c "curl -sf '$URL/stats' | jq -e '.connections.open == $N'" \
     || fail "never $N open: $(curl -s "$URL/stats" | jq -c .connections)"
 curl -sf "$URL/run" | jq -e --argjson r "$R" '.stream_rate == $r' >/dev/null \

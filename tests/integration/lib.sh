@@ -70,4 +70,14 @@ start_serve() {
     SERVE_ADDR=$(cat "$T/serve.addr")
 }
 
+# start_daemon NAME ADDR_FILE CMD... : starts a zlbench run whose config writes its control
+# address to ADDR_FILE, waits for it, and sets DAEMON_PID and DAEMON_URL (http://ADDR).
+start_daemon() {
+    local name=$1 addr=$2; shift 2
+    start_bg "$name" "$@"
+    DAEMON_PID=$BG_PID
+    wait_for test -s "$addr" || fail "$name: no control address: $(cat "$T/$name.err")"
+    DAEMON_URL="http://$(cat "$addr")"
+}
+
 clear_time_wait() { ss -K -t state time-wait '( dst 127.0.0.0/8 )' >/dev/null 2>&1 || true; }
